@@ -1,0 +1,319 @@
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::thread;
+
+use super::*;
+
+type Owned = (RecordHeader, Vec<u8>);
+
+#[allow(clippy::unnecessary_wraps)] // the shape `Ring::read` and `Ring::write` expect
+fn no_park(wait: &(dyn Fn() + Sync)) -> Result<(), RingError> {
+    wait();
+    Ok(())
+}
+
+fn take(header: RecordHeader, payload: &[u8]) -> Owned {
+    (header, payload.to_vec())
+}
+
+fn attach_to(ring: &Ring) -> RingResult<Ring> {
+    let fds = ring.fds();
+    // SAFETY: the descriptors belong to `ring`, which outlives the call.
+    let borrow = |fd| unsafe { BorrowedFd::borrow_raw(fd) };
+    Ring::attach([borrow(fds.segment), borrow(fds.data_ready), borrow(fds.space_ready)])
+}
+
+fn payload(seed: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (seed.wrapping_mul(31) ^ i) as u8).collect()
+}
+
+#[test]
+fn create_rejects_bad_capacity_and_name() {
+    for capacity in [0, 1000, 2048, 4095, 6000, MAX_CAPACITY * 2] {
+        assert!(matches!(Ring::create(capacity, ""), Err(RingError::InvalidArgument(_))), "{capacity}");
+    }
+    assert!(matches!(Ring::create(4096, "a\0b"), Err(RingError::InvalidArgument(_))));
+    assert!(matches!(Ring::create(4096, &"x".repeat(49)), Err(RingError::InvalidArgument(_))));
+    assert_eq!(Ring::create(4096, "uplink").unwrap().info().name, "uplink");
+}
+
+#[test]
+fn a_record_round_trips_with_its_header() {
+    let ring = Ring::create(4096, "t").unwrap();
+    let before = monotonic_ns();
+    assert_eq!(ring.try_write(7, 0xABCD, b"hello").unwrap(), Some(0));
+    assert_eq!(ring.try_write(1, 0, b"").unwrap(), Some(1));
+    let (header, bytes) = ring.try_read(take).unwrap().unwrap();
+    assert_eq!((header.kind, header.flags, header.seq, bytes.as_slice()), (7, 0xABCD, 0, &b"hello"[..]));
+    assert!(header.t_ns >= before && header.t_ns <= monotonic_ns());
+    let (header, bytes) = ring.try_read(take).unwrap().unwrap();
+    assert_eq!((header.seq, bytes.len()), (1, 0));
+    assert!(ring.try_read(take).unwrap().is_none());
+    let stats = ring.stats();
+    assert_eq!((stats.records_written, stats.records_read, stats.bytes_written, stats.fill_bytes), (2, 2, 5, 0));
+}
+
+#[test]
+fn records_wrap_around_byte_exact_and_in_order() {
+    let ring = Ring::create(4096, "").unwrap();
+    let max = ring.info().max_payload;
+    let mut written = VecDeque::new();
+    let mut seq = 0u64;
+    let mut next_read = 0u64;
+    for i in 0..5000usize {
+        let len = (i * 7919) % (max + 1);
+        let bytes = payload(i, len);
+        match ring.try_write(3, 0, &bytes).unwrap() {
+            Some(s) => {
+                assert_eq!(s, seq);
+                seq += 1;
+                written.push_back(bytes);
+            }
+            None => {
+                // Full: drain a few and retry later; nothing may have been half-written.
+                for _ in 0..3 {
+                    if let Some((header, got)) = ring.try_read(take).unwrap() {
+                        assert_eq!(header.seq, next_read);
+                        next_read += 1;
+                        assert_eq!(got, written.pop_front().unwrap());
+                    }
+                }
+            }
+        }
+    }
+    while let Some((header, got)) = ring.try_read(take).unwrap() {
+        assert_eq!(header.seq, next_read);
+        next_read += 1;
+        assert_eq!(got, written.pop_front().unwrap());
+    }
+    assert!(written.is_empty());
+    assert_eq!(next_read, seq);
+    assert!(ring.stats().bytes_written > 100 * 4096, "the test must wrap many times");
+}
+
+#[test]
+fn oversized_records_are_refused_and_full_is_reported() {
+    let ring = Ring::create(4096, "").unwrap();
+    let max = ring.info().max_payload;
+    assert_eq!(max, 2048 - RECORD_HEADER_LEN);
+    assert!(matches!(
+        ring.try_write(1, 0, &vec![0; max + 1]),
+        Err(RingError::RecordTooLarge { len, max: m }) if len == max + 1 && m == max
+    ));
+    assert!(ring.try_write(1, 0, &vec![0; max]).unwrap().is_some());
+    assert!(ring.try_write(1, 0, &vec![0; max]).unwrap().is_some());
+    assert!(ring.try_write(1, 0, &[0; 8]).unwrap().is_none());
+    let timeout = Some(Duration::from_millis(20));
+    let err = ring.write(1, 0, &[0; 8], timeout, no_park).unwrap_err();
+    assert!(matches!(err, RingError::Full { needed: 32, free: 0 }), "{err:?}");
+    assert_eq!(ring.stats().full_events, 1);
+    assert_eq!(ring.stats().records_written, 2);
+}
+
+#[test]
+fn blocking_read_wakes_on_write_from_another_thread() {
+    let ring = Arc::new(Ring::create(1 << 16, "").unwrap());
+    let reader = {
+        let ring = Arc::clone(&ring);
+        thread::spawn(move || {
+            (0..200u64)
+                .map(|_| ring.read(Some(Duration::from_secs(10)), take, no_park).unwrap().unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    for i in 0..200usize {
+        if i % 20 == 0 {
+            thread::sleep(Duration::from_millis(2)); // let the reader fall asleep now and then
+        }
+        ring.write(2, 0, &payload(i, i), None, no_park).unwrap();
+    }
+    let got = reader.join().unwrap();
+    for (i, (header, bytes)) in got.iter().enumerate() {
+        assert_eq!((header.seq, bytes), (i as u64, &payload(i, i)));
+    }
+    assert!(ring.stats().data_wakeups >= 1, "the reader slept at least once");
+}
+
+#[test]
+fn blocking_write_waits_for_space() {
+    let ring = Arc::new(Ring::create(4096, "").unwrap());
+    let big = vec![9u8; 1500];
+    ring.try_write(1, 0, &big).unwrap().unwrap();
+    ring.try_write(1, 0, &big).unwrap().unwrap();
+    let writer = {
+        let ring = Arc::clone(&ring);
+        let big = big.clone();
+        thread::spawn(move || ring.write(1, 0, &big, Some(Duration::from_secs(10)), no_park))
+    };
+    thread::sleep(Duration::from_millis(50));
+    assert!(!writer.is_finished(), "the writer must wait while the ring is full");
+    ring.try_read(take).unwrap().unwrap();
+    assert_eq!(writer.join().unwrap().unwrap(), 2);
+    assert!(ring.stats().space_wakeups >= 1);
+}
+
+#[test]
+fn a_timed_read_returns_none() {
+    let ring = Ring::create(4096, "").unwrap();
+    let start = Instant::now();
+    assert!(ring.read(Some(Duration::from_millis(30)), take, no_park).unwrap().is_none());
+    assert!(start.elapsed() >= Duration::from_millis(30));
+}
+
+#[test]
+fn park_can_abort_a_wait() {
+    #[derive(Debug)]
+    enum Abort {
+        Interrupted,
+        Ring,
+    }
+    impl From<RingError> for Abort {
+        fn from(_: RingError) -> Self {
+            Self::Ring
+        }
+    }
+    let ring = Ring::create(4096, "").unwrap();
+    let result = ring.read(None, take, |_wait: &(dyn Fn() + Sync)| Err::<(), _>(Abort::Interrupted));
+    assert!(matches!(result, Err(Abort::Interrupted)));
+}
+
+#[test]
+fn the_peer_drains_what_was_written_before_close() {
+    let producer = Ring::create(4096, "").unwrap();
+    let consumer = attach_to(&producer).unwrap();
+    for i in 0..3usize {
+        producer.try_write(1, 0, &payload(i, 10)).unwrap().unwrap();
+    }
+    producer.close();
+    assert!(matches!(producer.try_write(1, 0, b"x"), Err(RingError::Closed(CloseReason::ClosedHere))));
+    for i in 0..3usize {
+        let (_, bytes) = consumer.read(None, take, no_park).unwrap().unwrap();
+        assert_eq!(bytes, payload(i, 10));
+    }
+    assert!(matches!(consumer.read(None, take, no_park), Err(RingError::Closed(CloseReason::ClosedByPeer))));
+    assert!(matches!(consumer.try_write(1, 0, b"x"), Err(RingError::Closed(CloseReason::ClosedByPeer))));
+}
+
+#[test]
+fn close_wakes_a_blocked_reader() {
+    let ring = Arc::new(Ring::create(4096, "").unwrap());
+    let reader = {
+        let ring = Arc::clone(&ring);
+        thread::spawn(move || ring.read(None, take, no_park))
+    };
+    thread::sleep(Duration::from_millis(30));
+    ring.close();
+    let start = Instant::now();
+    assert!(matches!(reader.join().unwrap(), Err(RingError::Closed(CloseReason::ClosedHere))));
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn skip_drops_everything_or_one_kind_keeping_order() {
+    let ring = Ring::create(1 << 14, "").unwrap();
+    for i in 0..10usize {
+        ring.try_write(if i % 2 == 0 { 1 } else { 2 }, 0, &payload(i, i)).unwrap().unwrap();
+    }
+    assert_eq!(ring.skip(Some(1)).unwrap(), 5);
+    for i in (1..10usize).step_by(2) {
+        let (header, bytes) = ring.try_read(take).unwrap().unwrap();
+        assert_eq!((header.kind, header.seq, bytes), (2, i as u64, payload(i, i)));
+    }
+    for i in 0..4usize {
+        ring.try_write(1, 0, &payload(i, 3)).unwrap().unwrap();
+    }
+    assert_eq!(ring.skip(None).unwrap(), 4);
+    assert!(ring.try_read(take).unwrap().is_none());
+    assert_eq!(ring.stats().records_skipped, 9);
+}
+
+#[test]
+fn attach_validates_the_header() {
+    let ring = Ring::create(8192, "x").unwrap();
+    let peer = attach_to(&ring).unwrap();
+    assert_eq!(peer.info(), ring.info());
+    drop(peer);
+
+    let ring = Ring::create(8192, "x").unwrap();
+    ring.header().id.identity[0].store(0, Ordering::Relaxed);
+    assert!(matches!(attach_to(&ring), Err(RingError::Corrupt(msg)) if msg.contains("magic")));
+
+    let ring = Ring::create(8192, "x").unwrap();
+    ring.header().id.checksum.fetch_xor(1, Ordering::Relaxed);
+    assert!(matches!(attach_to(&ring), Err(RingError::Corrupt(msg)) if msg.contains("checksum")));
+
+    let ring = Ring::create(8192, "x").unwrap();
+    ring.header().id.state.store(STATE_INIT, Ordering::Relaxed);
+    assert!(matches!(attach_to(&ring), Err(RingError::Corrupt(msg)) if msg.contains("never completed")));
+
+    let ring = Ring::create(8192, "x").unwrap();
+    ring.header().id.attacher_pid.store(1, Ordering::Relaxed);
+    assert!(matches!(attach_to(&ring), Err(RingError::AlreadyAttached { pid: 1 })));
+}
+
+#[test]
+fn attach_refuses_descriptors_of_the_wrong_kind() {
+    let ring = Ring::create(8192, "x").unwrap();
+    let fds = ring.fds();
+    let file = std::fs::File::open("/proc/self/stat").unwrap();
+    let file_fd = std::os::fd::AsFd::as_fd(&file);
+    // SAFETY: the descriptors belong to `ring`, which outlives the call.
+    let borrow = |fd| unsafe { BorrowedFd::borrow_raw(fd) };
+    let not_a_memfd = Ring::attach([file_fd, borrow(fds.data_ready), borrow(fds.space_ready)]);
+    assert!(matches!(not_a_memfd, Err(RingError::Corrupt(msg)) if msg.contains("sealed")));
+    let not_an_eventfd = Ring::attach([borrow(fds.segment), file_fd, borrow(fds.space_ready)]);
+    assert!(matches!(not_an_eventfd, Err(RingError::Corrupt(msg)) if msg.contains("eventfd")));
+}
+
+#[test]
+fn hostile_indices_are_reported_not_followed() {
+    // A producer index beyond head + capacity.
+    let ring = Ring::create(4096, "").unwrap();
+    ring.header().producer.tail.store(4096 + 8, Ordering::Release);
+    assert!(matches!(ring.try_read(take), Err(RingError::Corrupt(msg)) if msg.contains("producer index")));
+
+    // A misaligned producer index.
+    let ring = Ring::create(4096, "").unwrap();
+    ring.header().producer.tail.store(3, Ordering::Release);
+    assert!(matches!(ring.try_read(take), Err(RingError::Corrupt(_))));
+
+    // A record length beyond what was published.
+    let ring = Ring::create(4096, "").unwrap();
+    ring.try_write(1, 0, &[1; 16]).unwrap().unwrap();
+    // SAFETY: offset 0 of the data area holds the first record's length field.
+    unsafe { std::ptr::copy_nonoverlapping(1000u32.to_le_bytes().as_ptr(), ring.data(), 4) };
+    assert!(matches!(ring.try_read(take), Err(RingError::Corrupt(msg)) if msg.contains("record length")));
+
+    // A record length beyond the ring itself.
+    // SAFETY: as above.
+    unsafe { std::ptr::copy_nonoverlapping(0x7FFF_FFF0u32.to_le_bytes().as_ptr(), ring.data(), 4) };
+    assert!(matches!(ring.try_read(take), Err(RingError::Corrupt(_))));
+
+    // A wrap marker where the published data does not reach the end.
+    // SAFETY: as above.
+    unsafe { std::ptr::copy_nonoverlapping(WRAP_MARK.to_le_bytes().as_ptr(), ring.data(), 4) };
+    assert!(matches!(ring.try_read(take), Err(RingError::Corrupt(msg)) if msg.contains("wrap")));
+
+    // A consumer index ahead of the producer's tail, seen when the producer needs room.
+    let ring = Ring::create(4096, "").unwrap();
+    ring.header().consumer.head.store(1 << 40, Ordering::Release);
+    let big = vec![0u8; ring.info().max_payload];
+    ring.try_write(1, 0, &big).unwrap().unwrap();
+    ring.try_write(1, 0, &big).unwrap().unwrap();
+    assert!(matches!(ring.try_write(1, 0, b"x"), Err(RingError::Corrupt(msg)) if msg.contains("consumer index")));
+}
+
+#[test]
+fn prepare_wait_reports_pending_data_and_close() {
+    let ring = Ring::create(4096, "").unwrap();
+    assert!(ring.prepare_wait(), "empty and open: the consumer should sleep");
+    ring.finish_wait();
+    ring.try_write(1, 0, b"x").unwrap().unwrap();
+    assert!(!ring.prepare_wait(), "data is pending");
+    ring.finish_wait();
+    ring.try_read(take).unwrap().unwrap();
+    ring.close();
+    assert!(!ring.prepare_wait(), "closed");
+    ring.finish_wait();
+    assert_eq!(ring.wait_fds(), vec![ring.fds().data_ready]);
+}
