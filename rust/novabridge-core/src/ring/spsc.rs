@@ -293,6 +293,11 @@ impl Ring {
             return Err(RingError::Closed(CloseReason::ClosedByPeer));
         }
         let mut st = lock(&self.producer);
+        if h.producer.tail.load(Ordering::Relaxed) != st.tail {
+            return Err(RingError::corrupt(
+                "the tail moved under this producer: another handle writes to this ring, and a ring has one producer",
+            ));
+        }
         let framed = framed_len(payload.len());
         let needed = self.space_needed(st.tail, framed);
         if !self.has_space(&mut st, needed)? {
@@ -424,6 +429,11 @@ impl Ring {
         let capacity = self.info.capacity;
         let h = self.header();
         let data = self.data();
+        if h.consumer.head.load(Ordering::Relaxed) != st.head {
+            return Err(RingError::corrupt(
+                "the head moved under this consumer: another handle reads this ring, and a ring has one consumer",
+            ));
+        }
         loop {
             if st.head == st.cached_tail {
                 let tail = h.producer.tail.load(Ordering::Acquire);

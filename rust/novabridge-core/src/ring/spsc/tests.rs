@@ -317,3 +317,15 @@ fn prepare_wait_reports_pending_data_and_close() {
     ring.finish_wait();
     assert_eq!(ring.wait_fds(), vec![ring.fds().data_ready]);
 }
+
+#[test]
+fn a_second_producer_or_consumer_is_refused() {
+    let creator = Ring::create(4096, "").unwrap();
+    let peer = attach_to(&creator).unwrap();
+    creator.try_write(1, 0, b"from the creator").unwrap().unwrap();
+    assert!(matches!(peer.try_write(1, 0, b"x"), Err(RingError::Corrupt(msg)) if msg.contains("one producer")));
+    peer.try_read(take).unwrap().unwrap();
+    creator.try_write(1, 0, b"again").unwrap().unwrap();
+    assert!(matches!(creator.try_read(take), Err(RingError::Corrupt(msg)) if msg.contains("one consumer")));
+    assert_eq!(peer.try_read(take).unwrap().unwrap().1, b"again");
+}

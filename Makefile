@@ -1,0 +1,90 @@
+# One entry point for development and CI (.ci/run calls `make test`).
+#
+# .venv       Python 3.12: builds the wheel and runs everything (the worker side needs 3.12).
+# .venv-host  Python 3.11: the host side, as in OpenAvatarChat; runs the test suite against the same wheel.
+# Both install the wheel that `make wheel` built, so the tests exercise the product, not a source tree.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PY312 ?= python3.12
+PY311 ?= python3.11
+VENV := .venv
+HOST_VENV := .venv-host
+CARGO_LOOM_DIR := target/loom
+
+# Tests launch processes on both interpreters and install the wheel into fresh environments of both.
+export NOVABRIDGE_PY312 := $(CURDIR)/$(VENV)/bin/python
+export NOVABRIDGE_PY311 := $(CURDIR)/$(HOST_VENV)/bin/python
+
+.PHONY: all venvs wheel install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
+	bench format clean
+
+all: test
+
+$(VENV)/.created:
+	$(PY312) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip maturin
+	touch $@
+
+$(HOST_VENV)/.created:
+	$(PY311) -m venv $(HOST_VENV)
+	$(HOST_VENV)/bin/python -m pip install -q --upgrade pip
+	touch $@
+
+venvs: $(VENV)/.created $(HOST_VENV)/.created
+
+## One abi3 wheel (cp311-abi3) that serves the 3.11 host and the 3.12 worker.
+wheel: $(VENV)/.created
+	rm -rf dist
+	$(VENV)/bin/maturin build --release --quiet --out dist
+	ls dist/*.whl
+
+## The wheel, with its dev extra, into both environments.
+install: wheel $(HOST_VENV)/.created
+	for venv in $(VENV) $(HOST_VENV); do \
+		whl=$$(ls dist/*.whl); \
+		$$venv/bin/python -m pip install -q "$$whl[dev]"; \
+		$$venv/bin/python -m pip install -q --force-reinstall --no-deps "$$whl"; \
+	done
+
+format:
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests benches
+	$(VENV)/bin/ruff check --fix python tests benches
+
+lint-rust:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+lint-python: install
+	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/mypy
+
+## The stubs must match the compiled module exactly.
+stubtest: install
+	cd /tmp && $(CURDIR)/$(VENV)/bin/python -m mypy.stubtest novabridge._novabridge \
+		--allowlist $(CURDIR)/.stubtest-allowlist
+
+lint: lint-rust lint-python stubtest
+
+test-rust:
+	cargo test --workspace
+
+## The wake protocol, model-checked under every interleaving loom explores.
+test-loom:
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(CARGO_LOOM_DIR) cargo test -p novabridge-core --release --lib
+
+test-python: install
+	$(VENV)/bin/python -m pytest tests benches -q
+	$(HOST_VENV)/bin/python -m pytest tests benches -q
+
+test: lint test-rust test-loom test-python
+
+## Benchmarks, numbers for the README (see README "Performance").
+bench: install
+	$(VENV)/bin/python -m pytest benches --benchmark-enable --benchmark-disable-gc \
+		--benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name -q -s
+
+clean:
+	rm -rf target dist $(VENV) $(HOST_VENV)

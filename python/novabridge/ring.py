@@ -1,0 +1,48 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The shared-memory record ring: record kinds and the asyncio side of `Ring.aread()`."""
+
+import asyncio
+import enum
+
+from novabridge._novabridge import Record, Ring
+
+__all__ = ["RecordKind", "aread"]
+
+
+class RecordKind(enum.IntEnum):
+    """The record kinds novabridge itself uses. Any 16-bit kind may be written; these are the conventions."""
+
+    AUDIO = 1
+    """PCM s16le mono at the ring's agreed rate."""
+    EVENT = 2
+    """A UTF-8 JSON event."""
+    CONTROL = 3
+    """Flow control between host and worker."""
+
+
+def _wake(woken: "asyncio.Future[None]") -> None:
+    if not woken.done():
+        woken.set_result(None)
+
+
+async def aread(ring: Ring) -> Record:
+    """Await the next record of `ring` without blocking the loop or polling (what `Ring.aread()` returns).
+
+    The loop watches the ring's eventfd (and the peer's pidfd) with `add_reader`; the producer signals the
+    eventfd only after this coroutine has announced that it sleeps, so a busy ring costs no system calls.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        record = ring._prepare_wait()
+        if record is not None:
+            return record
+        woken: asyncio.Future[None] = loop.create_future()
+        fds = ring._wait_fds()
+        for fd in fds:
+            loop.add_reader(fd, _wake, woken)
+        try:
+            await woken
+        finally:
+            for fd in fds:
+                loop.remove_reader(fd)
+            ring._finish_wait()
