@@ -1,9 +1,22 @@
 # SPDX-License-Identifier: Apache-2.0
 from collections.abc import Awaitable
 from types import TracebackType
-from typing import final
+from typing import Self, final
 
-from typing_extensions import Buffer, Self
+from typing_extensions import Buffer
+
+__all__ = [
+    "LAYOUT_VERSION",
+    "MAX_CAPACITY",
+    "MAX_NAME_LEN",
+    "MIN_CAPACITY",
+    "RECORD_HEADER_LEN",
+    "Record",
+    "Ring",
+    "RingStats",
+    "__version__",
+    "monotonic_ns",
+]
 
 __version__: str
 LAYOUT_VERSION: int
@@ -13,6 +26,7 @@ MAX_CAPACITY: int
 MAX_NAME_LEN: int
 
 def monotonic_ns() -> int: ...
+
 @final
 class Record:
     @property

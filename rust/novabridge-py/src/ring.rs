@@ -106,7 +106,10 @@ impl Ring {
 
     /// Writes one record and returns its sequence number. Waits up to `timeout` seconds for room (0: not at
     /// all, None: without limit), then raises `RingFull`; nothing is ever half-written.
-    #[pyo3(signature = (kind, payload, *, flags = 0, timeout = Some(0.0)))]
+    #[pyo3(
+        signature = (kind, payload, *, flags = 0, timeout = Some(0.0)),
+        text_signature = "($self, kind, payload, *, flags=0, timeout=0.0)"
+    )]
     fn write(
         &self,
         py: Python<'_>,
