@@ -238,12 +238,16 @@ impl Ring {
     /// callers ask only when the ring is empty or full.
     #[must_use]
     pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close_flag().or_else(|| self.peer().is_some_and(Peer::is_dead).then_some(CloseReason::PeerDied))
+    }
+
+    /// Whether either side closed the ring: two loads, no system call. The peer's death is noticed by the
+    /// sleeps instead, which watch its pidfd.
+    fn close_flag(&self) -> Option<CloseReason> {
         if self.closed_here.load(Ordering::Acquire) {
             Some(CloseReason::ClosedHere)
         } else if self.header().id.state.load(Ordering::Acquire) == STATE_CLOSED {
             Some(CloseReason::ClosedByPeer)
-        } else if self.peer().is_some_and(Peer::is_dead) {
-            Some(CloseReason::PeerDied)
         } else {
             None
         }
@@ -397,7 +401,7 @@ impl Ring {
             st.tail.saturating_sub(head) as usize + self.space_needed(st.tail, framed) <= self.info.capacity
         };
         eventcount::announce(&h.consumer.producer_waiting);
-        if !has_room() && self.close_reason().is_none() {
+        if !has_room() && self.close_flag().is_none() {
             self.sleep_on(&self.space_ready, timeout);
         }
         eventcount::withdraw(&h.consumer.producer_waiting);
@@ -495,13 +499,23 @@ impl Ring {
 
     /// Reads the next record, or says why there will be none: after the peer closes or dies, what it wrote
     /// is still delivered, and only then is the ring reported closed.
-    pub fn read_or_closed<T>(&self, mut take: impl FnMut(RecordHeader, &[u8]) -> T) -> RingResult<Option<T>> {
+    pub fn read_or_closed<T>(&self, take: impl FnMut(RecordHeader, &[u8]) -> T) -> RingResult<Option<T>> {
+        self.read_or(take, Self::close_reason)
+    }
+
+    /// Reads the next record; if there is none, asks `closed` whether the ring is closed, and if so reads once
+    /// more before reporting it: records written before the close were published before it, so they are
+    /// visible now and are delivered first.
+    fn read_or<T>(
+        &self,
+        mut take: impl FnMut(RecordHeader, &[u8]) -> T,
+        closed: impl Fn(&Self) -> Option<CloseReason>,
+    ) -> RingResult<Option<T>> {
         if let Some(out) = self.try_read(&mut take)? {
             return Ok(Some(out));
         }
-        match self.close_reason() {
+        match closed(self) {
             None => Ok(None),
-            // Records written before the close are visible now (the close was published after them).
             Some(reason) => self.try_read(take)?.map_or(Err(RingError::Closed(reason)), |out| Ok(Some(out))),
         }
     }
@@ -514,14 +528,16 @@ impl Ring {
         mut take: impl FnMut(RecordHeader, &[u8]) -> T,
         mut park: impl FnMut(&(dyn Fn() + Sync)) -> Result<(), E>,
     ) -> Result<Option<T>, E> {
-        if let Some(out) = self.read_or_closed(&mut take)? {
+        // Before the first sleep only the close flags are checked; a dead peer's pidfd ends that sleep at once,
+        // and every check after a sleep includes the peer's liveness.
+        if let Some(out) = self.read_or(&mut take, Self::close_flag)? {
             return Ok(Some(out));
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let Some(step) = step_until(deadline) else { return Ok(None) };
             park(&|| self.wait_for_data(step))?;
-            if let Some(out) = self.read_or_closed(&mut take)? {
+            if let Some(out) = self.read_or(&mut take, Self::close_reason)? {
                 return Ok(Some(out));
             }
         }
@@ -550,7 +566,7 @@ impl Ring {
     #[must_use]
     pub fn prepare_wait(&self) -> bool {
         eventcount::announce(&self.header().producer.consumer_waiting);
-        !self.has_data() && self.close_reason().is_none()
+        !self.has_data() && self.close_flag().is_none()
     }
 
     /// Ends a wait begun with [`Ring::prepare_wait`]: drains the wake-up and withdraws the announcement.
