@@ -49,16 +49,16 @@ install: wheel $(HOST_VENV)/.created
 
 format:
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests benches
-	$(VENV)/bin/ruff check --fix python tests benches
+	$(VENV)/bin/ruff format python tests benches examples
+	$(VENV)/bin/ruff check --fix python tests benches examples
 
 lint-rust:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
 lint-python: install
-	$(VENV)/bin/ruff format --check python tests benches
-	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches examples
+	$(VENV)/bin/ruff check python tests benches examples
 	$(VENV)/bin/mypy
 
 ## The stubs must match the compiled module exactly.

@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 import novabridge as nb
+import numpy as np
 
 worker_python = sys.argv[1] if len(sys.argv) > 1 else sys.executable
 uplink = nb.Ring.create(1 << 20, name="uplink")  # host -> worker
@@ -29,12 +28,15 @@ for _ in range(50):
     sent = time.monotonic_ns()
     uplink.write(nb.RecordKind.AUDIO, frame, timeout=1.0)
     echo = downlink.read(timeout=5.0)
-    assert echo is not None and echo.payload == frame.tobytes()
+    assert echo is not None
+    assert echo.payload == frame.tobytes()
     round_trips.append((time.monotonic_ns() - sent) / 1000)
 
 uplink.close()  # the worker reads what is left, gets RingClosed, and exits
 worker.wait(timeout=5)
+worker_version = downlink.read(timeout=5.0)
+assert worker_version is not None
 round_trips.sort()
-print(f"50 frames echoed by a Python {downlink.read(timeout=5.0).payload.decode()} worker;", end=" ")
+print(f"50 frames echoed by a Python {worker_version.payload.decode()} worker;", end=" ")
 print(f"round trip median {round_trips[25]:.0f} us, max {round_trips[-1]:.0f} us")
 print(downlink.stats())

@@ -32,12 +32,13 @@ async def aread(ring: Ring) -> Record:
     eventfd only after this coroutine has announced that it sleeps, so a busy ring costs no system calls.
     """
     loop = asyncio.get_running_loop()
+    waiter = ring._waiter()
     while True:
-        record = ring._prepare_wait()
+        record = waiter.prepare()
         if record is not None:
             return record
         woken: asyncio.Future[None] = loop.create_future()
-        fds = ring._wait_fds()
+        fds = waiter.fds()
         for fd in fds:
             loop.add_reader(fd, _wake, woken)
         try:
@@ -45,4 +46,4 @@ async def aread(ring: Ring) -> Record:
         finally:
             for fd in fds:
                 loop.remove_reader(fd)
-            ring._finish_wait()
+            waiter.finish()

@@ -5,6 +5,7 @@ mod errors;
 mod record;
 mod ring;
 mod stats;
+mod waiter;
 
 use pyo3::prelude::*;
 
@@ -18,6 +19,8 @@ mod _novabridge {
     use crate::ring::Ring;
     #[pymodule_export]
     use crate::stats::RingStats;
+    #[pymodule_export]
+    use crate::waiter::RingWaiter;
 
     /// `CLOCK_MONOTONIC` nanoseconds, the clock of `Record.t_ns` (the same as `time.monotonic_ns()` on Linux).
     #[pyfunction]

@@ -15,6 +15,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use crate::errors::{WaitError, to_py};
 use crate::record::Record;
 use crate::stats::RingStats;
+use crate::waiter::RingWaiter;
 
 /// A single-producer single-consumer record ring in shared memory, joining two processes.
 ///
@@ -40,7 +41,7 @@ fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
         .transpose()
 }
 
-fn record(py: Python<'_>) -> impl FnMut(novabridge_core::ring::RecordHeader, &[u8]) -> Record + '_ {
+pub(crate) fn record(py: Python<'_>) -> impl FnMut(novabridge_core::ring::RecordHeader, &[u8]) -> Record + '_ {
     move |header, payload| Record {
         kind: header.kind,
         flags: header.flags,
@@ -243,29 +244,9 @@ impl Ring {
         )
     }
 
-    /// Event-loop support for `aread`: announces a sleep; returns the next record if one is already there
-    /// (the announcement withdrawn), None if the caller should wait on `_wait_fds()` and then call
-    /// `_finish_wait()`. Raises `RingClosed` when nothing more will come.
-    fn _prepare_wait(&self, py: Python<'_>) -> PyResult<Option<Record>> {
-        let ring = self.ring()?;
-        loop {
-            if let Some(record) = ring.read_or_closed(record(py)).map_err(to_py)? {
-                return Ok(Some(record));
-            }
-            if ring.prepare_wait() {
-                return Ok(None);
-            }
-            // Something arrived (or the ring closed) between the read and the announcement.
-            ring.finish_wait();
-        }
-    }
-
-    fn _finish_wait(&self) -> PyResult<()> {
-        self.ring()?.finish_wait();
-        Ok(())
-    }
-
-    fn _wait_fds(&self) -> PyResult<Vec<RawFd>> {
-        Ok(self.ring()?.wait_fds())
+    /// Event-loop support for `aread`: a waiter that keeps this ring's descriptors open while an event loop
+    /// watches them, even if the handle is closed meanwhile (the close then wakes the loop).
+    fn _waiter(&self) -> PyResult<RingWaiter> {
+        Ok(RingWaiter::new(self.ring()?))
     }
 }

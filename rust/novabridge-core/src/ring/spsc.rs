@@ -135,7 +135,7 @@ impl Ring {
             created_ns: monotonic_ns(),
             name: name.to_owned(),
         };
-        let ring = Self::assemble(segment, &identity, EventFd::new()?, EventFd::new()?, true, PeerCell::default());
+        let ring = Self::assemble(segment, &identity, EventFd::new()?, EventFd::new()?, true, PeerCell::default())?;
         let line = &ring.header().id;
         identity.store(line);
         line.state.store(STATE_READY, Ordering::Release);
@@ -155,16 +155,20 @@ impl Ring {
             state => return Err(RingError::corrupt(format!("unknown state {state}"))),
         }
         let identity = Identity::load(&header.id, segment.len())?;
-        let me = std::process::id();
-        if let Err(pid) = header.id.attacher_pid.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
-            && pid != me
-        {
-            return Err(RingError::AlreadyAttached { pid });
-        }
         let data_ready = EventFd::attach(data_fd)?;
         let space_ready = EventFd::attach(space_fd)?;
         let peer = PeerCell::resolved(identity.creator_pid);
-        Ok(Self::assemble(segment, &identity, data_ready, space_ready, false, peer))
+        let ring = Self::assemble(segment, &identity, data_ready, space_ready, false, peer)?;
+        // Claim the ring last, so that an attach refused for any other reason leaves it free for a good one.
+        let me = std::process::id();
+        if let Err(pid) = ring.header().id.attacher_pid.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
+            && pid != me
+        {
+            // Dropping `ring` would close the ring for its rightful peer.
+            ring.closed_here.store(true, Ordering::Release);
+            return Err(RingError::AlreadyAttached { pid });
+        }
+        Ok(ring)
     }
 
     fn assemble(
@@ -174,13 +178,18 @@ impl Ring {
         space_ready: EventFd,
         is_creator: bool,
         peer: PeerCell,
-    ) -> Self {
+    ) -> RingResult<Self> {
         let capacity = identity.capacity as usize;
         let header = segment.header();
         let tail = header.producer.tail.load(Ordering::Acquire);
         let head = header.consumer.head.load(Ordering::Acquire);
+        // Both sides start from these counters; after this they only ever compare them with validated values.
+        // The bound keeps every later sum far from overflow (2^62 bytes is a century at 1 GB/s).
+        if head > tail || tail - head > identity.capacity || head % ALIGN as u64 != 0 || tail >= 1 << 62 {
+            return Err(RingError::corrupt(format!("indices head {head} and tail {tail} are inconsistent")));
+        }
         let next_seq = header.producer.records_written.load(Ordering::Relaxed);
-        Self {
+        Ok(Self {
             info: RingInfo {
                 capacity,
                 max_payload: max_payload(capacity),
@@ -198,7 +207,7 @@ impl Ring {
             closed_here: AtomicBool::new(false),
             producer: Mutex::new(ProducerState { tail, cached_head: head, next_seq }),
             consumer: Mutex::new(ConsumerState { head, cached_tail: head, kept: VecDeque::new() }),
-        }
+        })
     }
 
     fn header(&self) -> &Header {
@@ -419,10 +428,19 @@ impl Ring {
     /// Reads the next record if there is one, handing its header and payload to `take`.
     pub fn try_read<T>(&self, take: impl FnOnce(RecordHeader, &[u8]) -> T) -> RingResult<Option<T>> {
         let mut st = lock(&self.consumer);
+        let delivered = |payload: &[u8]| {
+            let line = &self.header().consumer;
+            bump(&line.records_read, 1);
+            bump(&line.bytes_read, payload.len() as u64);
+        };
         if let Some((header, payload)) = st.kept.pop_front() {
+            delivered(&payload);
             return Ok(Some(take(header, &payload)));
         }
-        self.read_locked(&mut st, take)
+        self.read_locked(&mut st, |header, payload| {
+            delivered(payload);
+            take(header, payload)
+        })
     }
 
     fn read_locked<T>(
@@ -487,8 +505,6 @@ impl Ring {
             let out = take(header, payload);
             st.head += framed as u64;
             h.consumer.head.store(st.head, Ordering::Release);
-            bump(&h.consumer.records_read, 1);
-            bump(&h.consumer.bytes_read, len as u64);
             if eventcount::must_signal(&h.consumer.producer_waiting) {
                 self.space_ready.signal();
                 bump(&h.consumer.space_wakeups, 1);

@@ -1,0 +1,222 @@
+"""Shared helpers of the ring tests: the two interpreters, peer processes, and calls run in a thread."""
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Generic, Literal, TypeVar
+
+import novabridge as nb
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+PEER_SCRIPT = TESTS / "ring_peer.py"
+
+Version = Literal["311", "312"]
+T = TypeVar("T")
+
+
+def python_for(version: Version) -> str:
+    """The venv interpreter of Python 3.11 (the host) or 3.12 (the worker), as the Makefile exports them."""
+    default = ROOT / (".venv-host" if version == "311" else ".venv") / "bin" / "python"
+    return os.environ.get(f"NOVABRIDGE_PY{version}") or str(default)
+
+
+def this_version() -> Version:
+    return "311" if sys.version_info[:2] == (3, 11) else "312"
+
+
+def other_version() -> Version:
+    return "312" if this_version() == "311" else "311"
+
+
+class Peer:
+    """A child process running tests/ring_peer.py, with line-by-line access to its stdout."""
+
+    def __init__(self, args: list[str], pass_fds: tuple[int, ...]) -> None:
+        self.proc = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=pass_fds,
+            cwd=str(TESTS),
+        )
+        self._buffer = b""
+        self._eof = False
+        self.lines: list[str] = []
+        self.killed_at: float | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _fill(self, deadline: float) -> bool:
+        """Reads what stdout has, waiting until `deadline`; False once nothing more can come."""
+        assert self.proc.stdout is not None
+        if self._eof:
+            return False
+        left = max(0.0, deadline - time.monotonic())
+        ready, _, _ = select.select([self.proc.stdout.fileno()], [], [], left)
+        if not ready:
+            return True
+        chunk = os.read(self.proc.stdout.fileno(), 65536)
+        if not chunk:
+            self._eof = True
+            return False
+        self._buffer += chunk
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            self.lines.append(line.decode())
+        return True
+
+    def _stderr(self) -> str:
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return "(still running)"
+        return self.proc.stderr.read().decode(errors="replace")
+
+    def expect(self, prefix: str, timeout: float = 20.0) -> str:
+        """Waits for (and consumes) the first stdout line starting with `prefix`; fails on an "error" line."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for i in range(seen, len(self.lines)):
+                line = self.lines[i]
+                if line.startswith("error"):
+                    raise AssertionError(f"peer reported {line!r}")
+                if line.startswith(prefix):
+                    del self.lines[: i + 1]
+                    return line
+            seen = len(self.lines)
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"peer did not print {prefix!r} within {timeout} s; got {self.lines}")
+            if not self._fill(deadline):
+                self.proc.wait(timeout=10)
+                raise AssertionError(
+                    f"peer exited ({self.proc.returncode}) without printing {prefix!r}; stdout {self.lines}, "
+                    f"stderr:\n{self._stderr()}"
+                )
+
+    def kill(self) -> float:
+        """SIGKILLs the peer and returns the monotonic time of the kill."""
+        self.killed_at = time.monotonic()
+        self.proc.send_signal(signal.SIGKILL)
+        return self.killed_at
+
+    def finish(self, timeout: float = 20.0) -> tuple[int, str]:
+        """Closes the peer's stdin (releasing a holding role), waits for it, returns (exit code, stderr)."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=timeout)
+        while self._fill(time.monotonic() + 1.0):
+            pass
+        return self.proc.returncode, self._stderr()
+
+    def cleanup(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+SpawnPeer = Callable[..., Peer]
+
+
+@pytest.fixture
+def spawn_peer() -> Iterator[SpawnPeer]:
+    """Starts `ring_peer.py ROLE FDS... ARGS...` on an interpreter; every peer is reaped at teardown.
+
+    Call as `spawn_peer(role, ring, *args, version="311")`; `ring=None` for roles that make their own ring;
+    `fds=` passes other descriptors than the ring's. Without `version`, the peer runs on this interpreter.
+    """
+    peers: list[Peer] = []
+
+    def spawn(
+        role: str,
+        ring: nb.Ring | None,
+        *args: object,
+        version: Version | None = None,
+        fds: tuple[int, ...] | None = None,
+    ) -> Peer:
+        python = python_for(version) if version is not None else sys.executable
+        if fds is None:
+            fds = ring.fds() if ring is not None else ()
+        peer = Peer([python, str(PEER_SCRIPT), role, *map(str, fds), *map(str, args)], pass_fds=fds)
+        peers.append(peer)
+        return peer
+
+    yield spawn
+    for peer in peers:
+        peer.cleanup()
+
+
+class Background(Generic[T]):
+    """Runs `fn` in a daemon thread, keeping its result or exception and the monotonic time it ended."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn = fn
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        self.ended_at: float | None = None
+        self.started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self._fn()
+        except BaseException as err:  # noqa: BLE001 (handed to the test, which asserts on it)
+            self.error = err
+        finally:
+            self.ended_at = time.monotonic()
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the call did not end within {timeout} s"
+
+
+@pytest.fixture
+def ring() -> Iterator[nb.Ring]:
+    """A 4 KiB ring, closed at teardown."""
+    r = nb.Ring.create(4096, name="test")
+    yield r
+    r.close()
+
+
+def framed_len(payload_len: int) -> int:
+    """Bytes a record occupies in the ring: the 24-byte header and the payload, padded to 8."""
+    return (nb.RECORD_HEADER_LEN + payload_len + 7) & ~7
+
+
+def read_until_closed(ring: nb.Ring, timeout: float = 10.0) -> list[nb.Record]:
+    """Reads records until `RingClosed`; fails if a read times out first."""
+    records: list[nb.Record] = []
+    while True:
+        try:
+            record = ring.read(timeout=timeout)
+        except nb.RingClosed:
+            return records
+        assert record is not None, f"timed out after {len(records)} records"
+        records.append(record)
+
+
+def fill(ring: nb.Ring, size: int = 100, kind: int = 1) -> int:
+    """Writes `size`-byte records until the ring is full; returns how many were written."""
+    count = 0
+    while True:
+        try:
+            ring.write(kind, bytes([count % 256]) * size)
+        except nb.RingFull:
+            return count
+        count += 1
