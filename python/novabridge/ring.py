@@ -2,7 +2,11 @@
 """The shared-memory record ring: record kinds and the asyncio side of `Ring.aread()`."""
 
 import asyncio
+import copyreg
 import enum
+import os
+from multiprocessing import reduction
+from typing import Any
 
 from novabridge._novabridge import Record, Ring
 
@@ -47,3 +51,22 @@ async def aread(ring: Ring) -> Record:
             for fd in fds:
                 loop.remove_reader(fd)
             waiter.finish()
+
+
+def _attach_passed(*passed: Any) -> Ring:
+    """Rebuilds a pickled `Ring` in a `multiprocessing` child from the descriptors the start method passed."""
+    fds = [fd.detach() for fd in passed]
+    try:
+        return Ring.attach(*fds)
+    finally:
+        for fd in fds:
+            os.close(fd)  # attach holds its own copies
+
+
+def _reduce_ring(ring: Ring) -> tuple[Any, tuple[Any, ...]]:
+    # DupFd hands each descriptor to the child during process start (spawn passes it, forkserver sends it).
+    return _attach_passed, tuple(reduction.DupFd(fd) for fd in ring.fds())
+
+
+# A Ring passed to a multiprocessing.Process attaches in the child, whatever the start method.
+copyreg.pickle(Ring, _reduce_ring)
