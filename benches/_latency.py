@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """One-way latency and throughput of `novabridge.Ring` against `multiprocessing.Queue`, `multiprocessing.Pipe` and
-`faster_fifo.Queue`, shared by `test_bench_ring.py` (pytest-benchmark) and `report.py` (the README tables).
+`faster_fifo.Queue`, with a bare eventfd wake-up as the floor, shared by `test_bench_ring.py` (pytest-benchmark) and
+`report.py` (the README tables).
 
 Method, the same for every transport:
 
@@ -20,11 +21,22 @@ Method, the same for every transport:
   (order, length, content) and returns its per-frame latencies over a control pipe as JSON at the end.
 * Percentiles are nearest-rank over all measured frames.
 
+The floor ("eventfd-floor", paced runs only) is a bare cross-process wake-up with Python on both ends, which no
+blocking transport can beat: no payload, the producer only calls `os.eventfd_write(efd, t_ns)` with `t_ns =
+time.monotonic_ns()` read right before the call, and the consumer, a `subprocess.Popen` child like the ring's (the
+eventfds passed with `pass_fds`), blocks in `os.eventfd_read(efd)`, reads `time.monotonic_ns()` and keeps that
+minus the value read; the frame's sequence number is its position. An eventfd adds up values written before the
+consumer reads them, so the consumer then acknowledges each frame on a second eventfd and the producer waits for
+that (with a timeout) before it paces the next one; the acknowledgement comes after the measured interval. Flat out
+that wait would turn the run into a ping-pong, and the floor carries nothing to measure throughput with, so it runs
+at 50 frames/s only, once alongside each frame size, and counts in no verdict.
+
 Throughput sends `records` pre-built 64 KiB records back to back (the same 64 rotating `bytes` objects for every
 transport); MB/s = payload bytes / (consumer's clock after the last record - producer's clock before the first),
 with MB = 10**6 bytes.
 
-Run as a script, this module is the ring's consumer: `python _latency.py ring-consumer SPEC_JSON FD FD FD FD`.
+Run as a script, this module is the ring's consumer, `python _latency.py ring-consumer SPEC_JSON FD FD FD FD`, or
+the floor's, `python _latency.py floor-consumer SPEC_JSON WAKE_FD ACK_FD CONTROL_FD`.
 """
 
 import contextlib
@@ -34,6 +46,7 @@ import json
 import multiprocessing
 import os
 import platform
+import select
 import struct
 import subprocess
 import sys
@@ -42,22 +55,28 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from multiprocessing.connection import Connection
-from typing import Any, Final, Literal, Protocol, TypeVar, get_args
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 import faster_fifo
 import novabridge as nb
 
 _T = TypeVar("_T")
 
-Transport = Literal["ring", "mp.Queue", "mp.Pipe", "faster-fifo"]
+Transport = Literal["ring", "mp.Queue", "mp.Pipe", "faster-fifo", "eventfd-floor"]
 Mode = Literal["latency", "throughput"]
 
-TRANSPORTS: Final[tuple[Transport, ...]] = get_args(Transport)
+FLOOR: Final[Transport] = "eventfd-floor"
+"""The reference floor: a bare eventfd wake-up, no payload, paced runs only."""
+TRANSPORTS: Final[tuple[Transport, ...]] = ("ring", "mp.Queue", "mp.Pipe", "faster-fifo")
+"""The transports that carry the frames: every mode, the throughput runs, the target verdict."""
+PACED_TRANSPORTS: Final[tuple[Transport, ...]] = (*TRANSPORTS, FLOOR)
+"""The transports of the paced latency runs: those that carry the frames, then the floor."""
 TRANSPORT_LABELS: Final[dict[Transport, str]] = {
     "ring": "novabridge.Ring",
     "mp.Queue": "multiprocessing.Queue",
     "mp.Pipe": "multiprocessing.Pipe",
     "faster-fifo": "faster_fifo.Queue",
+    FLOOR: "eventfd wake-up only (floor)",
 }
 FRAME_SIZES: Final = (640, 960, 1920)
 """20 ms of 16 kHz, 24 kHz and 48 kHz mono s16le PCM."""
@@ -130,7 +149,8 @@ class LatencyResult:
     received: int
     errors: list[str]
     latencies_ns: list[int]
-    """From the producer's timestamp to `read`/`get`/`recv_bytes` returning (ring: from `Record.t_ns`)."""
+    """From the producer's timestamp to `read`/`get`/`recv_bytes`/`eventfd_read` returning (ring: from
+    `Record.t_ns`)."""
     call_latencies_ns: list[int] | None
     """Ring only: from `time.monotonic_ns()` right before `write()` was called, as for the other transports."""
 
@@ -343,6 +363,56 @@ def _consume_peer(receive: Callable[[], bytes], spec: Spec, control: Connection)
     }
 
 
+def _consume_floor(wake: int, ack: int, spec: Spec, control: Connection) -> dict[str, Any]:
+    """The floor: one blocking `eventfd_read` per frame, latency = clock - value read, then an acknowledgement."""
+    read = os.eventfd_read
+    write = os.eventfd_write
+    clock = time.monotonic_ns
+    total = spec.warmup + spec.count
+    values = [0] * total
+    for index in range(spec.warmup):
+        values[index] = read(wake)
+        write(ack, 1)
+    control.send_bytes(b"warm")
+    latencies = [0] * spec.count
+    received = 0
+    with _gc_paused():
+        for i in range(spec.count):
+            value = read(wake)
+            now = clock()
+            latencies[i] = now - value
+            values[spec.warmup + i] = value
+            received += 1
+            write(ack, 1)
+    errors: list[str] = []
+    for index in range(1, total):
+        if values[index] <= values[index - 1] and len(errors) < MAX_ERRORS:
+            errors.append(f"message {index}: timestamp {values[index]} not after {values[index - 1]}")
+    added_up = sum(latency <= 0 for latency in latencies)  # a sum of several timestamps lies in the future
+    if added_up:
+        errors.append(f"{added_up} values read lie in the future: wake-ups added up in the eventfd")
+    return {
+        "received": received,
+        "errors": errors,
+        "latencies_ns": latencies,
+        "call_latencies_ns": None,
+        "bytes": 0,
+        "t_end_ns": 0,
+    }
+
+
+def _floor_consumer_main(argv: Sequence[str]) -> None:
+    spec = Spec(**json.loads(argv[0]))
+    wake, ack, control_fd = (int(fd) for fd in argv[1:4])
+    control = Connection(control_fd, readable=False)
+    control.send_bytes(b"ready")
+    result = _consume_floor(wake, ack, spec, control)
+    control.send_bytes(json.dumps(result).encode())
+    control.close()
+    os.close(wake)
+    os.close(ack)
+
+
 def _ring_consumer_main(argv: Sequence[str]) -> None:
     spec = Spec(**json.loads(argv[0]))
     segment, data_ready, space_ready, control_fd = (int(fd) for fd in argv[1:5])
@@ -433,6 +503,58 @@ def _ring_consumer(spec: Spec, capacity: int) -> Iterator[tuple[Callable[[bytes]
 
 
 @contextlib.contextmanager
+def _floor_consumer(spec: Spec) -> Iterator[tuple[Callable[[], None], Connection]]:
+    """Starts the floor's consumer, waits until it is ready; yields the function that signals one frame (and waits
+    for its acknowledgement) and the control pipe."""
+    wake = os.eventfd(0)  # blocking: the consumer sleeps in eventfd_read
+    ack = os.eventfd(0)
+    control_r, control_w = os.pipe()
+    control = Connection(control_r, writable=False)
+    fds = (wake, ack, control_w)
+    try:
+        args = [sys.executable, os.path.abspath(__file__), "floor-consumer", json.dumps(asdict(spec)), *map(str, fds)]
+        process = subprocess.Popen(args, pass_fds=fds)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        control.close()
+        raise
+    os.close(control_w)
+    poller = select.poll()
+    poller.register(ack, select.POLLIN)
+    poller.register(control_r, select.POLLIN)  # readable or hung up before the acknowledgement: the consumer failed
+    write = os.eventfd_write
+    clock = time.monotonic_ns
+    timeout_ms = round(CONTROL_TIMEOUT * 1000)
+
+    def signal() -> None:
+        write(wake, clock())
+        ready = poller.poll(timeout_ms)
+        if not any(fd == ack for fd, _ in ready):
+            raise BenchError("the floor's consumer exited early (see its traceback above) or did not acknowledge")
+        os.eventfd_read(ack)
+
+    ok = False
+    try:
+        _expect(control, b"ready")
+        yield signal, control
+        ok = True
+    finally:
+        control.close()
+        if not ok:
+            process.kill()  # it may be blocked in eventfd_read for good
+        try:
+            process.wait(timeout=CONTROL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        os.close(wake)
+        os.close(ack)
+    if process.returncode != 0:
+        raise BenchError(f"the floor's consumer exited with status {process.returncode}")
+
+
+@contextlib.contextmanager
 def _peer_consumer(
     transport: Transport, spec: Spec, capacity: int
 ) -> Iterator[tuple[Callable[[bytes], object], Connection]]:
@@ -496,20 +618,44 @@ def _send_paced(send: Callable[[bytes], object], first: int, count: int, tail: b
         send(pack(seq, clock()) + tail)
 
 
+def _signal_paced(signal: Callable[[], None], count: int, rate_hz: float) -> None:
+    period_ns = round(1e9 / rate_hz)
+    clock = time.monotonic_ns
+    due = clock()
+    for _ in range(count):
+        due += period_ns
+        delay = due - clock()
+        if delay > 0:
+            time.sleep(delay / 1e9)
+        signal()
+
+
 def measure_latency(
     transport: Transport, frame_bytes: int, frames: int, rate_hz: float | None, warmup: int = 50
 ) -> LatencyResult:
-    """One-way latency of `frames` frames of `frame_bytes` bytes, at `rate_hz` frames per second (None: flat out)."""
+    """One-way latency of `frames` frames of `frame_bytes` bytes, at `rate_hz` frames per second (None: flat out).
+
+    The floor (`FLOOR`) sends no payload (`frame_bytes` only labels the run) and runs paced only."""
     if frame_bytes < HEADER.size or frames < 1 or warmup < 0:
         raise ValueError("frame_bytes must be >= 16, frames >= 1, warmup >= 0")
     spec = Spec(mode="latency", size=frame_bytes, warmup=warmup, count=frames)
-    tail = _filler(frame_bytes - HEADER.size)
-    with _consumer(transport, spec, LATENCY_CAPACITY) as (send, control):
-        _send_paced(send, 0, warmup, tail, rate_hz)
-        _expect(control, b"warm")
-        with _gc_paused():
-            _send_paced(send, warmup, frames, tail, rate_hz)
-        result = json.loads(_receive(control))
+    if transport == FLOOR:
+        if rate_hz is None:
+            raise ValueError("the eventfd floor runs paced only")
+        with _floor_consumer(spec) as (signal, control):
+            _signal_paced(signal, warmup, rate_hz)
+            _expect(control, b"warm")
+            with _gc_paused():
+                _signal_paced(signal, frames, rate_hz)
+            result = json.loads(_receive(control))
+    else:
+        tail = _filler(frame_bytes - HEADER.size)
+        with _consumer(transport, spec, LATENCY_CAPACITY) as (send, control):
+            _send_paced(send, 0, warmup, tail, rate_hz)
+            _expect(control, b"warm")
+            with _gc_paused():
+                _send_paced(send, warmup, frames, tail, rate_hz)
+            result = json.loads(_receive(control))
     return LatencyResult(
         transport=transport,
         frame_bytes=frame_bytes,
@@ -526,6 +672,8 @@ def measure_throughput(
     transport: Transport, records: int, warmup: int = 50, record_bytes: int = THROUGHPUT_RECORD_BYTES
 ) -> ThroughputResult:
     """MB/s for `records` records of `record_bytes` bytes written back to back."""
+    if transport == FLOOR:
+        raise ValueError("the eventfd floor carries no payload: it has no throughput")
     if record_bytes < HEADER.size or records < 1 or warmup < 0:
         raise ValueError("record_bytes must be >= 16, records >= 1, warmup >= 0")
     spec = Spec(mode="throughput", size=record_bytes, warmup=warmup, count=records)
@@ -617,9 +765,13 @@ def _us(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
+def _signed_us(value: float) -> str:
+    return ("-" if value < 0 else "+") + _us(abs(value))
+
+
 def latency_table(results: Sequence[LatencyResult]) -> str:
     """Markdown: one row per transport, frame size and mode (the ring twice: from `Record.t_ns` and from before
-    `write()`)."""
+    `write()`; the floor, which carries no payload, under the frame size it ran alongside)."""
     lines = [
         "| mode | frame (bytes) | transport | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | frames |",
         "|---|--:|---|--:|--:|--:|--:|--:|",
@@ -646,18 +798,21 @@ def throughput_table(results: Sequence[ThroughputResult]) -> str:
 
 
 def target_table(results: Sequence[LatencyResult]) -> tuple[str, int, int]:
-    """Markdown: the issue's target per mode, frame size and ring clock; also how many rows meet it, of how many."""
+    """Markdown: the issue's target per mode, frame size and ring clock, with how far the ring's p50 lies above the
+    eventfd floor's run alongside it (paced only); also how many rows meet the target, of how many."""
     queues = {(r.mode, r.frame_bytes): r.stats() for r in results if r.transport == "mp.Queue"}
+    floors = {(r.mode, r.frame_bytes): r.stats() for r in results if r.transport == FLOOR}
     lines = [
         (
-            "| mode | frame (bytes) | ring latency from | ring p50 (µs) | ring p99 (µs) | mp.Queue p99 (µs) "
-            "| mp.Queue p99 / ring p99 | target met |"
+            "| mode | frame (bytes) | ring latency from | ring p50 (µs) | ring p50 - floor p50 (µs) | ring p99 (µs) "
+            "| mp.Queue p99 (µs) | mp.Queue p99 / ring p99 | target met |"
         ),
-        "|---|--:|---|--:|--:|--:|--:|---|",
+        "|---|--:|---|--:|--:|--:|--:|--:|---|",
     ]
     met = total = 0
     for r in results:
         queue = queues.get((r.mode, r.frame_bytes))
+        floor = floors.get((r.mode, r.frame_bytes))
         call = r.call_stats()
         if r.transport != "ring" or queue is None or call is None:
             continue
@@ -675,7 +830,8 @@ def target_table(results: Sequence[LatencyResult]) -> tuple[str, int, int]:
             total += 1
             met += not misses
             verdict = "yes" if not misses else "no: " + ", ".join(misses)
-            cells = [r.mode, str(r.frame_bytes), clock, _us(s.p50), _us(s.p99), _us(queue.p99), f"{ratio:.1f}x"]
+            above = "n/a" if floor is None else _signed_us(s.p50 - floor.p50)
+            cells = [r.mode, str(r.frame_bytes), clock, _us(s.p50), above, _us(s.p99), _us(queue.p99), f"{ratio:.1f}x"]
             lines.append("| " + " | ".join([*cells, verdict]) + " |")
     return "\n".join(lines), met, total
 
@@ -720,7 +876,14 @@ def render_report(
         f"Each run sends {counts.warmup} warm-up frames, then {counts.paced_frames} frames at {PACED_RATE_HZ:g} "
         f"frames/s or {counts.flat_frames} flat out; percentiles are nearest-rank. Buffers: ring "
         f"{LATENCY_CAPACITY >> 20} MiB, faster-fifo `max_size_bytes` the same, `multiprocessing.Queue` unbounded, "
-        "`multiprocessing.Pipe` the kernel's pipe buffer."
+        "`multiprocessing.Pipe` the kernel's pipe buffer. "
+        f'Floor ("{TRANSPORT_LABELS[FLOOR]}", a bare cross-process wake-up with Python on both ends, which no '
+        "blocking transport can beat): no payload, the producer only calls `os.eventfd_write(efd, t)` with "
+        "`t = time.monotonic_ns()` read right before, the consumer (a fresh interpreter, like the ring's) blocks in "
+        "`os.eventfd_read(efd)` and keeps `time.monotonic_ns()` minus the value read, then acknowledges on a second "
+        "eventfd, which the producer waits for before pacing the next frame (an eventfd adds up values not yet "
+        f"read). It runs at {PACED_RATE_HZ:g} frames/s only, once alongside each frame size (it sends no frames of "
+        "that size), and is left out of the throughput runs and the target."
     )
     parts = [f"- Machine: {machine_info()}\n- Command: `{command}`\n- Method: {method}"]
     if latency:
@@ -741,6 +904,10 @@ def render_report(
         verdict = "met" if met == total else "not met" if met == 0 else "partly met"
         parts += [
             "#### Target",
+            (
+                "Ring p50 - floor p50: how much the ring's p50 lies above the eventfd floor measured alongside it "
+                "(paced runs only; the floor has no flat-out run)."
+            ),
             table,
             (
                 f"**Target (p50 ≤ {TARGET_P50_US:g} µs, p99 ≤ {TARGET_P99_US:g} µs, p99 at least "
@@ -751,6 +918,12 @@ def render_report(
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["ring-consumer"]:
-        sys.exit("usage: _latency.py ring-consumer SPEC_JSON SEGMENT_FD DATA_FD SPACE_FD CONTROL_FD")
-    _ring_consumer_main(sys.argv[2:])
+    if sys.argv[1:2] == ["ring-consumer"]:
+        _ring_consumer_main(sys.argv[2:])
+    elif sys.argv[1:2] == ["floor-consumer"]:
+        _floor_consumer_main(sys.argv[2:])
+    else:
+        sys.exit(
+            "usage: _latency.py ring-consumer SPEC_JSON SEGMENT_FD DATA_FD SPACE_FD CONTROL_FD\n"
+            "       _latency.py floor-consumer SPEC_JSON WAKE_FD ACK_FD CONTROL_FD"
+        )
