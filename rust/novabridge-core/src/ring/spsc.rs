@@ -409,6 +409,7 @@ impl Ring {
             let head = h.consumer.head.load(Ordering::Acquire);
             st.tail.saturating_sub(head) as usize + self.space_needed(st.tail, framed) <= self.info.capacity
         };
+        self.space_ready.drain();
         eventcount::announce(&h.consumer.producer_waiting);
         if !has_room() && self.close_flag().is_none() {
             self.sleep_on(&self.space_ready, timeout);
@@ -419,7 +420,6 @@ impl Ring {
     fn sleep_on(&self, event: &EventFd, timeout: Duration) {
         let fds = [event.raw_fd(), self.peer().and_then(Peer::raw_fd).unwrap_or(-1)];
         poll_ready(&fds, timeout);
-        event.drain();
     }
 
     // ---------------------------------------------------------------------------------------------------
@@ -579,15 +579,19 @@ impl Ring {
 
     /// For event loops: announces that the consumer is about to sleep on [`Ring::wait_fds`] and returns
     /// whether it should (nothing arrived and the ring is open). Always pair with [`Ring::finish_wait`].
+    ///
+    /// The eventfd is drained here, before the announcement, rather than after waking: a signal that lands
+    /// between the drain and the sleep still wakes the sleep, and a woken consumer goes straight to the
+    /// record without a system call in between.
     #[must_use]
     pub fn prepare_wait(&self) -> bool {
+        self.data_ready.drain();
         eventcount::announce(&self.header().producer.consumer_waiting);
         !self.has_data() && self.close_flag().is_none()
     }
 
-    /// Ends a wait begun with [`Ring::prepare_wait`]: drains the wake-up and withdraws the announcement.
+    /// Ends a wait begun with [`Ring::prepare_wait`]: withdraws the announcement.
     pub fn finish_wait(&self) {
-        self.data_ready.drain();
         eventcount::withdraw(&self.header().producer.consumer_waiting);
     }
 
