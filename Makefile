@@ -17,7 +17,7 @@ export NOVABRIDGE_PY312 := $(CURDIR)/$(VENV)/bin/python
 export NOVABRIDGE_PY311 := $(CURDIR)/$(HOST_VENV)/bin/python
 
 .PHONY: all venvs wheel install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
-	bench format clean
+	bench bench-report format clean
 
 all: test
 
@@ -81,7 +81,11 @@ test-python: install
 
 test: lint test-rust test-loom test-python
 
-## Benchmarks, numbers for the README (see README "Performance").
+## The README's performance tables (Markdown on stdout; about 5 minutes).
+bench-report: install
+	$(VENV)/bin/python benches/report.py
+
+## pytest-benchmark suites in benches/.
 bench: install
 	$(VENV)/bin/python -m pytest benches --benchmark-enable --benchmark-disable-gc \
 		--benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name -q -s
