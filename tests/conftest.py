@@ -185,6 +185,13 @@ class Background(Generic[T]):
         self._thread.join(timeout)
         assert not self._thread.is_alive(), f"the call did not end within {timeout} s"
 
+    def assert_closed_within(self, since: float, seconds: float = 1.0) -> None:
+        """The call ended with `RingClosed` less than `seconds` after `since` (a monotonic time)."""
+        self.join(5.0)
+        assert isinstance(self.error, nb.RingClosed), self.error
+        assert self.ended_at is not None
+        assert self.ended_at - since < seconds
+
 
 @pytest.fixture
 def ring() -> Iterator[nb.Ring]:
