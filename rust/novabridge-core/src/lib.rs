@@ -12,6 +12,8 @@ pub mod clock;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
+pub mod resample;
+#[cfg(not(loom))]
 pub mod ring;
 
 #[cfg(not(loom))]
