@@ -2,9 +2,11 @@
 """novabridge: join synchronous real-time audio hosts to Amazon Nova Sonic through shared-memory rings.
 
 The foundation is `Ring`, a lock-free single-producer single-consumer record ring in shared memory that two
-processes (possibly running different Python versions) use to exchange audio frames and events.
+processes (possibly running different Python versions) use to exchange audio frames and events, and
+`Resampler`, a streaming low-delay resampler between the usual audio rates.
 """
 
+from novabridge import pcm
 from novabridge._novabridge import (
     LAYOUT_VERSION,
     MAX_CAPACITY,
@@ -12,6 +14,7 @@ from novabridge._novabridge import (
     MIN_CAPACITY,
     RECORD_HEADER_LEN,
     Record,
+    Resampler,
     Ring,
     RingStats,
     __version__,
@@ -38,6 +41,7 @@ __all__ = [
     "Record",
     "RecordKind",
     "RecordTooLarge",
+    "Resampler",
     "Ring",
     "RingAlreadyAttached",
     "RingClosed",
@@ -47,4 +51,5 @@ __all__ = [
     "RingStats",
     "__version__",
     "monotonic_ns",
+    "pcm",
 ]

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 from collections.abc import Awaitable
 from types import TracebackType
-from typing import Self, final
+from typing import Any, Literal, Self, final
 
+import numpy.typing as npt
 from typing_extensions import Buffer
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "MIN_CAPACITY",
     "RECORD_HEADER_LEN",
     "Record",
+    "Resampler",
     "Ring",
     "RingStats",
     "RingWaiter",
@@ -109,3 +111,29 @@ class RingWaiter:
     def prepare(self) -> Record | None: ...
     def finish(self) -> None: ...
     def fds(self) -> list[int]: ...
+
+@final
+class Resampler:
+    def __new__(
+        cls,
+        in_rate: int,
+        out_rate: int,
+        *,
+        dtype: Literal["int16", "float32"] = "int16",
+        quality: Literal["voice", "high"] = "voice",
+    ) -> Self: ...
+    def process(self, x: npt.NDArray[Any]) -> npt.NDArray[Any]: ...
+    def flush(self) -> npt.NDArray[Any]: ...
+    def reset(self) -> None: ...
+    @property
+    def delay(self) -> tuple[float, float]: ...
+    @property
+    def ratio(self) -> float: ...
+    @property
+    def in_rate(self) -> int: ...
+    @property
+    def out_rate(self) -> int: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def quality(self) -> str: ...

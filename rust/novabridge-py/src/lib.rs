@@ -3,6 +3,7 @@
 
 mod errors;
 mod record;
+mod resampler;
 mod ring;
 mod stats;
 mod waiter;
@@ -15,6 +16,8 @@ mod _novabridge {
 
     #[pymodule_export]
     use crate::record::Record;
+    #[pymodule_export]
+    use crate::resampler::Resampler;
     #[pymodule_export]
     use crate::ring::Ring;
     #[pymodule_export]

@@ -79,7 +79,7 @@ impl Resampler {
         let scaled: Vec<f32> = input.iter().map(|&s| f32::from(s)).collect();
         let mut out = Vec::with_capacity(self.output_len(input.len()));
         self.process(&scaled, &mut out);
-        output.extend(out.iter().map(|&y| y.round().clamp(-32768.0, 32767.0) as i16));
+        output.extend(out.iter().map(|&y| saturate(y)));
     }
 
     /// Pushes enough silence through to release what the delay holds back, appending it to `output`.
@@ -88,12 +88,21 @@ impl Resampler {
         self.process(&silence, output);
     }
 
+    /// [`Resampler::flush`] for 16-bit PCM.
+    pub fn flush_i16(&mut self, output: &mut Vec<i16>) {
+        self.process_i16(&vec![0; self.design.taps], output);
+    }
+
     /// Forgets all input, as if new.
     pub fn reset(&mut self) {
         self.history.fill(0.0);
         self.next = 0;
         self.phase = 0;
     }
+}
+
+fn saturate(sample: f32) -> i16 {
+    sample.round().clamp(-32768.0, 32767.0) as i16
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

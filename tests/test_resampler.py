@@ -1,0 +1,135 @@
+"""The resampler and PCM conversions through the Python API (signal quality is tested in the Rust crate)."""
+
+import math
+
+import novabridge as nb
+import numpy as np
+import pytest
+from novabridge import pcm
+
+
+def _tone(rate: int, freq: float, n: int, amplitude: float = 0.5) -> np.ndarray:
+    return (amplitude * np.sin(2 * math.pi * freq * np.arange(n) / rate)).astype(np.float32)
+
+
+def test_rates_dtypes_and_qualities_are_validated() -> None:
+    with pytest.raises(ValueError, match="unsupported sample rate 12345"):
+        nb.Resampler(12345, 16000)
+    with pytest.raises(ValueError, match="dtype"):
+        nb.Resampler(16000, 24000, dtype="int32")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="quality"):
+        nb.Resampler(16000, 24000, quality="best")  # type: ignore[arg-type]
+    r = nb.Resampler(16000, 24000, dtype="float32", quality="high")
+    assert (r.in_rate, r.out_rate, r.dtype, r.quality, r.ratio) == (16000, 24000, "float32", "high", 1.5)
+    assert "Resampler(16000, 24000" in repr(r)
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), [(16000, 24000), (24000, 16000), (48000, 16000), (16000, 48000)])
+def test_voice_delay_is_at_most_2ms(in_rate: int, out_rate: int) -> None:
+    samples, seconds = nb.Resampler(in_rate, out_rate).delay
+    assert 0 < seconds <= 0.002
+    assert samples == pytest.approx(seconds * out_rate)
+
+
+def test_layout_and_dtype_are_kept() -> None:
+    r = nb.Resampler(16000, 24000)
+    flat = r.process(np.zeros(320, np.int16))
+    assert flat.dtype == np.int16
+    assert flat.shape == (480,)
+    row = r.process(np.zeros((1, 320), np.int16))
+    assert row.dtype == np.int16
+    assert row.shape == (1, 480)
+    assert r.process(np.zeros(0, np.int16)).shape == (0,)
+    f = nb.Resampler(24000, 16000, dtype="float32").process(np.zeros((1, 480), np.float32))
+    assert f.dtype == np.float32
+    assert f.shape == (1, 320)
+
+
+def test_bad_input_raises_and_leaves_the_state_unchanged() -> None:
+    audio = (_tone(16000, 440.0, 3200) * 20000).astype(np.int16)
+    reference = nb.Resampler(16000, 24000).process(audio)
+    r = nb.Resampler(16000, 24000)
+    first = r.process(audio[:1600])
+    with pytest.raises(TypeError, match="int16"):
+        r.process(audio[1600:].astype(np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        r.process(np.zeros((2, 160), np.int16))
+    with pytest.raises(TypeError):
+        r.process("not audio")  # type: ignore[arg-type]
+    rest = r.process(audio[1600:])
+    assert np.array_equal(np.concatenate([first, rest]), reference)
+
+    f = nb.Resampler(16000, 24000, dtype="float32")
+    before = f.process(_tone(16000, 440.0, 160))
+    bad = _tone(16000, 440.0, 160)
+    bad[17] = np.nan
+    with pytest.raises(ValueError, match="sample 17 is not finite"):
+        f.process(bad)
+    bad[17] = np.inf
+    with pytest.raises(ValueError, match="not finite"):
+        f.process(bad)
+    fresh = nb.Resampler(16000, 24000, dtype="float32")
+    tone = _tone(16000, 440.0, 160)
+    expected = np.concatenate([fresh.process(tone), fresh.process(tone)])
+    assert np.array_equal(np.concatenate([before, f.process(tone)]), expected)
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), [(16000, 24000), (24000, 16000), (44100, 16000), (8000, 48000)])
+def test_output_is_identical_however_the_input_is_split(in_rate: int, out_rate: int) -> None:
+    rng = np.random.default_rng(7)
+    audio = (rng.standard_normal(in_rate // 2) * 3000).astype(np.int16)
+    whole = nb.Resampler(in_rate, out_rate).process(audio)
+    r = nb.Resampler(in_rate, out_rate)
+    cuts = np.sort(rng.integers(0, len(audio), 40))
+    pieces = [r.process(chunk) for chunk in np.split(audio, cuts)]
+    assert np.array_equal(np.concatenate(pieces), whole)
+    one_by_one = nb.Resampler(in_rate, out_rate)
+    single_samples = np.concatenate([one_by_one.process(audio[i : i + 1]) for i in range(800)])
+    assert np.array_equal(single_samples, nb.Resampler(in_rate, out_rate).process(audio[:800]))
+
+
+def test_every_20ms_frame_returns_its_share_within_one() -> None:
+    r = nb.Resampler(44100, 16000)
+    for _ in range(100):
+        out = r.process(np.zeros(882, np.int16))
+        assert abs(len(out) - 882 * 16000 / 44100) <= 1
+
+
+def test_a_tone_survives_and_flush_releases_the_tail() -> None:
+    r = nb.Resampler(16000, 24000, dtype="float32")
+    out = np.concatenate([r.process(frame) for frame in np.split(_tone(16000, 1000.0, 16000), 50)])
+    delay = r.delay[0]
+    n = np.arange(len(out))
+    expected = 0.5 * np.sin(2 * math.pi * 1000.0 * (n - delay) / 24000)
+    settled = slice(200, None)
+    snr = 10 * np.log10(np.sum(expected[settled] ** 2) / np.sum((out[settled] - expected[settled]) ** 2))
+    assert snr >= 90
+    tail = r.flush()
+    assert tail.ndim == 1
+    assert len(tail) >= delay
+    r.reset()
+    assert np.array_equal(r.process(np.zeros(160, np.float32)), np.zeros(240, np.float32))
+
+
+def test_int16_saturates() -> None:
+    square = np.where((np.arange(1600) // 20) % 2 == 0, 32767, -32768).astype(np.int16)
+    out = nb.Resampler(16000, 24000).process(square)
+    assert out.max() == 32767
+    assert out.min() == -32768
+
+
+def test_pcm_conversions() -> None:
+    ints = np.array([[-32768, -16384, 0, 16384, 32767]], np.int16)
+    floats = pcm.to_float32(ints)
+    assert floats.dtype == np.float32
+    assert floats.shape == (1, 5)
+    assert floats[0, 0] == -1.0
+    assert np.array_equal(pcm.to_int16(floats), ints)
+    clipped = pcm.to_int16(np.array([1.5, -2.0, 0.25], np.float32))
+    assert clipped.tolist() == [32767, -32768, 8192]
+    with pytest.raises(ValueError, match="sample 1 is not finite"):
+        pcm.to_int16(np.array([0.0, np.nan], np.float32))
+    with pytest.raises(TypeError):
+        pcm.to_float32(np.zeros(3, np.float32))
+    with pytest.raises(TypeError):
+        pcm.to_int16(np.zeros(3, np.int16))
