@@ -743,6 +743,10 @@ class Benchmark(Protocol):
     disabled: bool
     extra_info: dict[str, object]
 
+    group: str | None
+
+    def __call__(self, target: Callable[..., _T], *args: Any) -> _T: ...
+
     def pedantic(
         self, target: Callable[..., _T], args: tuple[Any, ...] = (), *, rounds: int = 1, iterations: int = 1
     ) -> _T: ...

@@ -12,6 +12,7 @@ pub struct Resampler {
     next: usize,
     /// The phase of the next output, in units of the up-sampled rate past the newest input.
     phase: usize,
+    dot: Dot,
 }
 
 impl Resampler {
@@ -23,7 +24,7 @@ impl Resampler {
         }
         let design = Design::new(in_rate, out_rate, quality);
         let history = vec![0.0; 2 * design.taps];
-        Ok(Self { in_rate, out_rate, design, history, next: 0, phase: 0 })
+        Ok(Self { in_rate, out_rate, design, history, next: 0, phase: 0, dot: pick_dot() })
     }
 
     #[must_use]
@@ -67,7 +68,7 @@ impl Resampler {
             let window = &self.history[self.next..self.next + taps];
             while self.phase < up {
                 let coefficients = &phases[self.phase * taps..(self.phase + 1) * taps];
-                output.push(dot(coefficients, window));
+                output.push((self.dot)(coefficients, window));
                 self.phase += down;
             }
             self.phase -= up;
@@ -105,18 +106,43 @@ fn saturate(sample: f32) -> i16 {
     sample.round().clamp(-32768.0, 32767.0) as i16
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Four independent accumulators let the compiler vectorise without reassociating one long sum.
-    let mut acc = [0f32; 4];
-    let (a4, a_rest) = a.split_at(a.len() / 4 * 4);
-    let (b4, b_rest) = b.split_at(a4.len());
-    for (x, y) in a4.chunks_exact(4).zip(b4.chunks_exact(4)) {
-        for lane in 0..4 {
+/// A dot product of two equally long slices.
+type Dot = fn(&[f32], &[f32]) -> f32;
+
+/// The fastest dot product this CPU runs. Every variant adds in the same order, lane by lane, so the output is
+/// identical to the last bit whichever is picked.
+fn pick_dot() -> Dot {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        return dot_avx2;
+    }
+    dot_lanes
+}
+
+#[cfg(target_arch = "x86_64")]
+fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    #[target_feature(enable = "avx2")]
+    fn widened(a: &[f32], b: &[f32]) -> f32 {
+        dot_lanes(a, b)
+    }
+    // SAFETY: `pick_dot` hands out this variant only after detecting AVX2 on the running CPU.
+    unsafe { widened(a, b) }
+}
+
+/// Sixteen independent accumulators (two AVX or four SSE registers): enough to keep the adds busy without
+/// reassociating one long dependency chain, which the compiler may not do for floats.
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let split = a.len() / LANES * LANES;
+    for (x, y) in a[..split].chunks_exact(LANES).zip(b[..split].chunks_exact(LANES)) {
+        for lane in 0..LANES {
             acc[lane] += x[lane] * y[lane];
         }
     }
-    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
-    acc[0] + acc[1] + acc[2] + acc[3] + tail
+    let tail: f32 = a[split..].iter().zip(&b[split..]).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
