@@ -2,7 +2,8 @@
 //!
 //! [`ring`] is a single-producer single-consumer record ring in a sealed memfd mapping, shared between two
 //! processes (which may run different Python interpreters), with eventfd wake-ups that cost nothing on a busy
-//! ring. Nothing here depends on Python; the `PyO3` crate `novabridge-py` is a thin layer over it.
+//! ring; [`resample`] is a streaming low-delay resampler between the usual audio rates. Nothing here depends on
+//! Python; the `PyO3` crate `novabridge-py` is a thin layer over it.
 
 pub mod eventcount;
 mod sync;

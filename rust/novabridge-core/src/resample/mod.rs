@@ -1,6 +1,5 @@
-//! Streaming, fixed-ratio polyphase FIR resampling between the usual audio rates (work in progress toward
-//! issue 3: the core exists and is tested; the Python binding and the benchmarks against soxr, libsamplerate,
-//! scipy and rubato do not yet).
+//! Streaming, fixed-ratio polyphase FIR resampling between the usual audio rates (`novabridge.Resampler` in
+//! Python; benchmarked against rubato in `benches/resample.rs`).
 //!
 //! The ratio `out/in` is reduced to `up/down`. One Kaiser-windowed sinc low-pass at `up * in_rate` is split into
 //! `up` phases of `taps` coefficients each; every output sample is one dot product of a phase with the last
