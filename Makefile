@@ -39,11 +39,12 @@ wheel: $(VENV)/.created
 	$(VENV)/bin/maturin build --release --quiet --out dist
 	ls dist/*.whl
 
-## The wheel, with its dev extra, into both environments.
+## The wheel into both environments: the 3.12 one as a worker (SDK and emulator), the 3.11 one as a host.
 install: wheel $(HOST_VENV)/.created
+	whl=$$(ls dist/*.whl); \
+	$(VENV)/bin/python -m pip install -q "$$whl[dev,sonic,emulator]"; \
+	$(HOST_VENV)/bin/python -m pip install -q "$$whl[dev]"; \
 	for venv in $(VENV) $(HOST_VENV); do \
-		whl=$$(ls dist/*.whl); \
-		$$venv/bin/python -m pip install -q "$$whl[dev]"; \
 		$$venv/bin/python -m pip install -q --force-reinstall --no-deps "$$whl"; \
 	done
 

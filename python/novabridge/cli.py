@@ -1,0 +1,134 @@
+"""The ``novabridge`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+FAST_ENDPOINTING_S = 0.25
+
+
+def _endpointing(value: str) -> float | None:
+    if value.upper() in ("HIGH", "MEDIUM", "LOW"):
+        return None
+    if value == "fast":
+        return FAST_ENDPOINTING_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected HIGH, MEDIUM, LOW (the client decides), 'fast' or seconds") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError("endpointing seconds must be positive")
+    return seconds
+
+
+def _credentials(value: str) -> tuple[str, str]:
+    key, sep, secret = value.partition(":")
+    if not sep or not key or not secret:
+        raise argparse.ArgumentTypeError("expected ACCESS_KEY_ID:SECRET_ACCESS_KEY")
+    return key, secret
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="novabridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    emulator = commands.add_parser(
+        "emulator",
+        help="serve a local Nova Sonic endpoint",
+        description="Serve a local Nova Sonic endpoint until SIGINT or SIGTERM. When ready, print one JSON line "
+        "with endpoint_uri and ca_file. Each stdin line is a fault to arm (KIND[:name=value,...]).",
+    )
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    emulator.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    emulator.add_argument("--scenario", type=Path, help="YAML or JSON file of turns")
+    emulator.add_argument(
+        "--endpointing",
+        type=_endpointing,
+        default=None,
+        metavar="HIGH|MEDIUM|LOW|fast|SECONDS",
+        help="the pause that ends a user turn; by default the client's endpointingSensitivity decides",
+    )
+    emulator.add_argument("--session-limit", type=float, metavar="S", help="connection lifetime (default 480)")
+    emulator.add_argument("--input-timeout", type=float, metavar="S", help="input timeout (default 60)")
+    emulator.add_argument("--silence-limit", type=float, metavar="S", help="user silence before error 531")
+    emulator.add_argument("--think", type=float, metavar="S", help="time to first audio of a turn")
+    emulator.add_argument("--speed", type=float, metavar="X", help="assistant audio sent at X times real time")
+    emulator.add_argument("--max-streams", type=int, metavar="N", help="concurrent streams before throttling")
+    emulator.add_argument("--credentials", type=_credentials, metavar="KEY:SECRET", help="verify SigV4 with these")
+    emulator.add_argument("--fault", action="append", default=[], metavar="SPEC", help="arm a fault; repeatable")
+    emulator.add_argument("--record-dir", type=Path, help="write each stream's recording here when it ends")
+    return parser
+
+
+async def _serve_emulator(args: argparse.Namespace) -> int:
+    from novabridge.emulator import Emulator, EmulatorOptions, Fault, Scenario, ScenarioError
+
+    overrides = {
+        "endpointing_s": args.endpointing,
+        "session_limit_s": args.session_limit,
+        "input_timeout_s": args.input_timeout,
+        "silence_limit_s": args.silence_limit,
+        "think_s": args.think,
+        "output_speed": args.speed,
+        "max_streams": args.max_streams,
+        "credentials": args.credentials,
+    }
+    try:
+        options = EmulatorOptions(**{k: v for k, v in overrides.items() if v is not None})
+        scenario = Scenario.load(args.scenario) if args.scenario else Scenario()
+        faults = [Fault.parse(spec) for spec in args.fault]
+        emulator = Emulator(
+            host=args.host,
+            port=args.port,
+            scenario=scenario,
+            options=options,
+            faults=faults,
+            allow_remote=args.allow_remote,
+            record_dir=args.record_dir,
+        )
+    except (ValueError, ScenarioError) as error:
+        print(f"novabridge emulator: {error}", file=sys.stderr)
+        return 2
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    def on_stdin_line() -> None:
+        line = sys.stdin.readline()
+        if not line:
+            loop.remove_reader(sys.stdin.fileno())
+            return
+        if not line.strip():
+            return
+        try:
+            fault = emulator.inject(Fault.parse(line.strip()))
+            print(json.dumps({"armed": fault.kind.value, "count": fault.count}), flush=True)
+        except ValueError as error:
+            print(json.dumps({"error": str(error)}), flush=True)
+
+    async with emulator:
+        print(json.dumps({"endpoint_uri": emulator.endpoint_uri, "ca_file": emulator.ca_file}), flush=True)
+        if not sys.stdin.closed and not sys.stdin.isatty():
+            loop.add_reader(sys.stdin.fileno(), on_stdin_line)
+        await stop.wait()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "emulator":
+        return asyncio.run(_serve_emulator(args))
+    raise AssertionError(args.command)  # argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The emulator's knobs: timing of the conversation model, the service limits, and SigV4 checking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from novabridge.emulator import service
+
+
+@dataclass(frozen=True)
+class EmulatorOptions:
+    """Defaults follow the service; tests shrink the times."""
+
+    think_s: float = 0.3
+    """Time from the end of the user's turn (or the tool result) to the first assistant audio."""
+    output_speed: float = 2.0
+    """Assistant audio is sent at this multiple of real time (the service sends faster than playback)."""
+    output_chunk_s: float = 0.08
+    """Duration of the audio in one ``audioOutput`` event."""
+    endpointing_s: float | None = None
+    """Overrides the pause that ends a user turn (otherwise HIGH/MEDIUM/LOW 1.5/1.75/2.0 s; MEDIUM by default)."""
+    vad_threshold_dbfs: float = -40.0
+    """Frame level above which input audio counts as speech."""
+    session_limit_s: float = service.CONNECTION_LIFETIME_S
+    """Connection lifetime; at its end the stream fails with modelTimeoutException."""
+    input_timeout_s: float = service.INPUT_TIMEOUT_S
+    """With no input event for this long the stream fails with "Timed out waiting for input events"."""
+    silence_limit_s: float = service.SILENCE_LIMIT_S
+    """With no user speech for this long while audio streams, the stream fails with InternalErrorCode=531."""
+    max_streams: int = 64
+    """Concurrent streams; one more is throttled at connect."""
+    credentials: tuple[str, str] | None = None
+    """(access key id, secret key): when set, requests must carry a SigV4 signature made with them (else 403)."""
+
+    def __post_init__(self) -> None:
+        positive = {
+            "output_speed": self.output_speed,
+            "output_chunk_s": self.output_chunk_s,
+            "session_limit_s": self.session_limit_s,
+            "input_timeout_s": self.input_timeout_s,
+            "silence_limit_s": self.silence_limit_s,
+            "max_streams": self.max_streams,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if self.think_s < 0 or (self.endpointing_s is not None and not self.endpointing_s > 0):
+            raise ValueError("think_s must be >= 0 and endpointing_s positive")

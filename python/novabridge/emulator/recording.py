@@ -1,0 +1,106 @@
+"""What the emulator received and sent on each stream, so tests can prove nothing was lost or reordered."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TurnRecord:
+    """One assistant turn as the emulator played it."""
+
+    index: int
+    """0-based, across the whole stream."""
+    source: str
+    """``"speech"`` (ended by endpointing) or ``"text"`` (cross-modal input)."""
+    user_text: str
+    answer: str
+    speech_end_s: float | None = None
+    """Input-clock position where the user's speech ended (spoken turns)."""
+    assistant_audio: bytearray = field(default_factory=bytearray)
+    """The audio sent for this turn, in order."""
+    tool_use_id: str | None = None
+    tool_result: str | None = None
+    interrupted: bool = False
+    played_s: float = 0.0
+    """How much of the turn's audio had played (on the playout clock) when it ended or was interrupted."""
+
+
+@dataclass
+class StreamRecording:
+    """One InvokeModelWithBidirectionalStream call."""
+
+    stream_id: int
+    model_id: str
+    opened_at: float = field(default_factory=time.monotonic)
+    closed_at: float | None = None
+    input_events: list[dict[str, Any]] = field(default_factory=list)
+    """Every event received, in order; ``audioInput.content`` is replaced by its byte count and digest."""
+    output_events: list[dict[str, Any]] = field(default_factory=list)
+    """Every event sent, in order; ``audioOutput.content`` is replaced likewise."""
+    user_audio: bytearray = field(default_factory=bytearray)
+    """All ``audioInput`` PCM received, decoded, concatenated in arrival order."""
+    assistant_audio: bytearray = field(default_factory=bytearray)
+    """All ``audioOutput`` PCM sent, concatenated in order."""
+    turns: list[TurnRecord] = field(default_factory=list)
+    outcome: str = "open"
+    """``open``, ``completed`` (sessionEnd), ``client-closed``, ``error``, ``reset``, ``corrupt-frame``."""
+    error: tuple[str, str, str] | None = None
+    """(output union member, message on the wire, which rule or fault fired)."""
+
+    @property
+    def user_audio_sha256(self) -> str:
+        """Digest of all user audio received."""
+        return hashlib.sha256(self.user_audio).hexdigest()
+
+    @property
+    def assistant_audio_sha256(self) -> str:
+        """Digest of all assistant audio sent."""
+        return hashlib.sha256(self.assistant_audio).hexdigest()
+
+    def event_names(self, *, sent: bool = False) -> list[str]:
+        """The event names in order, received (default) or sent."""
+        return [next(iter(e["event"])) for e in (self.output_events if sent else self.input_events)]
+
+    def save(self, directory: Path) -> Path:
+        """Write ``stream-N.json`` (everything but the audio) and ``stream-N-{user,assistant}.pcm``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        stem = directory / f"stream-{self.stream_id}"
+        stem.with_name(stem.name + "-user.pcm").write_bytes(self.user_audio)
+        stem.with_name(stem.name + "-assistant.pcm").write_bytes(self.assistant_audio)
+        summary = {
+            "stream_id": self.stream_id,
+            "model_id": self.model_id,
+            "outcome": self.outcome,
+            "error": self.error,
+            "user_audio_bytes": len(self.user_audio),
+            "user_audio_sha256": self.user_audio_sha256,
+            "assistant_audio_bytes": len(self.assistant_audio),
+            "assistant_audio_sha256": self.assistant_audio_sha256,
+            "duration_s": (self.closed_at or time.monotonic()) - self.opened_at,
+            "turns": [
+                {
+                    **{k: v for k, v in dataclasses.asdict(turn).items() if k != "assistant_audio"},
+                    "assistant_audio_bytes": len(turn.assistant_audio),
+                }
+                for turn in self.turns
+            ],
+            "input_events": self.input_events,
+            "output_events": self.output_events,
+        }
+        path = stem.with_suffix(".json")
+        path.write_text(json.dumps(summary, indent=1))
+        return path
+
+
+def summarize_audio_event(body: dict[str, Any], kind: str, pcm: bytes) -> dict[str, Any]:
+    """A copy of an audio event with the content replaced by its size and digest."""
+    inner = dict(body["event"][kind])
+    inner["content"] = {"bytes": len(pcm), "sha256": hashlib.sha256(pcm).hexdigest()}
+    return {"event": {kind: inner}}

@@ -1,0 +1,419 @@
+"""The HTTP/2 + TLS endpoint: hypercorn serving InvokeModelWithBidirectionalStream on loopback.
+
+`Emulator` runs it on the caller's event loop (``async with``); `ThreadedEmulator` runs it on a loop of its own in a
+thread, for synchronous code and for tests that drive the SDK on another loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import ssl
+import struct
+import tempfile
+import threading
+import urllib.parse
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from novabridge.emulator import service
+from novabridge.emulator.certs import write_certificates
+from novabridge.emulator.conversation import Conversation, End
+from novabridge.emulator.faults import CONNECT_FAULTS, Fault, FaultKind, FaultPlan
+from novabridge.emulator.options import EmulatorOptions
+from novabridge.emulator.recording import StreamRecording
+from novabridge.emulator.scenario import Scenario
+from novabridge.emulator.service import Message, invalid_input
+from novabridge.emulator.sigv4 import SignatureError, verify_request
+from novabridge.emulator.wire import InputDecoder, WireError, encode_exception, encode_output_event, truncated_frame
+
+logger = logging.getLogger("novabridge.emulator")
+
+_PATH = re.compile(r"^/model/([^/]+)/invoke-with-bidirectional-stream$")
+
+Scope = dict[str, Any]
+Message_ = dict[str, Any]
+
+
+class _QuietTLSShutdown(logging.Filter):
+    """Drops the TLS shutdown noise of clients that keep sending after the server said goodbye.
+
+    hypercorn lets ``APPLICATION_DATA_AFTER_CLOSE_NOTIFY`` escape from a connection's close; it is harmless.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, ssl.SSLError) or "APPLICATION_DATA_AFTER_CLOSE_NOTIFY" in record.getMessage())
+
+
+_quiet_tls_shutdown = _QuietTLSShutdown()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Emulator:
+    """A local Nova Sonic endpoint that the unmodified SDK reaches through ``endpoint_uri`` and ``ca_file``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        scenario: Scenario | None = None,
+        options: EmulatorOptions | None = None,
+        faults: Iterable[Fault] = (),
+        allow_remote: bool = False,
+        record_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if not allow_remote and not is_loopback(host):
+            raise ValueError(f"refusing to serve on non-loopback address {host!r} without allow_remote=True")
+        self.host = host
+        self.port = port
+        self.scenario = scenario or Scenario()
+        self.options = options or EmulatorOptions()
+        self.faults = FaultPlan()
+        for fault in faults:
+            self.faults.add(fault)
+        self.record_dir = Path(record_dir) if record_dir is not None else None
+        """When set, each stream's recording is saved there as it ends (for clients in other processes)."""
+        self.recordings: list[StreamRecording] = []
+        """One per stream accepted, in order of arrival."""
+        self.rejected: list[tuple[int, str, str]] = []
+        """Requests refused before a stream began: (HTTP status, error type, message)."""
+        self._active = 0
+        self._directory: Path | None = None
+        self._ca_file: Path | None = None
+        self._stop: asyncio.Event | None = None
+        self._server: asyncio.Task[None] | None = None
+        self._started = False
+
+    @property
+    def endpoint_uri(self) -> str:
+        """``https://HOST:PORT``, the SDK's ``endpoint_uri``."""
+        self._require_started()
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+    @property
+    def ca_file(self) -> str:
+        """The PEM CA certificate a client must trust."""
+        self._require_started()
+        assert self._ca_file is not None
+        return str(self._ca_file)
+
+    @property
+    def active_streams(self) -> int:
+        """Streams open right now."""
+        return self._active
+
+    def inject(self, fault: Fault | FaultKind | str, **params: Any) -> Fault:
+        """Arm a fault, e.g. ``inject("model-stream-error", after_chunks=3)``; safe from any thread."""
+        if not isinstance(fault, Fault):
+            fault = Fault(FaultKind(fault), **params)
+        elif params:
+            raise TypeError("parameters go into the Fault when one is given")
+        self.faults.add(fault)
+        return fault
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("the emulator is not running; use `async with Emulator() as emu` or start()")
+
+    async def start(self) -> None:
+        """Generate the certificates, bind, and serve in a task on the running loop."""
+        if self._started:
+            raise RuntimeError("the emulator is already running")
+        self._directory = Path(tempfile.mkdtemp(prefix="novabridge-emulator-"))
+        files = write_certificates(self._directory, hosts=(self.host,))
+        self._ca_file = files.ca_file
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(256)
+        except OSError:
+            sock.close()
+            shutil.rmtree(self._directory, ignore_errors=True)
+            raise
+        self.port = sock.getsockname()[1]
+        config = Config()
+        config.bind = [f"fd://{sock.detach()}"]
+        config.certfile = str(files.cert_file)
+        config.keyfile = str(files.key_file)
+        config.alpn_protocols = ["h2"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("novabridge.emulator.http")
+        for name in ("novabridge.emulator.http", "asyncio"):
+            logging.getLogger(name).addFilter(_quiet_tls_shutdown)
+        config.graceful_timeout = 1.0
+        config.h2_max_concurrent_streams = max(100, 2 * self.options.max_streams)
+        config.keep_alive_timeout = 3600.0
+        self._stop = asyncio.Event()
+        started = asyncio.Event()
+        app = _App(self, started)
+        self._server = asyncio.create_task(serve(app, config, shutdown_trigger=self._stop.wait))  # type: ignore[arg-type]
+        waiter = asyncio.ensure_future(started.wait())
+        await asyncio.wait({waiter, self._server}, return_when=asyncio.FIRST_COMPLETED)
+        if not started.is_set():
+            waiter.cancel()
+            await self._server  # raises the startup failure
+        self._started = True
+
+    async def stop(self) -> None:
+        """Stop serving (open streams are cut) and delete the certificates."""
+        if self._server is not None and self._stop is not None:
+            self._stop.set()
+            with contextlib.suppress(asyncio.CancelledError, ssl.SSLError, ConnectionError):
+                await self._server
+        self._server = None
+        self._started = False
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            self._directory = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+class ThreadedEmulator:
+    """`Emulator` on its own event loop in a daemon thread: ``with ThreadedEmulator() as emu: ...``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.emulator = Emulator(**kwargs)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.emulator, name)
+
+    def start(self) -> None:
+        """Start the thread and wait until the endpoint serves."""
+        ready: asyncio.Future[None] | None = None
+        failure: list[BaseException] = []
+        started = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self.emulator.start())
+            except Exception as error:  # noqa: BLE001 - handed to the starting thread, which raises it
+                failure.append(error)
+                started.set()
+                loop.close()
+                return
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(self.emulator.stop())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        del ready
+        self._thread = threading.Thread(target=run, name="novabridge-emulator", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            self._thread.join()
+            raise failure[0]
+
+    def stop(self) -> None:
+        """Stop serving and join the thread."""
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class _App:
+    """The raw ASGI application: one duplex HTTP/2 stream per InvokeModelWithBidirectionalStream call."""
+
+    def __init__(self, emulator: Emulator, started: asyncio.Event) -> None:
+        self.emulator = emulator
+        self.started = started
+        self.stream_ids = 0
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                    self.started.set()
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _reject(self, send: Any, status: int, error_type: str, message: str) -> None:
+        self.emulator.rejected.append((status, error_type, message))
+        body = json.dumps({"message": message}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"x-amzn-errortype", error_type.encode()),
+                    (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
+        emulator = self.emulator
+        match = _PATH.match(scope["path"])
+        if scope["method"] != "POST" or match is None:
+            await self._reject(send, 404, "UnknownOperationException", "Unknown operation")
+            return
+        model_id = urllib.parse.unquote(match.group(1))
+        if emulator.options.credentials is not None:
+            try:
+                verify_request(scope, *emulator.options.credentials)
+            except SignatureError as error:
+                await self._reject(send, 403, error.error_type, error.message)
+                return
+        if emulator.faults.take(CONNECT_FAULTS) is not None:
+            await self._reject(send, 429, "ThrottlingException", Message.THROTTLED)
+            return
+        if model_id not in service.MODEL_IDS:
+            await self._reject(send, 400, "ValidationException", Message.UNKNOWN_MODEL)
+            return
+        if emulator.active_streams >= emulator.options.max_streams:
+            await self._reject(send, 429, "ThrottlingException", Message.TOO_MANY_STREAMS)
+            return
+
+        self.stream_ids += 1
+        recording = StreamRecording(self.stream_ids, model_id)
+        emulator.recordings.append(recording)
+        conversation = Conversation(
+            recording=recording, options=emulator.options, scenario=emulator.scenario, faults=emulator.faults
+        )
+        emulator._active += 1
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/vnd.amazon.eventstream"),
+                    (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
+                ],
+            }
+        )
+        loop = asyncio.get_running_loop()
+        reader = loop.create_task(self._read(receive, conversation))
+        watchdog = loop.create_task(conversation.watchdog())
+        try:
+            await self._write(scope, send, conversation)
+        finally:
+            emulator._active -= 1
+            reader.cancel()
+            watchdog.cancel()
+            conversation.abort("server-stopped")
+            await asyncio.gather(reader, watchdog, return_exceptions=True)
+            if emulator.record_dir is not None:
+                recording.save(emulator.record_dir)
+
+    async def _read(self, receive: Any, conversation: Conversation) -> None:
+        decoder = InputDecoder()
+        while not conversation.finished:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                conversation.abort("client-disconnected")
+                return
+            try:
+                for event in decoder.feed(message.get("body", b"")):
+                    conversation.receive(event.body)
+                    if conversation.finished:
+                        return
+            except WireError as error:
+                conversation.fail(invalid_input(f"malformed event stream: {error}"))
+                return
+            except service.ServiceError as error:
+                conversation.fail(error)
+                return
+            if decoder.ended or not message.get("more_body", False):
+                conversation.input_ended()
+                return
+
+    async def _write(self, scope: Scope, send: Any, conversation: Conversation) -> None:
+        recording = conversation.recording
+        while True:
+            item = await conversation.output.get()
+            if isinstance(item, End):
+                if item.abort == "reset":
+                    _sever_connection(scope)
+                    return
+                if item.abort == "corrupt-frame":
+                    await send({"type": "http.response.body", "body": truncated_frame(), "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            if isinstance(item, tuple):
+                _, error = item
+                frame = encode_exception(error.member, error.message, **error.fields)
+            else:
+                frame = encode_output_event(item)
+                if "audioOutput" not in item["event"]:
+                    recording.output_events.append(item)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+
+
+def _sever_connection(scope: Scope) -> None:
+    """Cut the TCP connection under a stream, as a network failure would (ASGI has no handle on it)."""
+    wanted = (tuple(scope["server"]), tuple(scope["client"]))
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        with sock:
+            try:
+                ends = (sock.getsockname()[:2], sock.getpeername()[:2])
+            except OSError:
+                continue
+            if ends == wanted:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)
+                return

@@ -1,0 +1,104 @@
+"""What the emulator knows of the service: model ids, voices, rates, limits and the service's own messages.
+
+Sources are in ../shared/notes/nova-sonic.md (AWS user guides for v1 and Nova 2, and the errors peers met).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+NOVA_SONIC_V1 = "amazon.nova-sonic-v1:0"
+NOVA_2_SONIC = "amazon.nova-2-sonic-v1:0"
+MODEL_IDS = frozenset({NOVA_SONIC_V1, NOVA_2_SONIC})
+
+VOICES: dict[str, frozenset[str]] = {
+    NOVA_SONIC_V1: frozenset(
+        {"tiffany", "matthew", "amy", "ambre", "florian", "beatrice", "lorenzo", "greta", "lennart", "lupe", "carlos"}
+    ),
+    NOVA_2_SONIC: frozenset(
+        {
+            "matthew",
+            "tiffany",
+            "amy",
+            "olivia",
+            "lupe",
+            "carlos",
+            "ambre",
+            "florian",
+            "tina",
+            "lennart",
+            "beatrice",
+            "lorenzo",
+            "carolina",
+            "leo",
+            "arjun",
+            "kiara",
+        }
+    ),
+}
+
+SAMPLE_RATES = frozenset({8000, 16000, 24000})
+
+HISTORY_LIMIT_BYTES = 40 * 1024
+TEXT_INPUT_LIMIT_BYTES = 1024
+CONNECTION_LIFETIME_S = 480.0
+INPUT_TIMEOUT_S = 60.0
+SILENCE_LIMIT_S = 175.0
+
+BARGE_IN_MARKER = '{ "interrupted" : true }'
+
+
+class Endpointing(StrEnum):
+    """Nova 2 ``turnDetectionConfiguration.endpointingSensitivity``; the value is the pause that ends a turn."""
+
+    HIGH = "HIGH"
+    MEDIUM = "MEDIUM"
+    LOW = "LOW"
+
+    @property
+    def pause_s(self) -> float:
+        """The silence after speech that ends the user's turn (nova2 sonic-turn-taking)."""
+        return {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}[self.value]
+
+
+class Message(StrEnum):
+    """Error messages exactly as the service words them."""
+
+    INVALID_INPUT = "Invalid input request, please fix your input and try again."
+    HISTORY_BEFORE_AUDIO = "Chat history should be sent completely before streaming audio."
+    INPUT_TIMEOUT = "Timed out waiting for input events"
+    RST_STREAM_531 = "InternalErrorCode=531::RST_STREAM closed stream. HTTP/2 error code: NO_ERROR"
+    INSTABILITY = "System instability detected. Please retry your request."
+    TOOL_RESULT_PARSE = "Tool Response parsing error"
+    MODEL_TIMEOUT = "Model has timed out in processing the request"
+    MODEL_STREAM_ERROR = "The model stream encountered an error. Please retry your request."
+    THROTTLED = "Too many requests, please wait before trying again."
+    TOO_MANY_STREAMS = "Too many concurrent requests. Please retry after the existing requests complete."
+    UNKNOWN_MODEL = "The provided model identifier is invalid."
+    BAD_SIGNATURE = "The request signature we calculated does not match the signature you provided."
+    UNKNOWN_KEY = "The security token included in the request is invalid."
+
+
+class ServiceError(Exception):
+    """An error the emulated service reports on the stream: the output union member and the service's message.
+
+    ``detail`` says which rule fired; it goes to the log and the recording, never on the wire, so clients see
+    exactly what the service would send.
+    """
+
+    def __init__(self, member: str, message: str, detail: str = "", **fields: object) -> None:
+        super().__init__(message)
+        self.member = member
+        self.message = message
+        self.detail = detail or message
+        self.fields = fields
+
+
+def invalid_input(detail: str) -> ServiceError:
+    """The service's generic schema or sequencing rejection."""
+    return ServiceError("validationException", Message.INVALID_INPUT, detail)
+
+
+def validation(message: Message, detail: str = "") -> ServiceError:
+    """A ValidationException with one of the service's specific messages."""
+    return ServiceError("validationException", message, detail)
