@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,7 +68,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve_emulator(args: argparse.Namespace) -> int:
-    from novabridge.emulator import Emulator, EmulatorOptions, Fault, Scenario, ScenarioError
+    try:
+        from novabridge.emulator import Emulator, EmulatorOptions, Fault, Scenario, ScenarioError
+    except ImportError as error:
+        print(
+            f"novabridge emulator: {error.name or error} is missing; the emulator needs Python >= 3.12 and "
+            "`pip install 'novabridge[emulator]'`",
+            file=sys.stderr,
+        )
+        return 2
 
     overrides = {
         "endpointing_s": args.endpointing,
@@ -101,23 +110,23 @@ async def _serve_emulator(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
-    def on_stdin_line() -> None:
-        line = sys.stdin.readline()
-        if not line:
-            loop.remove_reader(sys.stdin.fileno())
-            return
-        if not line.strip():
-            return
+    def arm(line: str) -> None:
         try:
-            fault = emulator.inject(Fault.parse(line.strip()))
+            fault = emulator.inject(Fault.parse(line))
             print(json.dumps({"armed": fault.kind.value, "count": fault.count}), flush=True)
         except ValueError as error:
             print(json.dumps({"error": str(error)}), flush=True)
 
+    def read_stdin() -> None:
+        # A thread, because stdin may be a pipe, a file or /dev/null, and a partial line must not stall the loop.
+        for line in sys.stdin:
+            if line.strip():
+                loop.call_soon_threadsafe(arm, line.strip())
+
     async with emulator:
         print(json.dumps({"endpoint_uri": emulator.endpoint_uri, "ca_file": emulator.ca_file}), flush=True)
-        if not sys.stdin.closed and not sys.stdin.isatty():
-            loop.add_reader(sys.stdin.fileno(), on_stdin_line)
+        if sys.stdin is not None and not sys.stdin.closed and not sys.stdin.isatty():
+            threading.Thread(target=read_stdin, name="stdin-faults", daemon=True).start()
         await stop.wait()
     return 0
 

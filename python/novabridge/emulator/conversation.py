@@ -33,6 +33,7 @@ from novabridge.emulator.voice import split_sentences, synthesize
 logger = logging.getLogger("novabridge.emulator")
 
 _TOKENS_PER_SPEECH_SECOND = 25
+_FAULT_POLL_S = 0.05
 
 
 class StreamAbort(Exception):
@@ -129,7 +130,8 @@ class Conversation:
         self._responder: asyncio.Task[None] | None = None
         self._turn_count = 0
         self._ids = 0
-        self._timed_faults: list[tuple[float, Fault]] = []
+        lifetime = ServiceError("modelTimeoutException", Message.MODEL_TIMEOUT, "connection lifetime reached")
+        self._deadlines: list[tuple[float, ServiceError]] = [(time.monotonic() + options.session_limit_s, lifetime)]
         self._claim_stream_faults()
 
     # ----------------------------------------------------------------------------------------------- input side
@@ -661,7 +663,6 @@ class Conversation:
                 self.recording.assistant_audio += chunk
                 record.assistant_audio += chunk
                 chunk_index += 1
-                flush_finals()
             sent_s = (start if cut else len(pcm)) / (2 * rate)
             self._emit(
                 "contentEnd",
@@ -674,6 +675,7 @@ class Conversation:
             )
             finals.append((spoken_s + sent_s, sentence, last))
             spoken_s += sent_s
+            flush_finals()  # between blocks only: output content blocks never nest
             if cut:
                 break
         self._usage(
@@ -723,39 +725,31 @@ class Conversation:
     # ---------------------------------------------------------------------------------------------- the watchdog
 
     def _claim_stream_faults(self) -> None:
+        now = time.monotonic()
         while (fault := self.faults.take(STREAM_FAULTS)) is not None:
             if fault.kind is FaultKind.SLOW:
                 self._extra_think_s += fault.delay_s
                 self._speed = 1.0
             elif fault.kind is FaultKind.RST_531:
                 self._silence_limit_s = fault.after_s
+            elif fault.kind is FaultKind.INSTABILITY:
+                self._deadlines.append((now + fault.after_s, validation(Message.INSTABILITY, "fault instability")))
             else:
-                self._timed_faults.append((fault.after_s, fault))
+                error = ServiceError("modelTimeoutException", Message.MODEL_TIMEOUT, "fault expire")
+                self._deadlines.append((now + fault.after_s, error))
 
     async def watchdog(self) -> None:
-        """Enforce the connection lifetime, the input timeout and timed faults until the stream finishes."""
-        opened = time.monotonic()
-        deadlines: list[tuple[float, ServiceError]] = [
-            (
-                opened + self.options.session_limit_s,
-                ServiceError("modelTimeoutException", Message.MODEL_TIMEOUT, "connection lifetime reached"),
-            )
-        ]
-        for after_s, fault in self._timed_faults:
-            if fault.kind is FaultKind.INSTABILITY:
-                deadlines.append((opened + after_s, validation(Message.INSTABILITY, "fault instability")))
-            else:
-                deadlines.append(
-                    (opened + after_s, ServiceError("modelTimeoutException", Message.MODEL_TIMEOUT, "fault expire"))
-                )
+        """Enforce the lifetime, the input timeout and timed faults (claimed as they are armed) until the end."""
         while not self.finished:
+            self._claim_stream_faults()
             now = time.monotonic()
             input_deadline = self.last_input + self.options.input_timeout_s
             if now >= input_deadline:
                 self.fail(validation(Message.INPUT_TIMEOUT, f"no input event for {self.options.input_timeout_s} s"))
                 return
-            for deadline, error in deadlines:
+            for deadline, error in self._deadlines:
                 if now >= deadline:
                     self.fail(error)
                     return
-            await asyncio.sleep(min(input_deadline, *(d for d, _ in deadlines)) - now + 0.001)
+            wake = min(input_deadline, now + _FAULT_POLL_S, *(d for d, _ in self._deadlines))
+            await asyncio.sleep(wake - now + 0.001)

@@ -1,12 +1,13 @@
 """Faults injected on demand: the failures peers met in production, made reproducible.
 
 A fault waits in the emulator's plan until a stream reaches its trigger point, then fires there, ``count`` times
-in all. Connection faults fire at connect, timed faults when a stream opens, mid-turn faults at an assistant
-audio chunk.
+in all. Connection faults fire at connect; timed faults are claimed by the first stream to see them (a new stream
+at once, an open one within 50 ms) and fire ``after_s`` later; mid-turn faults fire at an assistant audio chunk.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, fields, replace
 from enum import StrEnum
@@ -18,7 +19,7 @@ class FaultKind(StrEnum):
     THROTTLE = "throttle"
     """HTTP 429 ThrottlingException at connect."""
     INSTABILITY = "instability"
-    """ValidationException "System instability detected..." ``after_s`` after the stream opens."""
+    """ValidationException "System instability detected..." ``after_s`` after a stream claims it."""
     MODEL_STREAM_ERROR = "model-stream-error"
     """modelStreamErrorException in the middle of the assistant's audio."""
     CORRUPT_FRAME = "corrupt-frame"
@@ -28,7 +29,7 @@ class FaultKind(StrEnum):
     RST_531 = "rst-531"
     """ValidationException InternalErrorCode=531 once the user has been silent for ``after_s``."""
     EXPIRE = "expire"
-    """modelTimeoutException ``after_s`` after the stream opens, as at the end of the 8-minute lifetime."""
+    """modelTimeoutException ``after_s`` after a stream claims it, as at the end of the 8-minute lifetime."""
     SLOW = "slow"
     """Responses start ``delay_s`` later than usual and stream at real time instead of faster."""
 
@@ -46,7 +47,7 @@ class Fault:
     count: int = 1
     """How many times it fires (streams for connect and timed faults, turns for mid-turn faults)."""
     after_s: float = 0.5
-    """Timed faults: seconds after the stream opens (rst-531: seconds of user silence)."""
+    """Timed faults: seconds after a stream claims it (rst-531: seconds of user silence)."""
     after_chunks: int = 2
     """Mid-turn faults: fire before this audio chunk of a turn (0 is before the first)."""
     delay_s: float = 2.0
@@ -54,8 +55,9 @@ class Fault:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", FaultKind(self.kind))
-        if self.count < 1 or self.after_s < 0 or self.after_chunks < 0 or self.delay_s < 0:
-            raise ValueError(f"fault {self.kind}: count must be >= 1 and times and chunk counts >= 0")
+        times_ok = all(math.isfinite(t) and t >= 0 for t in (self.after_s, self.delay_s))
+        if self.count < 1 or self.after_chunks < 0 or not times_ok:
+            raise ValueError(f"fault {self.kind}: count must be >= 1, times finite and >= 0, chunk counts >= 0")
 
     @classmethod
     def parse(cls, spec: str) -> Fault:

@@ -50,7 +50,8 @@ class StreamRecording:
     """All ``audioOutput`` PCM sent, concatenated in order."""
     turns: list[TurnRecord] = field(default_factory=list)
     outcome: str = "open"
-    """``open``, ``completed`` (sessionEnd), ``client-closed``, ``error``, ``reset``, ``corrupt-frame``."""
+    """``open``, ``completed`` (sessionEnd), ``client-closed`` (input closed without sessionEnd),
+    ``client-disconnected``, ``connection-closed`` (cut by either side), ``error``, ``reset``, ``corrupt-frame``."""
     error: tuple[str, str, str] | None = None
     """(output union member, message on the wire, which rule or fault fired)."""
 

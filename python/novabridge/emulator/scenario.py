@@ -157,11 +157,11 @@ class _Whole:
     def __init__(self, value: Any) -> None:
         self._text = json.dumps(value) if not isinstance(value, str) else value
 
-    def __getitem__(self, _key: object) -> str:
-        return self._text
+    def __getitem__(self, _key: object) -> _Whole:
+        return self
 
-    def __getattr__(self, _name: str) -> str:
-        return self._text
+    def __getattr__(self, _name: str) -> _Whole:
+        return self
 
     def __format__(self, spec: str) -> str:
         return self._text

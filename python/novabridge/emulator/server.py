@@ -42,6 +42,8 @@ from novabridge.emulator.wire import InputDecoder, WireError, encode_exception, 
 
 logger = logging.getLogger("novabridge.emulator")
 
+_DRAIN_LIMIT_S = 5.0
+"""How long an ended stream waits for the client to end its request before ending the response anyway."""
 _PATH = re.compile(r"^/model/([^/]+)/invoke-with-bidirectional-stream$")
 
 Scope = dict[str, Any]
@@ -102,6 +104,7 @@ class Emulator:
         self.rejected: list[tuple[int, str, str]] = []
         """Requests refused before a stream began: (HTTP status, error type, message)."""
         self._active = 0
+        self._conversations: set[Conversation] = set()
         self._directory: Path | None = None
         self._ca_file: Path | None = None
         self._stop: asyncio.Event | None = None
@@ -183,8 +186,11 @@ class Emulator:
         self._started = True
 
     async def stop(self) -> None:
-        """Stop serving (open streams are cut) and delete the certificates."""
+        """Stop serving (open streams are ended) and delete the certificates."""
         if self._server is not None and self._stop is not None:
+            # hypercorn waits for open connections; end every stream so they close.
+            for conversation in list(self._conversations):
+                conversation.abort("server-stopped")
             self._stop.set()
             with contextlib.suppress(asyncio.CancelledError, ssl.SSLError, ConnectionError):
                 await self._server
@@ -330,6 +336,7 @@ class _App:
             recording=recording, options=emulator.options, scenario=emulator.scenario, faults=emulator.faults
         )
         emulator._active += 1
+        emulator._conversations.add(conversation)
         await send(
             {
                 "type": "http.response.start",
@@ -344,39 +351,43 @@ class _App:
         reader = loop.create_task(self._read(receive, conversation))
         watchdog = loop.create_task(conversation.watchdog())
         try:
-            await self._write(scope, send, conversation)
+            await self._write(scope, send, conversation, reader)
         finally:
             emulator._active -= 1
+            emulator._conversations.discard(conversation)
             reader.cancel()
             watchdog.cancel()
-            conversation.abort("server-stopped")
+            conversation.abort("connection-closed")  # only if the stream had not ended by itself
             await asyncio.gather(reader, watchdog, return_exceptions=True)
             if emulator.record_dir is not None:
                 recording.save(emulator.record_dir)
 
-    async def _read(self, receive: Any, conversation: Conversation) -> None:
+    async def _read(self, receive: Any, conversation: Conversation) -> bool:
+        """Feed input events to the conversation until the client ends its request; False if it went away."""
         decoder = InputDecoder()
-        while not conversation.finished:
+        while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 conversation.abort("client-disconnected")
-                return
-            try:
-                for event in decoder.feed(message.get("body", b"")):
-                    conversation.receive(event.body)
-                    if conversation.finished:
-                        return
-            except WireError as error:
-                conversation.fail(invalid_input(f"malformed event stream: {error}"))
-                return
-            except service.ServiceError as error:
-                conversation.fail(error)
-                return
-            if decoder.ended or not message.get("more_body", False):
+                return False
+            if not conversation.finished:
+                try:
+                    for event in decoder.feed(message.get("body", b"")):
+                        conversation.receive(event.body)
+                        if conversation.finished:
+                            break
+                except WireError as error:
+                    conversation.fail(invalid_input(f"malformed event stream: {error}"))
+                except service.ServiceError as error:
+                    conversation.fail(error)
+            if not message.get("more_body", False):
                 conversation.input_ended()
-                return
+                return True
+            if decoder.ended:
+                conversation.input_ended()
 
-    async def _write(self, scope: Scope, send: Any, conversation: Conversation) -> None:
+    async def _write(self, scope: Scope, send: Any, conversation: Conversation, reader: asyncio.Task[bool]) -> None:
+        """Send the conversation's output until its end."""
         recording = conversation.recording
         while True:
             item = await conversation.output.get()
@@ -385,7 +396,14 @@ class _App:
                     _sever_connection(scope)
                     return
                 if item.abort == "corrupt-frame":
-                    await send({"type": "http.response.body", "body": truncated_frame(), "more_body": True})
+                    # Cut mid-frame at once, as a dying stream does; the client cannot react to half a frame.
+                    await send({"type": "http.response.body", "body": truncated_frame(), "more_body": False})
+                    return
+                # hypercorn forgets a stream as soon as its response ends, and DATA that then arrives for it tears
+                # down the whole connection, every other stream on it included. So the response ends only after
+                # the client ended its request (it does, on an error event or after sessionEnd), or after a while.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(reader), _DRAIN_LIMIT_S)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             if isinstance(item, tuple):

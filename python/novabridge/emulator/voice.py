@@ -12,8 +12,9 @@ import zlib
 
 import numpy as np
 
-_WORD = re.compile(r"[\w']+[.!?,;:]*")
-_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+_WORD = re.compile(r"[\w']+(?:[.,][\w']+)*[.!?,;:]*")
+# A sentence ends at . ! or ? followed by a space or the end, so "0.6" stays one number.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _RAMP_S = 0.01
 _WORD_GAP_S = 0.05
 _SENTENCE_GAP_S = 0.25
@@ -22,7 +23,7 @@ _LEVEL = 0.3
 
 def split_sentences(text: str) -> list[str]:
     """The sentences of ``text``; the service transcribes and speaks a turn sentence by sentence."""
-    return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
 def base_pitch_hz(voice: str) -> float:

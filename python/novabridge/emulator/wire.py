@@ -73,8 +73,9 @@ class InputDecoder:
 def _decode_message(frame: bytes, what: str) -> EventMessage:
     try:
         event = Event.decode(io.BytesIO(frame))
-    except (EventError, struct.error, ValueError, UnicodeDecodeError) as error:
-        raise WireError(f"{what}: {error}") from None
+    except (EventError, struct.error, ValueError, KeyError, IndexError, TypeError) as error:
+        # The SDK's decoder trusts the header type bytes; an unknown type surfaces as a KeyError.
+        raise WireError(f"{what}: {type(error).__name__} {error}") from None
     if event is None:
         raise WireError(f"{what}: empty frame")
     return event.message
@@ -95,8 +96,8 @@ def _decode_envelope(frame: bytes) -> dict[str, Any] | None:
         encoded = wrapper["bytes"]
         raw = base64.b64decode(encoded, validate=True)
         body = json.loads(raw)
-    except (ValueError, KeyError, TypeError, binascii.Error) as error:
-        raise WireError(f"chunk payload is not base64 JSON: {error}") from None
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as error:
+        raise WireError(f"chunk payload is not base64 JSON: {type(error).__name__}") from None
     if not isinstance(body, dict):
         raise WireError("the event is not a JSON object")
     return body

@@ -1,0 +1,20 @@
+from novabridge.emulator import Emulator
+
+from emulator import docs_events as ev
+from emulator.client import silence, tone
+from emulator.conftest import ClientFactory
+
+
+async def test_one_spoken_turn_is_answered_through_the_sdk(emulator: Emulator, connect: ClientFactory) -> None:
+    client = await connect()
+    await client.start_conversation()
+    await client.stream_audio(tone(0.8) + silence(0.6))
+    await client.wait_for_name("completionEnd")
+    await client.end()
+    assert await client.wait_closed() is None
+    assert client.texts("USER") == ["(speech, 0.8 seconds)"]
+    recording = emulator.recordings[0]
+    assert recording.outcome == "completed"
+    assert bytes(recording.user_audio) == tone(0.8) + silence(0.6)
+    assert client.audio_out() == bytes(recording.assistant_audio)
+    assert recording.model_id == ev.NOVA_2
