@@ -1,0 +1,370 @@
+"""Nova Sonic's events: builders for what the client sends, and a parser of what the service sends into typed events.
+
+Pure Python with no SDK import, so the host (Python 3.11) shares the event types with the worker. The JSON shapes
+follow the AWS user guides (v1 "Handling input/output events", Nova 2 turn detection, cross-modal input, chat
+history); see ../shared/notes/nova-sonic.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+BARGE_IN_MARKER = '{ "interrupted" : true }'
+"""The textOutput content by which the service announces a barge-in."""
+
+TEXT_INPUT_LIMIT_BYTES = 1024
+HISTORY_LIMIT_BYTES = 40 * 1024
+
+
+class ProtocolError(ValueError):
+    """An output event that does not have the documented shape."""
+
+
+class Stage(StrEnum):
+    """``generationStage`` of assistant text: a preview of what will be said, or what was said."""
+
+    SPECULATIVE = "SPECULATIVE"
+    FINAL = "FINAL"
+
+
+# ------------------------------------------------------------------------------------------------ typed events
+
+
+@dataclass(frozen=True, slots=True)
+class AudioOut:
+    """Assistant speech: s16le mono PCM at ``rate``."""
+
+    pcm: bytes
+    rate: int
+    turn_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """Text of a turn: the user's (FINAL) or the assistant's (SPECULATIVE before audio, FINAL after)."""
+
+    role: str
+    text: str
+    stage: Stage
+    turn_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """The user barged in: audio of ``turn_id`` not yet played must be dropped."""
+
+    turn_id: str
+    dropped_bytes: int = 0
+    """Assistant audio of the turn that was queued and discarded (filled in by the session or the bridge)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model asks for a tool; answer with the result (the session does this for registered tools)."""
+
+    tool_use_id: str
+    name: str
+    input: dict[str, Any]
+    turn_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEnd:
+    """A completion ended (``END_TURN``, ``INTERRUPTED``, ...)."""
+
+    turn_id: str
+    stop_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts reported by the service (totals for the session so far)."""
+
+    input_tokens: int
+    output_tokens: int
+    turn_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Renewed:
+    """The session moved to a new stream before the connection lifetime ran out."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnecting:
+    """The stream failed with a transient error; the session reconnects and resumes from the history."""
+
+    reason: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """An error of the session; ``fatal`` ends it."""
+
+    kind: str
+    message: str
+    fatal: bool
+
+
+SonicEvent = AudioOut | Transcript | Interrupted | ToolCall | TurnEnd | Usage | Renewed | Reconnecting | Error
+
+
+# ------------------------------------------------------------------------------------------------ input builders
+
+
+def event(name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``{"event": {name: body}}``."""
+    return {"event": {name: body}}
+
+
+def session_start(
+    *,
+    max_tokens: int = 1024,
+    top_p: float = 0.9,
+    temperature: float = 0.7,
+    endpointing: str | None = None,
+) -> dict[str, Any]:
+    """The sessionStart event; ``endpointing`` (HIGH/MEDIUM/LOW) goes in Nova 2's nested turnDetectionConfiguration."""
+    body: dict[str, Any] = {
+        "inferenceConfiguration": {"maxTokens": max_tokens, "topP": top_p, "temperature": temperature}
+    }
+    if endpointing is not None:
+        body["turnDetectionConfiguration"] = {"endpointingSensitivity": endpointing}
+    return event("sessionStart", body)
+
+
+def prompt_start(
+    prompt: str, *, voice: str, output_rate: int = 24000, tools: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The promptStart event, with text and audio output; ``tools`` are ``{"name", "description", "schema"}`` mappings."""
+    body: dict[str, Any] = {
+        "promptName": prompt,
+        "textOutputConfiguration": {"mediaType": "text/plain"},
+        "audioOutputConfiguration": {
+            "mediaType": "audio/lpcm",
+            "sampleRateHertz": output_rate,
+            "sampleSizeBits": 16,
+            "channelCount": 1,
+            "voiceId": voice,
+            "encoding": "base64",
+            "audioType": "SPEECH",
+        },
+    }
+    if tools:
+        body["toolUseOutputConfiguration"] = {"mediaType": "application/json"}
+        body["toolConfiguration"] = {
+            "toolChoice": {"auto": {}},
+            "tools": [
+                {
+                    "toolSpec": {
+                        "name": tool["name"],
+                        "description": tool["description"],
+                        # The schema travels as a JSON string, not an object.
+                        "inputSchema": {"json": json.dumps(tool["schema"])},
+                    }
+                }
+                for tool in tools
+            ],
+        }
+    return event("promptStart", body)
+
+
+def text_block(prompt: str, content: str, text: str, *, role: str, interactive: bool = False) -> list[dict[str, Any]]:
+    """A TEXT content block; text over the 1 KB per-textInput limit is split into several textInputs."""
+    events = [
+        event(
+            "contentStart",
+            {
+                "promptName": prompt,
+                "contentName": content,
+                "type": "TEXT",
+                "interactive": interactive,
+                "role": role,
+                "textInputConfiguration": {"mediaType": "text/plain"},
+            },
+        )
+    ]
+    events += [
+        event("textInput", {"promptName": prompt, "contentName": content, "content": piece})
+        for piece in split_utf8(text, TEXT_INPUT_LIMIT_BYTES)
+    ]
+    events.append(content_end(prompt, content))
+    return events
+
+
+def split_utf8(text: str, limit: int) -> list[str]:
+    """``text`` in pieces of at most ``limit`` UTF-8 bytes, never splitting a character."""
+    pieces: list[str] = []
+    data = text.encode()
+    while len(data) > limit:
+        cut = limit
+        while cut > 0 and (data[cut] & 0xC0) == 0x80:
+            cut -= 1
+        pieces.append(data[:cut].decode())
+        data = data[cut:]
+    pieces.append(data.decode())
+    return pieces
+
+
+def audio_start(prompt: str, content: str, *, input_rate: int = 16000) -> dict[str, Any]:
+    """The USER AUDIO contentStart."""
+    return event(
+        "contentStart",
+        {
+            "promptName": prompt,
+            "contentName": content,
+            "type": "AUDIO",
+            "interactive": True,
+            "role": "USER",
+            "audioInputConfiguration": {
+                "mediaType": "audio/lpcm",
+                "sampleRateHertz": input_rate,
+                "sampleSizeBits": 16,
+                "channelCount": 1,
+                "audioType": "SPEECH",
+                "encoding": "base64",
+            },
+        },
+    )
+
+
+def audio_input(prompt: str, content: str, pcm: bytes) -> dict[str, Any]:
+    """One audioInput of s16le mono PCM."""
+    return event(
+        "audioInput", {"promptName": prompt, "contentName": content, "content": base64.b64encode(pcm).decode()}
+    )
+
+
+def tool_result(prompt: str, content: str, tool_use_id: str, result: Any) -> list[dict[str, Any]]:
+    """A TOOL block answering ``tool_use_id``; the result travels as a JSON string."""
+    text = result if isinstance(result, str) else json.dumps(result)
+    return [
+        event(
+            "contentStart",
+            {
+                "promptName": prompt,
+                "contentName": content,
+                "interactive": False,
+                "type": "TOOL",
+                "role": "TOOL",
+                "toolResultInputConfiguration": {
+                    "toolUseId": tool_use_id,
+                    "type": "TEXT",
+                    "textInputConfiguration": {"mediaType": "text/plain"},
+                },
+            },
+        ),
+        event("toolResult", {"promptName": prompt, "contentName": content, "content": text}),
+        content_end(prompt, content),
+    ]
+
+
+def content_end(prompt: str, content: str) -> dict[str, Any]:
+    """The contentEnd of a block the client opened."""
+    return event("contentEnd", {"promptName": prompt, "contentName": content})
+
+
+def prompt_end(prompt: str) -> dict[str, Any]:
+    """The promptEnd event."""
+    return event("promptEnd", {"promptName": prompt})
+
+
+def session_end() -> dict[str, Any]:
+    """The sessionEnd event."""
+    return event("sessionEnd", {})
+
+
+# ------------------------------------------------------------------------------------------------ output parser
+
+
+@dataclass
+class _Block:
+    type: str
+    role: str
+    stage: Stage
+    rate: int
+
+
+class OutputParser:
+    """Turns the service's output events into typed events, tracking content blocks and turns.
+
+    Barge-in arrives three ways (the marker text, a TEXT contentEnd ``INTERRUPTED``, an AUDIO contentEnd
+    ``INTERRUPTED``); all three give one `Interrupted` per turn, and the marker never becomes a transcript.
+    """
+
+    def __init__(self) -> None:
+        self._blocks: dict[str, _Block] = {}
+        self._interrupted: set[str] = set()
+
+    def parse(self, raw: bytes | str | dict[str, Any]) -> list[SonicEvent]:
+        """Parse one output event.
+
+        Raises:
+            ProtocolError: not JSON, or a known event without its required fields.
+        """
+        try:
+            body = json.loads(raw) if isinstance(raw, (bytes, str)) else raw
+            inner = body["event"]
+            ((name, payload),) = inner.items()
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise ProtocolError(f"not a Nova Sonic output event: {error}") from None
+        if not isinstance(payload, dict):
+            raise ProtocolError(f"{name}: the payload is not an object")
+        try:
+            return self._dispatch(name, payload)
+        except (KeyError, TypeError, ValueError, binascii.Error) as error:
+            raise ProtocolError(f"{name}: {type(error).__name__} {error}") from None
+
+    def _dispatch(self, name: str, p: dict[str, Any]) -> list[SonicEvent]:
+        turn = str(p.get("completionId", ""))
+        if name == "contentStart":
+            fields = json.loads(p.get("additionalModelFields") or "{}")
+            rate = int(p.get("audioOutputConfiguration", {}).get("sampleRateHertz", 24000))
+            self._blocks[p["contentId"]] = _Block(
+                p["type"], p.get("role", ""), Stage(fields.get("generationStage", "FINAL")), rate
+            )
+            return []
+        if name == "textOutput":
+            block = self._blocks.get(p["contentId"])
+            text = p["content"]
+            if not isinstance(text, str):
+                raise TypeError("textOutput.content is not a string")
+            if text.strip() == BARGE_IN_MARKER or BARGE_IN_MARKER in text:
+                return self._interrupt(turn)
+            stage = block.stage if block is not None else Stage.FINAL
+            return [Transcript(p.get("role") or (block.role if block else ""), text, stage, turn)]
+        if name == "audioOutput":
+            block = self._blocks.get(p["contentId"])
+            pcm = base64.b64decode(p["content"], validate=True)
+            if len(pcm) % 2:
+                raise ValueError("odd number of PCM bytes")
+            return [AudioOut(pcm, block.rate if block else 24000, turn)]
+        if name == "toolUse":
+            tool_input = json.loads(p["content"]) if p.get("content") else {}
+            if not isinstance(tool_input, dict):
+                raise TypeError("toolUse.content is not a JSON object")
+            return [ToolCall(p["toolUseId"], p["toolName"], tool_input, turn)]
+        if name == "contentEnd":
+            self._blocks.pop(p.get("contentId", ""), None)
+            if p.get("stopReason") == "INTERRUPTED":
+                return self._interrupt(turn)
+            return []
+        if name == "completionEnd":
+            return [TurnEnd(turn, str(p.get("stopReason", "")))]
+        if name == "usageEvent":
+            return [Usage(int(p.get("totalInputTokens", 0)), int(p.get("totalOutputTokens", 0)), turn)]
+        return []  # completionStart and events newer than this parser carry nothing to act on
+
+    def _interrupt(self, turn: str) -> list[SonicEvent]:
+        if turn in self._interrupted:
+            return []
+        self._interrupted.add(turn)
+        return [Interrupted(turn)]

@@ -1,0 +1,167 @@
+"""`SonicConfig`: everything a Nova Sonic session needs, validated before any connection is made.
+
+Importable without the SDK (the 3.11 host builds the config, the 3.12 worker runs the session). Credentials are
+`SecretStr`, so they never show in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Final, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from novabridge.protocol import HISTORY_LIMIT_BYTES
+
+NOVA_2_SONIC: Final = "amazon.nova-2-sonic-v1:0"
+NOVA_SONIC_V1: Final = "amazon.nova-sonic-v1:0"
+
+VOICES: dict[str, frozenset[str]] = {
+    NOVA_SONIC_V1: frozenset(
+        {"tiffany", "matthew", "amy", "ambre", "florian", "beatrice", "lorenzo", "greta", "lennart", "lupe", "carlos"}
+    ),
+    NOVA_2_SONIC: frozenset(
+        {
+            "matthew",
+            "tiffany",
+            "amy",
+            "olivia",
+            "lupe",
+            "carlos",
+            "ambre",
+            "florian",
+            "tina",
+            "lennart",
+            "beatrice",
+            "lorenzo",
+            "carolina",
+            "leo",
+            "arjun",
+            "kiara",
+        }
+    ),
+}
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly assistant. The user and you will engage in a spoken dialog exchanging the transcripts of a "
+    "natural real-time conversation. Keep your responses short, generally two or three sentences for chatty "
+    "scenarios."
+)
+
+Rate = Literal[8000, 16000, 24000]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InferenceConfig(_Model):
+    """sessionStart.inferenceConfiguration."""
+
+    max_tokens: int = Field(1024, ge=1, le=10_000)
+    top_p: float = Field(0.9, ge=0.0, le=1.0)
+    temperature: float = Field(0.7, ge=0.0, le=1.0)
+
+
+class RetryPolicy(_Model):
+    """Reconnection after transient errors: exponential backoff from ``initial_backoff_s`` up to ``max_backoff_s``."""
+
+    max_attempts: int = Field(5, ge=0, le=100)
+    """Consecutive failed attempts before the session gives up with a fatal error (0: never reconnect)."""
+    initial_backoff_s: float = Field(0.25, ge=0.0, le=60.0)
+    max_backoff_s: float = Field(8.0, ge=0.0, le=300.0)
+
+    def backoff_s(self, attempt: int) -> float:
+        """The wait before reconnection attempt ``attempt`` (1-based)."""
+        return float(min(self.max_backoff_s, self.initial_backoff_s * 2.0 ** (attempt - 1)))
+
+
+class ToolSpec(_Model):
+    """A tool the model may call: its name, what it does, and the JSON schema of its input."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = Field(min_length=1)
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}, "required": []})
+
+    @field_validator("input_schema")
+    @classmethod
+    def _object_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        if schema.get("type") != "object":
+            raise ValueError('the input schema must describe an object ({"type": "object", ...})')
+        return schema
+
+
+class HistoryMessage(_Model):
+    """A message of earlier conversation, replayed to a new stream."""
+
+    role: Literal["USER", "ASSISTANT"]
+    text: str = Field(min_length=1)
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        if value := os.environ.get(name):
+            return value
+    return None
+
+
+class SonicConfig(_Model):
+    """How to reach Nova Sonic and what the conversation is."""
+
+    model_id: Literal["amazon.nova-2-sonic-v1:0", "amazon.nova-sonic-v1:0"] = NOVA_2_SONIC
+    region: str = Field(default_factory=lambda: _env("AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1")
+    endpoint_uri: str | None = None
+    """``https://...``; None means Bedrock's regional endpoint. The emulator prints its own."""
+    ca_file: Path | None = None
+    """Trust only this CA (the emulator's); None means the system trust store."""
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    profile: str | None = None
+    """A shared-config profile to read credentials from when no keys are given."""
+    voice: str = "matthew"
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, min_length=1)
+    inference: InferenceConfig = InferenceConfig()
+    endpointing: Literal["HIGH", "MEDIUM", "LOW"] | None = None
+    """Nova 2 turn detection: the pause that ends a user turn (1.5, 1.75 or 2.0 s). None: the service default."""
+    input_rate: Rate = 16000
+    output_rate: Rate = 24000
+    tools: tuple[ToolSpec, ...] = ()
+    history: tuple[HistoryMessage, ...] = ()
+    renewal_after_s: float = Field(360.0, gt=0.0, le=470.0)
+    """Move to a fresh stream after this long, ahead of the 8-minute connection limit."""
+    retry: RetryPolicy = RetryPolicy()
+    frame_ms: int = Field(32, ge=10, le=200)
+    """Audio is sent to the service in frames of this duration (the docs suggest about 32 ms)."""
+
+    @field_validator("endpoint_uri")
+    @classmethod
+    def _https(cls, uri: str | None) -> str | None:
+        if uri is not None and not uri.startswith("https://"):
+            raise ValueError("endpoint_uri must be https:// (the stream needs HTTP/2, which the SDK speaks over TLS)")
+        return uri
+
+    @field_validator("ca_file")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"ca_file {path} is not a readable file")
+        return path
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.voice not in VOICES[self.model_id]:
+            known = ", ".join(sorted(VOICES[self.model_id]))
+            raise ValueError(f"voice {self.voice!r} is not a voice of {self.model_id}; choose one of {known}")
+        if self.endpointing is not None and self.model_id != NOVA_2_SONIC:
+            raise ValueError("endpointing (turnDetectionConfiguration) is a Nova 2 setting; v1 rejects it")
+        if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
+            raise ValueError("give both aws_access_key_id and aws_secret_access_key, or neither")
+        names = [tool.name for tool in self.tools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tool names must be unique: {names}")
+        size = sum(len(message.text.encode()) for message in self.history)
+        if size > HISTORY_LIMIT_BYTES:
+            raise ValueError(f"history is {size} bytes; the service accepts at most {HISTORY_LIMIT_BYTES}")
+        return self

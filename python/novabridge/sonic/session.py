@@ -1,0 +1,490 @@
+"""`SonicSession`: one conversation with Nova Sonic that outlives streams.
+
+Audio goes out in frames of ``frame_ms`` through one pump task, so sends never interleave and silence fills idle
+time (the service times out without input). Each stream has its own receive task that turns output events into
+typed events. Transient failures reconnect with exponential backoff and resume from the history; before the
+connection lifetime runs out the session renews onto a pre-warmed stream, replaying the user's audio since the last
+completed turn so nothing said at the handover is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+
+from novabridge import protocol
+from novabridge.protocol import (
+    AudioOut,
+    Error,
+    Interrupted,
+    Reconnecting,
+    Renewed,
+    SonicEvent,
+    ToolCall,
+    Transcript,
+    TurnEnd,
+)
+from novabridge.sonic.config import NOVA_2_SONIC, SonicConfig
+from novabridge.sonic.errors import Failure, classify
+from novabridge.sonic.history import History
+from novabridge.sonic.stream import SonicStream, make_client
+from novabridge.sonic.tools import Tool, run_tool
+from novabridge.sonic.transport import SonicTransport
+
+logger = logging.getLogger("novabridge.sonic")
+
+IDLE_FILL_S = 0.5
+"""After this long without audio from the caller, the pump sends silence in real time to keep the stream alive."""
+REPLAY_LIMIT_S = 3.0
+"""At most this much recent user audio is replayed to a new stream (the AWS session-continuation window)."""
+BACKLOG_LIMIT_S = 30.0
+"""Audio queued while no stream can take it; beyond this the oldest is dropped, and reported."""
+RENEWAL_GRACE_S = 60.0
+"""How long a due renewal waits for the assistant to finish its turn before it goes ahead anyway."""
+
+
+class SessionClosed(RuntimeError):
+    """The session is closed (by the caller or by a fatal error)."""
+
+
+@dataclass
+class SessionMetrics:
+    """Counters and timings of a session."""
+
+    frames_sent: int = 0
+    silence_frames: int = 0
+    reconnects: int = 0
+    renewals: int = 0
+    dropped_audio_bytes: int = 0
+    interrupted_audio_bytes: int = 0
+    first_audio_latency_s: list[float] = field(default_factory=list)
+    """Per turn: from the user's FINAL transcript to the first AudioOut of the answer."""
+    send_overhead_s: list[float] = field(default_factory=list)
+    """Per frame: time spent in the SDK's send (our own added time per send)."""
+    receive_overhead_s: list[float] = field(default_factory=list)
+    """Per output event: from the SDK handing it over to the typed event being queued."""
+
+
+class _EventQueue:
+    """Typed events for the caller; audio of an interrupted turn can be pulled back out before it is read."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[SonicEvent | None] = collections.deque()
+        self._ready = asyncio.Event()
+
+    def put(self, item: SonicEvent | None) -> None:
+        self._items.append(item)
+        self._ready.set()
+
+    def drop_audio(self, turn_id: str) -> int:
+        kept: collections.deque[SonicEvent | None] = collections.deque()
+        dropped = 0
+        for item in self._items:
+            if isinstance(item, AudioOut) and item.turn_id == turn_id:
+                dropped += len(item.pcm)
+            else:
+                kept.append(item)
+        self._items = kept
+        return dropped
+
+    async def get(self) -> SonicEvent | None:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
+class SonicSession:
+    """``async with SonicSession(config) as session:`` then send audio and text, and iterate `events`."""
+
+    def __init__(self, config: SonicConfig, *, tools: Iterable[Tool] = (), tool_timeout_s: float = 30.0) -> None:
+        self.config = config
+        self._tools = {tool.spec.name: tool for tool in tools}
+        specs = {spec.name: spec for spec in config.tools}
+        for name, tool in self._tools.items():
+            if name in specs and specs[name] != tool.spec:
+                raise ValueError(f"tool {name} is declared twice with different specs")
+            specs[name] = tool.spec
+        self._tool_specs = [
+            {"name": s.name, "description": s.description, "schema": s.input_schema} for s in specs.values()
+        ]
+        self._tool_timeout_s = tool_timeout_s
+        self.history = History(config.history)
+        self.metrics = SessionMetrics()
+        self._frame_bytes = 2 * config.input_rate * config.frame_ms // 1000
+        self._backlog = bytearray()
+        self._backlog_changed = asyncio.Event()
+        self._since_turn = bytearray()
+        """User audio sent since the last completed turn (the replay window's source)."""
+        self._events = _EventQueue()
+        self._transport: SonicTransport | None = None
+        self._client: Any = None
+        self._stream: SonicStream | None = None
+        self._stream_ready = asyncio.Event()
+        self._handover = asyncio.Lock()
+        """Held around each frame's send and around a handover, so no frame falls between two streams."""
+        self._stream_opened_at = 0.0
+        self._generation = 0
+        self._workers: set[asyncio.Task[Any]] = set()
+        """The pump, the renewal timer and running tools: cancelled at close."""
+        self._receivers: set[asyncio.Task[Any]] = set()
+        """One per stream: they end when the service ends the stream."""
+        self._turn_active = False
+        self._turn_idle = asyncio.Event()
+        self._turn_idle.set()
+        self._last_user_final = 0.0
+        self._awaiting_first_audio = False
+        self._closed = False
+        self._fatal: Error | None = None
+        self._last_audio_in = time.monotonic()
+
+    # ----------------------------------------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect and send the init sequence; raises what makes the first connection impossible."""
+        self._transport = SonicTransport(ca_file=self.config.ca_file)
+        self._client = await make_client(self.config, self._transport)
+        stream = await self._connect()
+        self._last_audio_in = time.monotonic()  # idle time is counted from when the caller can first send
+        self._install(stream)
+        self._spawn(self._pump(), self._workers)
+        self._spawn(self._renewals(), self._workers)
+
+    async def close(self) -> None:
+        """End the conversation: the stream gets contentEnd, promptEnd and sessionEnd; tasks stop; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        current = asyncio.current_task()
+        workers = [task for task in self._workers if task is not current]
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            # Audio the caller already handed over goes out before the end of the conversation.
+            if self._backlog and self._stream_ready.is_set():
+                with contextlib.suppress(Exception):
+                    await stream.send_audio(bytes(self._backlog))
+                    self._backlog.clear()
+            await stream.close()
+        # Receive tasks end when the service ends the response; give them a moment, then stop waiting.
+        receivers = {task for task in self._receivers if task is not current}
+        if receivers:
+            _, pending = await asyncio.wait(receivers, timeout=2.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._transport is not None:
+            with contextlib.suppress(Exception):
+                await self._transport.close()
+        self._events.put(None)
+
+    def _spawn(self, coroutine: Any, group: set[asyncio.Task[Any]]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        group.add(task)
+        task.add_done_callback(group.discard)
+        return task
+
+    # ------------------------------------------------------------------------------------------------- sending
+
+    async def send_audio(self, pcm: bytes | bytearray | memoryview | np.ndarray) -> None:
+        """Queue user audio: s16le mono at ``config.input_rate`` as bytes, or an int16 array (N,) or (1, N).
+
+        Any frame size; the pump re-frames it. Raises TypeError/ValueError for anything else, queuing nothing.
+        """
+        if self._closed:
+            raise SessionClosed("the session is closed")
+        if isinstance(pcm, np.ndarray):
+            array: np.ndarray = pcm
+            if array.dtype != np.int16:
+                raise TypeError(f"audio must be int16 PCM, got {array.dtype}")
+            if array.ndim == 2 and array.shape[0] == 1:
+                array = array[0]
+            if array.ndim != 1:
+                raise ValueError(f"audio must be mono, shape (N,) or (1, N); got {array.shape}")
+            data = array.astype("<i2", copy=False).tobytes()
+        elif isinstance(pcm, (bytes, bytearray, memoryview)):
+            data = bytes(pcm)
+            if len(data) % 2:
+                raise ValueError(f"s16le audio has an even number of bytes; got {len(data)}")
+        else:
+            raise TypeError(f"audio must be bytes or an int16 numpy array, not {type(pcm).__name__}")
+        if not data:
+            return
+        self._last_audio_in = time.monotonic()
+        self._backlog += data
+        limit = int(BACKLOG_LIMIT_S * self.config.input_rate) * 2
+        if len(self._backlog) > limit:
+            excess = len(self._backlog) - limit
+            del self._backlog[:excess]
+            self.metrics.dropped_audio_bytes += excess
+            self._events.put(
+                Error(
+                    "AudioDropped",
+                    f"{excess} bytes of the oldest user audio dropped: no stream for {BACKLOG_LIMIT_S} s",
+                    False,
+                )
+            )
+        self._backlog_changed.set()
+
+    async def send_text(self, text: str) -> None:
+        """Nova 2 cross-modal input: the user's typed text, answered like speech."""
+        if self._closed:
+            raise SessionClosed("the session is closed")
+        if self.config.model_id != NOVA_2_SONIC:
+            raise ValueError("text input during a session needs Nova 2 (amazon.nova-2-sonic-v1:0)")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("text must be a non-empty string")
+        await self._stream_ready.wait()
+        assert self._stream is not None
+        await self._stream.send_text(text)
+        self.history.add("USER", text)
+
+    async def send_tool_result(self, tool_use_id: str, result: Any) -> None:
+        """Answer a `ToolCall` that no registered tool handled."""
+        await self._stream_ready.wait()
+        assert self._stream is not None
+        await self._stream.send_tool_result(tool_use_id, result if isinstance(result, str) else _json(result))
+
+    async def _next_frame(self) -> bytes:
+        frame_s = self.config.frame_ms / 1000
+        while True:
+            if len(self._backlog) >= self._frame_bytes:
+                frame = bytes(self._backlog[: self._frame_bytes])
+                del self._backlog[: self._frame_bytes]
+                return frame
+            idle = time.monotonic() - self._last_audio_in
+            if idle >= IDLE_FILL_S:
+                if self._backlog:  # the tail of what the caller sent, before any filler
+                    frame = bytes(self._backlog)
+                    self._backlog.clear()
+                    return frame
+                self.metrics.silence_frames += 1
+                await asyncio.sleep(frame_s)
+                return bytes(self._frame_bytes)
+            self._backlog_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._backlog_changed.wait(), IDLE_FILL_S - idle)
+
+    async def _pump(self) -> None:
+        replay_limit = int(REPLAY_LIMIT_S * self.config.input_rate) * 2
+        while not self._closed:
+            frame = await self._next_frame()
+            while not self._closed:
+                await self._stream_ready.wait()
+                async with self._handover:
+                    stream = self._stream
+                    if stream is None:
+                        return
+                    started = time.perf_counter()
+                    try:
+                        await stream.send_audio(frame)
+                    except Exception as error:  # noqa: BLE001 - the stream's receive task reports and recovers
+                        logger.debug("audio send failed on stream %d: %r", stream.generation, error)
+                        self._stream_ready.clear()
+                        continue
+                    self.metrics.send_overhead_s.append(time.perf_counter() - started)
+                    self.metrics.frames_sent += 1
+                    self._since_turn += frame
+                    if len(self._since_turn) > replay_limit:
+                        del self._since_turn[: len(self._since_turn) - replay_limit]
+                break
+
+    # ------------------------------------------------------------------------------------------------ receiving
+
+    async def events(self) -> AsyncIterator[SonicEvent]:
+        """Typed events until the session closes (a fatal error arrives as the last event)."""
+        while True:
+            item = await self._events.get()
+            if item is None:
+                self._events.put(None)  # let other iterators end too
+                return
+            yield item
+
+    async def _receive(self, stream: SonicStream) -> None:
+        parser = protocol.OutputParser()
+        while True:
+            try:
+                raw = await stream.receive()
+            except Exception as error:  # noqa: BLE001 - classified below; the session outlives the stream
+                await self._stream_failed(stream, classify(error))
+                return
+            if raw is None:
+                if stream is self._stream and not self._closed:
+                    await self._stream_failed(stream, Failure("StreamEnded", "the service ended the stream", True))
+                return
+            received = time.perf_counter()
+            try:
+                events = parser.parse(raw)
+            except protocol.ProtocolError as error:
+                self._events.put(Error("ProtocolError", str(error), False))
+                continue
+            for event in events:
+                self._on_event(stream, event)
+            self.metrics.receive_overhead_s.append(time.perf_counter() - received)
+
+    def _on_event(self, stream: SonicStream, event: SonicEvent) -> None:
+        if isinstance(event, Transcript):
+            if event.role == "USER" and event.stage is protocol.Stage.FINAL:
+                self._last_user_final = time.monotonic()
+                self._awaiting_first_audio = True
+                self.history.add("USER", event.text)
+                self._turn_started()
+            elif event.role == "ASSISTANT" and event.stage is protocol.Stage.FINAL:
+                self.history.add("ASSISTANT", event.text)
+        elif isinstance(event, AudioOut):
+            self._turn_started()
+            if self._awaiting_first_audio:
+                self._awaiting_first_audio = False
+                self.metrics.first_audio_latency_s.append(time.monotonic() - self._last_user_final)
+        elif isinstance(event, Interrupted):
+            dropped = self._events.drop_audio(event.turn_id)
+            self.metrics.interrupted_audio_bytes += dropped
+            event = Interrupted(event.turn_id, dropped)
+        elif isinstance(event, ToolCall):
+            tool = self._tools.get(event.name)
+            if tool is not None:
+                self._spawn(self._run_tool(stream, tool, event), self._workers)
+        elif isinstance(event, TurnEnd):
+            self._turn_active = False
+            self._turn_idle.set()
+            self._since_turn.clear()
+        self._events.put(event)
+
+    def _turn_started(self) -> None:
+        self._turn_active = True
+        self._turn_idle.clear()
+
+    async def _run_tool(self, stream: SonicStream, tool: Tool, call: ToolCall) -> None:
+        result = await run_tool(tool, call.input, timeout_s=self._tool_timeout_s)
+        target = stream if stream is self._stream else self._stream
+        if target is None:
+            return
+        try:
+            await target.send_tool_result(call.tool_use_id, result)
+        except Exception as error:  # noqa: BLE001 - the stream is failing; its receive task recovers
+            logger.info("tool result for %s not delivered: %r", call.name, error)
+
+    # --------------------------------------------------------------------------------------- streams and recovery
+
+    async def _connect(self) -> SonicStream:
+        self._generation += 1
+        stream = SonicStream(self._client, self.config, self._generation)
+        await stream.open(self.history.for_replay(), tools=self._tool_specs)
+        return stream
+
+    def _install(self, stream: SonicStream) -> None:
+        self._stream = stream
+        self._stream_opened_at = time.monotonic()
+        self._spawn(self._receive(stream), self._receivers)
+        self._stream_ready.set()
+
+    async def _replay_to(self, stream: SonicStream) -> None:
+        """Give a new stream the user's audio since the last completed turn, so a sentence in flight is heard whole."""
+        replay = bytes(self._since_turn)
+        for offset in range(0, len(replay), self._frame_bytes):
+            await stream.send_audio(replay[offset : offset + self._frame_bytes])
+
+    async def _stream_failed(self, stream: SonicStream, failure: Failure) -> None:
+        if stream is not self._stream or self._closed:
+            return  # a retired stream's end, or our own close
+        self._stream_ready.clear()
+        logger.info("stream %d failed: %s: %s", stream.generation, failure.kind, failure.message)
+        if not failure.transient:
+            await self._fail(Error(failure.kind, failure.message, True))
+            return
+        retry = self.config.retry
+        last = failure
+        for attempt in range(1, retry.max_attempts + 1):
+            self._events.put(Reconnecting(f"{last.kind}: {last.message}", attempt))
+            await asyncio.sleep(retry.backoff_s(attempt))
+            if self._closed:
+                return
+            try:
+                new = await self._connect()
+                async with self._handover:
+                    await self._replay_to(new)
+                    self._install(new)
+            except Exception as error:  # noqa: BLE001 - classified: transient errors try again
+                last = classify(error)
+                if not last.transient:
+                    await self._fail(Error(last.kind, last.message, True))
+                    return
+                continue
+            self.metrics.reconnects += 1
+            self._turn_active = False
+            self._turn_idle.set()
+            with contextlib.suppress(Exception):
+                await stream.close()
+            return
+        await self._fail(Error(last.kind, f"gave up after {retry.max_attempts} attempts: {last.message}", True))
+
+    async def _fail(self, error: Error) -> None:
+        self._fatal = error
+        self._events.put(error)
+        await self.close()
+
+    async def _renewals(self) -> None:
+        while not self._closed:
+            due = self._stream_opened_at + self.config.renewal_after_s
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            if self._closed:
+                return
+            if time.monotonic() < self._stream_opened_at + self.config.renewal_after_s:
+                continue  # a reconnection replaced the stream meanwhile
+            await self._stream_ready.wait()
+            # Pre-warm the next stream while the current one carries on, then hand over between turns.
+            try:
+                new = await self._connect()
+            except Exception as error:  # noqa: BLE001 - the current stream still works; try again shortly
+                logger.info("renewal: could not open the next stream: %r", error)
+                await asyncio.sleep(self.config.retry.backoff_s(1))
+                continue
+            installed = False
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._turn_idle.wait(), RENEWAL_GRACE_S)
+                old = self._stream
+                if old is None or self._closed:
+                    return
+                async with self._handover:
+                    try:
+                        await self._replay_to(new)
+                    except Exception as error:  # noqa: BLE001 - keep the old stream; retry the renewal
+                        logger.info("renewal: replay failed: %r", error)
+                        continue
+                    self._install(new)
+                    installed = True
+            finally:
+                if not installed:
+                    await new.close()
+                    await new.drain(2.0)
+            self.metrics.renewals += 1
+            self._events.put(Renewed(new.generation))
+            # The old stream's receive task delivers what it still sends, and ends when the service closes it.
+            await old.close()
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)

@@ -1,0 +1,141 @@
+"""One InvokeModelWithBidirectionalStream call: open, the init sequence, serialised sends, receives, a clean close.
+
+A session holds one stream at a time, two during a renewal. Sends are serialised by a lock so that no
+``audioInput`` ever lands inside a text block ("Chat history should be sent completely before streaming audio.").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from typing import Any
+
+from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient
+from aws_sdk_bedrock_runtime.config import AsyncBedrockRuntimeConfig
+from aws_sdk_bedrock_runtime.models import (
+    BidirectionalInputPayloadPart,
+    InvokeModelWithBidirectionalStreamInputChunk,
+    InvokeModelWithBidirectionalStreamOperationInput,
+)
+
+from novabridge import protocol
+from novabridge.sonic.config import SonicConfig
+from novabridge.sonic.transport import SonicTransport
+
+logger = logging.getLogger("novabridge.sonic")
+
+AUDIO_CONTENT = "audio"
+
+
+async def make_client(config: SonicConfig, transport: SonicTransport) -> AsyncBedrockRuntimeClient:
+    """The SDK client for ``config``: explicit keys if given, else the SDK's standard sources (env, profile)."""
+    overrides: dict[str, Any] = {"region": config.region, "transport": transport}
+    if config.endpoint_uri is not None:
+        overrides["endpoint_uri"] = config.endpoint_uri
+    if config.aws_access_key_id is not None and config.aws_secret_access_key is not None:
+        overrides["aws_access_key_id"] = config.aws_access_key_id.get_secret_value()
+        overrides["aws_secret_access_key"] = config.aws_secret_access_key.get_secret_value()
+        if config.aws_session_token is not None:
+            overrides["aws_session_token"] = config.aws_session_token.get_secret_value()
+    sdk_config = await AsyncBedrockRuntimeConfig.resolve(profile=config.profile, **overrides)
+    return AsyncBedrockRuntimeClient(config=sdk_config)
+
+
+class SonicStream:
+    """A stream with its prompt, ready for audio once `open` returns."""
+
+    def __init__(self, client: AsyncBedrockRuntimeClient, config: SonicConfig, generation: int) -> None:
+        self.client = client
+        self.config = config
+        self.generation = generation
+        self.prompt = f"prompt-{uuid.uuid4()}"
+        self._stream: Any = None
+        self._receiver: Any = None
+        self._lock = asyncio.Lock()
+        self._blocks = 0
+        self._audio_open = False
+        self.closing = False
+
+    async def open(self, history: list[tuple[str, str]], *, tools: list[dict[str, Any]]) -> None:
+        """Open the stream and send sessionStart, promptStart, the system prompt, the history and the audio start.
+
+        The init events go out back to back: the service needs no pauses between them (the samples' sleeps are
+        superstition), and the audio contentStart waits for the response headers, as LiveKit does.
+        """
+        config = self.config
+        self._stream = await self.client.invoke_model_with_bidirectional_stream(
+            InvokeModelWithBidirectionalStreamOperationInput(model_id=config.model_id)
+        )
+        inference = config.inference
+        events = [
+            protocol.session_start(
+                max_tokens=inference.max_tokens,
+                top_p=inference.top_p,
+                temperature=inference.temperature,
+                endpointing=config.endpointing,
+            ),
+            protocol.prompt_start(self.prompt, voice=config.voice, output_rate=config.output_rate, tools=tools),
+            *protocol.text_block(self.prompt, self._content_name(), config.system_prompt, role="SYSTEM"),
+        ]
+        for role, text in history:
+            events += protocol.text_block(self.prompt, self._content_name(), text, role=role)
+        await self.send(*events)
+        _, self._receiver = await self._stream.await_output()
+        await self.send(protocol.audio_start(self.prompt, AUDIO_CONTENT, input_rate=config.input_rate))
+        self._audio_open = True
+
+    def _content_name(self) -> str:
+        self._blocks += 1
+        return f"{self.prompt}-block-{self._blocks}"
+
+    async def send(self, *events: dict[str, Any]) -> None:
+        """Send events in order, none interleaved with another caller's."""
+        async with self._lock:
+            for event in events:
+                payload = BidirectionalInputPayloadPart(bytes_=json.dumps(event).encode())
+                await self._stream.input_stream.send(InvokeModelWithBidirectionalStreamInputChunk(value=payload))
+
+    async def send_audio(self, pcm: bytes) -> None:
+        """One audioInput."""
+        await self.send(protocol.audio_input(self.prompt, AUDIO_CONTENT, pcm))
+
+    async def send_text(self, text: str) -> None:
+        """Nova 2 cross-modal input: an interactive USER text block, atomically between audio frames."""
+        await self.send(*protocol.text_block(self.prompt, self._content_name(), text, role="USER", interactive=True))
+
+    async def send_tool_result(self, tool_use_id: str, result: str) -> None:
+        """Answer a toolUse."""
+        await self.send(*protocol.tool_result(self.prompt, self._content_name(), tool_use_id, result))
+
+    async def receive(self) -> bytes | None:
+        """The next output event's JSON, or None when the service ended the stream."""
+        result = await self._receiver.receive()
+        if result is None:
+            return None
+        data: bytes = result.value.bytes_
+        return data
+
+    async def close(self) -> None:
+        """End the conversation politely (contentEnd, promptEnd, sessionEnd) and close our side of the stream.
+
+        The service frees its resources on these events (AWS speech-errors guidance). Failures here are moot: the
+        stream is being abandoned either way.
+        """
+        if self._stream is None or self.closing:
+            return
+        self.closing = True
+        ending = [protocol.content_end(self.prompt, AUDIO_CONTENT)] if self._audio_open else []
+        with contextlib.suppress(Exception):
+            await self.send(*ending, protocol.prompt_end(self.prompt), protocol.session_end())
+        with contextlib.suppress(Exception):
+            await self._stream.input_stream.close()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Read and discard output until the service ends the stream (for a stream no receive task reads)."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(timeout_s):
+                while await self.receive() is not None:
+                    pass

@@ -1,0 +1,395 @@
+"""novabridge.sonic.SonicSession against the emulator, over the real SDK, transport, HTTP/2 and TLS."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pydantic
+import pytest
+from novabridge.emulator import Emulator, Scenario, StreamRecording
+from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, Renewed, SonicEvent, Transcript, TurnEnd
+from novabridge.sonic import SessionClosed, SonicConfig, SonicSession, Tool, ToolSpec
+
+from emulator.client import TEST_KEY, silence, tone
+from emulator.conftest import EmulatorFactory
+
+T = TypeVar("T")
+FRAME = 640  # 20 ms at 16 kHz, as a host sends it
+
+
+def config_for(emulator: Emulator, **overrides: Any) -> SonicConfig:
+    return SonicConfig(
+        endpoint_uri=emulator.endpoint_uri,
+        ca_file=Path(emulator.ca_file),
+        aws_access_key_id=TEST_KEY[0],
+        aws_secret_access_key=TEST_KEY[1],
+        **overrides,
+    )
+
+
+class Collector:
+    """Reads a session's events in the background."""
+
+    def __init__(self, session: SonicSession) -> None:
+        self.events: list[SonicEvent] = []
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._run(session.events()))
+
+    async def _run(self, events: AsyncIterator[SonicEvent]) -> None:
+        async for event in events:
+            self.events.append(event)
+            self._changed.set()
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[SonicEvent], bool], count: int = 1, timeout: float = 20.0) -> None:
+        async with asyncio.timeout(timeout):
+            while sum(map(predicate, self.events)) < count:
+                if self._task.done():
+                    raise AssertionError(f"events ended before the condition: {self.kinds()}")
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def finished(self, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            await self._task
+
+    def kinds(self) -> list[str]:
+        return [type(e).__name__ for e in self.events if not isinstance(e, AudioOut)]
+
+    def of(self, kind: type[T]) -> list[T]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+async def stream(session: SonicSession, pcm: bytes, *, speed: float = 4.0) -> None:
+    """Send ``pcm`` in 20 ms frames at ``speed`` times real time."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for offset in range(0, len(pcm), FRAME):
+        await session.send_audio(pcm[offset : offset + FRAME])
+        await asyncio.sleep(max(0.0, start + (offset + FRAME) / 32000 / speed - loop.time()))
+
+
+def utterance(seconds: float = 0.6, pause: float = 4.5) -> bytes:
+    """Speech, then a pause long enough for the answer to play out (no barge-in)."""
+    return tone(seconds) + silence(pause)
+
+
+def assert_user_audio_accounted(recordings: list[StreamRecording], sent: bytes, replay_limit: int) -> None:
+    """Each stream got a contiguous continuation of the audio sent, after at most ``replay_limit`` replayed bytes."""
+    position = 0
+    for recording in recordings:
+        audio = bytes(recording.user_audio)
+        for overlap in range(min(len(audio), replay_limit, position), -1, -2):
+            if (
+                audio[:overlap] == sent[position - overlap : position]
+                and audio[overlap:] == sent[position : position + len(audio) - overlap]
+            ):
+                break
+        else:
+            raise AssertionError(f"stream {recording.stream_id} is not a continuation at byte {position}")
+        position += len(audio) - overlap
+    assert position == len(sent), f"{len(sent) - position} bytes never reached a stream"
+
+
+@pytest.fixture
+async def open_session() -> AsyncIterator[Callable[..., Awaitable[SonicSession]]]:
+    sessions: list[SonicSession] = []
+
+    async def make(config: SonicConfig, **kwargs: Any) -> SonicSession:
+        session = SonicSession(config, **kwargs)
+        await session.start()
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        await session.close()
+
+
+SessionFactory = Callable[..., Awaitable[SonicSession]]
+
+
+async def test_scripted_conversation_gives_typed_events_and_history(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    scenario = Scenario.from_dict(
+        {
+            "turns": [
+                {"user": "Hello there.", "assistant": "Hi! How can I help?"},
+                {"user": "What is the weather?", "assistant": "It is sunny."},
+            ]
+        }
+    )
+    emulator = await make_emulator(scenario=scenario)
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    sent = utterance() + utterance()
+    await stream(session, sent)
+    await events.wait_for(lambda e: isinstance(e, TurnEnd), count=2)
+    await session.close()
+    await events.finished()
+
+    user = [t.text for t in events.of(Transcript) if t.role == "USER"]
+    final = [t.text for t in events.of(Transcript) if t.role == "ASSISTANT" and t.stage == "FINAL"]
+    speculative = [t.text for t in events.of(Transcript) if t.role == "ASSISTANT" and t.stage == "SPECULATIVE"]
+    assert user == ["Hello there.", "What is the weather?"]
+    assert speculative == final == ["Hi!", "How can I help?", "It is sunny."]
+    assert [e.stop_reason for e in events.of(TurnEnd)] == ["END_TURN", "END_TURN"]
+    audio = events.of(AudioOut)
+    assert {a.rate for a in audio} == {24000}
+    recording = emulator.recordings[0]
+    assert b"".join(a.pcm for a in audio) == bytes(recording.assistant_audio)
+    assert bytes(recording.user_audio[: len(sent)]) == sent
+    assert recording.outcome == "completed"
+    assert session.history.messages == [
+        ("USER", "Hello there."),
+        ("ASSISTANT", "Hi! How can I help?"),
+        ("USER", "What is the weather?"),
+        ("ASSISTANT", "It is sunny."),
+    ]
+    assert len(session.metrics.first_audio_latency_s) == 2
+    assert all(0 < latency < 2.0 for latency in session.metrics.first_audio_latency_s)
+    assert session.metrics.frames_sent >= len(sent) // 1024
+
+
+async def test_tools_sync_async_and_failing_are_answered_without_ending_the_stream(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    scenario = Scenario.from_dict(
+        {
+            "turns": [
+                {"assistant": "The time is {result[time]}.", "tool": {"name": "clock", "input": {"zone": "UTC"}}},
+                {"assistant": "Found {result[count]} orders.", "tool": {"name": "orders", "input": {"id": 7}}},
+                {"assistant": "That went {result}.", "tool": {"name": "broken", "input": {}}},
+            ]
+        }
+    )
+    emulator = await make_emulator(scenario=scenario)
+    seen: list[dict[str, Any]] = []
+
+    def clock(arguments: dict[str, Any]) -> dict[str, Any]:
+        """Tell the time."""
+        seen.append(arguments)
+        return {"time": "noon"}
+
+    async def orders(arguments: dict[str, Any]) -> dict[str, Any]:
+        seen.append(arguments)
+        await asyncio.sleep(0.05)
+        return {"count": 3}
+
+    def broken(arguments: dict[str, Any]) -> None:
+        raise RuntimeError("database down")
+
+    tools = [
+        Tool.from_function(clock),
+        Tool.from_function(orders, description="Look up orders."),
+        Tool.from_function(broken, description="Always fails."),
+    ]
+    session = await open_session(config_for(emulator), tools=tools)
+    events = Collector(session)
+    await stream(session, utterance() + utterance() + utterance())
+    await events.wait_for(lambda e: isinstance(e, TurnEnd), count=3)
+
+    assert seen == [{"zone": "UTC"}, {"id": 7}]
+    spoken = [t.text for t in events.of(Transcript) if t.role == "ASSISTANT" and t.stage == "FINAL"]
+    assert spoken[:2] == ["The time is noon.", "Found 3 orders."]
+    assert "database down" in spoken[2]
+    results = [turn.tool_result for turn in emulator.recordings[0].turns]
+    assert results[0] == '{"time": "noon"}'
+    assert results[2] is not None
+    assert "RuntimeError" in results[2]
+    assert emulator.recordings[0].outcome == "open"  # still going: no tool ended the stream
+
+
+async def test_barge_in_reports_interruption_and_drops_queued_audio(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    long_answer = "This answer goes on for quite a while. " * 6
+    emulator = await make_emulator(
+        scenario=Scenario.from_dict({"turns": [{"assistant": long_answer}]}), options={"output_speed": 1.5}
+    )
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    await stream(session, tone(0.6) + silence(0.5), speed=1.0)
+    await events.wait_for(lambda e: isinstance(e, AudioOut), count=3)
+    await stream(session, tone(0.6) + silence(0.5), speed=1.0)
+    await events.wait_for(lambda e: isinstance(e, Interrupted))
+
+    interrupted = events.of(Interrupted)
+    assert len(interrupted) == 1  # three signals from the service, one event
+    assert all("interrupted" not in t.text for t in events.of(Transcript))
+    turn = emulator.recordings[0].turns[0]
+    assert turn.interrupted
+    received = sum(len(a.pcm) for a in events.of(AudioOut) if a.turn_id == interrupted[0].turn_id)
+    assert received + interrupted[0].dropped_bytes == len(turn.assistant_audio)
+
+
+async def test_renewals_keep_every_user_frame_in_order(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    # A long conversation compressed: audio at 4x real time, a stream lifetime of seconds, renewal before it.
+    emulator = await make_emulator(options={"session_limit_s": 4.0})
+    session = await open_session(config_for(emulator, renewal_after_s=2.0))
+    events = Collector(session)
+    rng = np.random.default_rng(7)
+    sent = b"".join(
+        tone(float(rng.uniform(0.4, 0.9)), hz=float(rng.uniform(150, 300))) + silence(float(rng.uniform(3.5, 5)))
+        for _ in range(12)
+    )
+    await stream(session, sent, speed=4.0)
+    await asyncio.sleep(0.2)
+    await session.close()
+    await events.finished()
+
+    assert session.metrics.renewals >= 3
+    assert len(events.of(Renewed)) == session.metrics.renewals
+    assert not events.of(Reconnecting), "a renewal must happen before the lifetime ends, not after"
+    recordings = emulator.recordings
+    assert [r.outcome for r in recordings] == ["completed"] * len(recordings)
+    assert all(r.error is None for r in recordings)
+    tail = session.metrics.silence_frames * 1024
+    assert_user_audio_accounted(recordings, sent + bytes(tail), replay_limit=3 * 32000)
+    # History followed the conversation onto each new stream.
+    later = [e for e in recordings[-1].input_events if "textInput" in e["event"]]
+    assert any("(speech" in e["event"]["textInput"]["content"] for e in later)
+
+
+@pytest.mark.parametrize(
+    ("fault", "params"),
+    [
+        ("model-stream-error", {"after_chunks": 1}),
+        ("corrupt-frame", {"after_chunks": 1}),
+        ("reset", {"after_chunks": 1}),
+        ("instability", {"after_s": 0.3}),
+        ("expire", {"after_s": 0.6}),
+    ],
+)
+async def test_transient_faults_reconnect_and_resume_the_conversation(
+    make_emulator: EmulatorFactory, open_session: SessionFactory, fault: str, params: dict[str, Any]
+) -> None:
+    emulator = await make_emulator()
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    emulator.inject(fault, **params)
+    await stream(session, utterance())
+    await events.wait_for(lambda e: isinstance(e, Reconnecting))
+    await stream(session, utterance())
+    await events.wait_for(lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN")
+
+    assert len(emulator.recordings) >= 2
+    assert emulator.recordings[0].outcome != "completed"
+    assert not [e for e in events.of(Error) if e.fatal]
+    assert session.metrics.reconnects >= 1
+    # The new stream's audio continues where the old one stopped (replay allowed): nothing lost.
+    assert len(emulator.recordings[-1].user_audio) > 0
+
+
+async def test_throttled_reconnection_backs_off_and_retries(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    emulator = await make_emulator()
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    emulator.inject("throttle", count=2)
+    emulator.inject("instability", after_s=0.0)
+    await stream(session, utterance(pause=1.0))
+    await events.wait_for(lambda e: isinstance(e, Reconnecting), count=3)
+    attempts = [e.attempt for e in events.of(Reconnecting)]
+    assert attempts[:3] == [1, 2, 3]
+    assert "ThrottlingException" in events.of(Reconnecting)[1].reason
+    await events.wait_for(lambda e: isinstance(e, TurnEnd), timeout=20)
+    assert session.metrics.reconnects == 1
+
+
+async def test_a_fatal_validation_error_ends_the_session_with_the_services_message(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    emulator = await make_emulator(options={"input_timeout_s": 60.0})
+    session = await open_session(config_for(emulator, retry={"max_attempts": 0}))
+    events = Collector(session)
+    emulator.inject("instability", after_s=0.1)
+    await events.finished()
+    errors = events.of(Error)
+    assert errors
+    assert errors[-1].fatal
+    assert errors[-1].kind == "ValidationException"
+    assert "System instability detected" in errors[-1].message
+    with pytest.raises(SessionClosed):
+        await session.send_audio(silence(0.02))
+
+
+async def test_wrong_credentials_fail_at_start(make_emulator: EmulatorFactory) -> None:
+    emulator = await make_emulator()
+    config = config_for(emulator).model_copy(update={"aws_access_key_id": pydantic.SecretStr("AKIDWRONG")})
+    session = SonicSession(config)
+    with pytest.raises(Exception, match=r"403.*UnrecognizedClientException"):
+        await session.start()
+    await session.close()
+
+
+async def test_text_input_is_answered_and_audio_input_is_validated(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    emulator = await make_emulator()
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    with pytest.raises(TypeError, match="int16"):
+        await session.send_audio(np.zeros(320, np.float32))
+    with pytest.raises(ValueError, match="mono"):
+        await session.send_audio(np.zeros((2, 320), np.int16))
+    with pytest.raises(ValueError, match="even"):
+        await session.send_audio(b"\x00" * 3)
+    with pytest.raises(TypeError):
+        await session.send_audio("loud")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="non-empty"):
+        await session.send_text("   ")
+    await session.send_audio(np.zeros((1, 320), np.int16))  # OAC's shape is accepted
+    await session.send_text("What can you do?")
+    await events.wait_for(lambda e: isinstance(e, TurnEnd))
+    assert emulator.recordings[0].turns[0].source == "text"
+    assert session.history.messages[0] == ("USER", "What can you do?")
+
+
+async def test_close_is_prompt_and_polite(make_emulator: EmulatorFactory, open_session: SessionFactory) -> None:
+    emulator = await make_emulator()
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    await stream(session, tone(0.5))
+    started = time.monotonic()
+    await session.close()
+    await events.finished()
+    assert time.monotonic() - started < 2.0
+    assert emulator.recordings[0].event_names()[-3:] == ["contentEnd", "promptEnd", "sessionEnd"]
+    assert emulator.recordings[0].outcome == "completed"
+    await session.close()  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"voice": "nobody"}, "voice 'nobody' is not a voice"),
+        ({"model_id": "amazon.nova-sonic-v1:0", "endpointing": "HIGH"}, "Nova 2 setting"),
+        ({"endpoint_uri": "http://127.0.0.1:1"}, "must be https"),
+        ({"ca_file": "/nonexistent/ca.pem"}, "not a readable file"),
+        ({"aws_secret_access_key": None}, "both aws_access_key_id and aws_secret_access_key"),
+        ({"input_rate": 44100}, "input_rate"),
+        ({"history": [{"role": "USER", "text": "x" * 41000}]}, "at most 40960"),
+        ({"tools": [{"name": "t", "description": "d", "input_schema": {"type": "string"}}]}, "describe an object"),
+        ({"inference": {"temperature": 3}}, "temperature"),
+        ({"unknown_field": 1}, "unknown_field"),
+    ],
+)
+def test_bad_config_is_rejected_clearly(overrides: dict[str, Any], message: str) -> None:
+    base: dict[str, Any] = {"aws_access_key_id": "a", "aws_secret_access_key": "b"}
+    with pytest.raises(pydantic.ValidationError, match=message):
+        SonicConfig(**{**base, **overrides})
+
+
+def test_credentials_never_show_in_repr() -> None:
+    config = SonicConfig(aws_access_key_id="AKIDSECRETVALUE", aws_secret_access_key="topsecret")
+    assert "topsecret" not in repr(config)
+    assert "AKIDSECRETVALUE" not in repr(config)
+    assert ToolSpec(name="t", description="d").input_schema["type"] == "object"
