@@ -265,6 +265,7 @@ async def test_renewals_keep_every_user_frame_in_order(
         ("reset", {"after_chunks": 1}),
         ("instability", {"after_s": 0.3}),
         ("expire", {"after_s": 0.6}),
+        ("rst-531", {"after_s": 0.5}),
     ],
 )
 async def test_transient_faults_reconnect_and_resume_the_conversation(
