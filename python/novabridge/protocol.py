@@ -117,6 +117,35 @@ class Error:
 SonicEvent = AudioOut | Transcript | Interrupted | ToolCall | TurnEnd | Usage | Renewed | Reconnecting | Error
 
 
+_EVENT_TYPES: dict[str, type[SonicEvent]] = {
+    cls.__name__: cls for cls in (Transcript, Interrupted, ToolCall, TurnEnd, Usage, Renewed, Reconnecting, Error)
+}
+
+
+def event_to_json(event: SonicEvent) -> bytes:
+    """A typed event (other than `AudioOut`, whose PCM travels as it is) as JSON, for the worker-to-host ring."""
+    if isinstance(event, AudioOut):
+        raise TypeError("AudioOut travels as PCM, not JSON")
+    fields = {name: getattr(event, name) for name in event.__slots__}
+    return json.dumps({"type": type(event).__name__, **fields}).encode()
+
+
+def event_from_json(data: bytes) -> SonicEvent:
+    """The inverse of `event_to_json`.
+
+    Raises:
+        ProtocolError: not one of the typed events.
+    """
+    try:
+        fields = json.loads(data)
+        cls = _EVENT_TYPES[fields.pop("type")]
+        if cls is Transcript:
+            fields["stage"] = Stage(fields["stage"])
+        return cls(**fields)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ProtocolError(f"not a typed event: {error}") from None
+
+
 # ------------------------------------------------------------------------------------------------ input builders
 
 
@@ -280,6 +309,28 @@ def prompt_end(prompt: str) -> dict[str, Any]:
 def session_end() -> dict[str, Any]:
     """The sessionEnd event."""
     return event("sessionEnd", {})
+
+
+def trim_history(messages: list[tuple[str, str]], limit_bytes: int = HISTORY_LIMIT_BYTES) -> list[tuple[str, str]]:
+    """What a new stream may be given: the newest messages within ``limit_bytes``, starting with USER.
+
+    The service wants the history to open with a USER message and to stay within 40 KB; older messages are dropped
+    first, and a message that alone exceeds the budget is cut from its beginning.
+    """
+    chosen: list[tuple[str, str]] = []
+    budget = limit_bytes
+    for role, text in reversed(messages):
+        data = text.encode()
+        if len(data) > budget:
+            if budget > 0 and not chosen:
+                chosen.append((role, data[len(data) - budget :].decode(errors="ignore").strip()))
+            break
+        chosen.append((role, text))
+        budget -= len(data)
+    chosen.reverse()
+    while chosen and chosen[0][0] != "USER":
+        chosen.pop(0)
+    return [(role, text) for role, text in chosen if text]
 
 
 # ------------------------------------------------------------------------------------------------ output parser

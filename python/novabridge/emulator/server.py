@@ -402,8 +402,9 @@ class _App:
                 # hypercorn forgets a stream as soon as its response ends, and DATA that then arrives for it tears
                 # down the whole connection, every other stream on it included. So the response ends only after
                 # the client ended its request (it does, on an error event or after sessionEnd), or after a while.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(reader), _DRAIN_LIMIT_S)
+                if item.abort is None:  # stopping the server or losing the client waits for nothing
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(reader), _DRAIN_LIMIT_S)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             if isinstance(item, tuple):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from novabridge.protocol import HISTORY_LIMIT_BYTES
+from novabridge.protocol import HISTORY_LIMIT_BYTES, trim_history
 from novabridge.sonic.config import HistoryMessage
 
 
@@ -30,22 +30,5 @@ class History:
         return list(self._messages)
 
     def for_replay(self, limit_bytes: int = HISTORY_LIMIT_BYTES) -> list[tuple[str, str]]:
-        """What a new stream may be given: the newest messages within ``limit_bytes``, starting with USER.
-
-        The service wants the history to open with a USER message and to stay within 40 KB; older messages are
-        dropped first, and a message that alone exceeds the budget is cut from its beginning.
-        """
-        chosen: list[tuple[str, str]] = []
-        budget = limit_bytes
-        for role, text in reversed(self._messages):
-            data = text.encode()
-            if len(data) > budget:
-                if budget > 0 and not chosen:
-                    chosen.append((role, data[len(data) - budget :].decode(errors="ignore").strip()))
-                break
-            chosen.append((role, text))
-            budget -= len(data)
-        chosen.reverse()
-        while chosen and chosen[0][0] != "USER":
-            chosen.pop(0)
-        return [(role, text) for role, text in chosen if text]
+        """The newest messages within ``limit_bytes``, starting with USER (see `protocol.trim_history`)."""
+        return trim_history(self._messages, limit_bytes)
