@@ -16,7 +16,7 @@ CARGO_LOOM_DIR := target/loom
 export NOVABRIDGE_PY312 := $(CURDIR)/$(VENV)/bin/python
 export NOVABRIDGE_PY311 := $(CURDIR)/$(HOST_VENV)/bin/python
 
-.PHONY: all venvs wheel install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
+.PHONY: all demo venvs wheel install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
 	bench bench-report format clean
 
 all: test
@@ -47,6 +47,10 @@ install: wheel $(HOST_VENV)/.created
 	for venv in $(VENV) $(HOST_VENV); do \
 		$$venv/bin/python -m pip install -q --force-reinstall --no-deps "$$whl"; \
 	done
+
+## The quick start: a three-turn conversation from a 3.11 host through a 3.12 worker to the local emulator.
+demo: install
+	$(HOST_VENV)/bin/python -m novabridge demo --worker-python $(CURDIR)/$(VENV)/bin/python --out out/demo
 
 format:
 	cargo fmt --all

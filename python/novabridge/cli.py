@@ -64,6 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--credentials", type=_credentials, metavar="KEY:SECRET", help="verify SigV4 with these")
     emulator.add_argument("--fault", action="append", default=[], metavar="SPEC", help="arm a fault; repeatable")
     emulator.add_argument("--record-dir", type=Path, help="write each stream's recording here when it ends")
+    demo = commands.add_parser(
+        "demo",
+        help="a scripted three-turn conversation through the full topology",
+        description="Start the emulator, run a scripted three-turn conversation (one turn interrupted) from a "
+        "speech-like WAV through host, rings, worker and SDK, print the transcripts and latencies, and write "
+        "assistant.wav and latency.png.",
+    )
+    chat = commands.add_parser("chat", help="the same conversation for any 16-bit WAV")
+    chat.add_argument("--input", type=Path, required=True, help="the user's side, a 16-bit PCM WAV")
+    chat.add_argument("--output", type=Path, required=True, help="where to write the assistant's audio")
+    for command in (demo, chat):
+        command.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+        command.add_argument("--worker-python", help="a Python >= 3.12 with novabridge[sonic,emulator]")
+        command.add_argument("--aws", action="store_true", help="talk to Bedrock (AWS credentials required)")
     return parser
 
 
@@ -136,6 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "emulator":
         return asyncio.run(_serve_emulator(args))
+    if args.command in ("demo", "chat"):
+        from novabridge import demo
+
+        return demo.run(
+            out_dir=args.out,
+            worker_python=args.worker_python,
+            aws=args.aws,
+            input_wav=getattr(args, "input", None),
+            output_wav=getattr(args, "output", None),
+        )
     raise AssertionError(args.command)  # argparse rejects unknown commands
 
 

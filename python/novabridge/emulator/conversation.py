@@ -154,12 +154,17 @@ class Conversation:
             raise invalid_input(f"unknown input event {name!r}")
         if name != "audioInput":
             self._record(body)
-        if self._stage == "ended":
-            raise invalid_input(f"{name} after sessionEnd")
-        if name not in ("sessionStart", "promptStart", "sessionEnd"):
-            _expect(self._stage in ("content", "system", "promptEnded"), f"{name} before promptStart")
-            _expect(payload.get("promptName") == self._prompt_name, f"{name}.promptName does not match promptStart")
-            _expect(self._stage != "promptEnded", f"{name} after promptEnd")
+        try:
+            if self._stage == "ended":
+                raise invalid_input(f"{name} after sessionEnd")
+            if name not in ("sessionStart", "promptStart", "sessionEnd"):
+                _expect(self._stage in ("content", "system", "promptEnded"), f"{name} before promptStart")
+                _expect(payload.get("promptName") == self._prompt_name, f"{name}.promptName does not match")
+                _expect(self._stage != "promptEnded", f"{name} after promptEnd")
+        except ServiceError:
+            if name == "audioInput":  # recorded by its handler otherwise, with the audio summarised
+                self._record(body)
+            raise
         handler(self, payload)
 
     def input_ended(self) -> None:

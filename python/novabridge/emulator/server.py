@@ -172,6 +172,7 @@ class Emulator:
         for name in ("novabridge.emulator.http", "asyncio"):
             logging.getLogger(name).addFilter(_quiet_tls_shutdown)
         config.graceful_timeout = 1.0
+        config.ssl_handshake_timeout = 2.0  # a client stuck in a failed handshake must not delay stop()
         config.h2_max_concurrent_streams = max(100, 2 * self.options.max_streams)
         config.keep_alive_timeout = 3600.0
         self._stop = asyncio.Event()
@@ -290,7 +291,7 @@ class _App:
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
 
-    async def _reject(self, send: Any, status: int, error_type: str, message: str) -> None:
+    async def _reject(self, receive: Any, send: Any, status: int, error_type: str, message: str) -> None:
         self.emulator.rejected.append((status, error_type, message))
         body = json.dumps({"message": message}).encode()
         await send(
@@ -304,29 +305,38 @@ class _App:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        # As in _write: end the response only once the client ended its request (or after a while), or hypercorn
+        # would tear down the connection and every other stream on it.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_DRAIN_LIMIT_S):
+                while True:
+                    request = await receive()
+                    if request["type"] == "http.disconnect" or not request.get("more_body", False):
+                        break
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
         emulator = self.emulator
         match = _PATH.match(scope["path"])
         if scope["method"] != "POST" or match is None:
-            await self._reject(send, 404, "UnknownOperationException", "Unknown operation")
+            await self._reject(receive, send, 404, "UnknownOperationException", "Unknown operation")
             return
         model_id = urllib.parse.unquote(match.group(1))
         if emulator.options.credentials is not None:
             try:
                 verify_request(scope, *emulator.options.credentials)
             except SignatureError as error:
-                await self._reject(send, 403, error.error_type, error.message)
+                await self._reject(receive, send, 403, error.error_type, error.message)
                 return
         if emulator.faults.take(CONNECT_FAULTS) is not None:
-            await self._reject(send, 429, "ThrottlingException", Message.THROTTLED)
+            await self._reject(receive, send, 429, "ThrottlingException", Message.THROTTLED)
             return
         if model_id not in service.MODEL_IDS:
-            await self._reject(send, 400, "ValidationException", Message.UNKNOWN_MODEL)
+            await self._reject(receive, send, 400, "ValidationException", Message.UNKNOWN_MODEL)
             return
         if emulator.active_streams >= emulator.options.max_streams:
-            await self._reject(send, 429, "ThrottlingException", Message.TOO_MANY_STREAMS)
+            await self._reject(receive, send, 429, "ThrottlingException", Message.TOO_MANY_STREAMS)
             return
 
         self.stream_ids += 1

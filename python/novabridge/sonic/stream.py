@@ -82,8 +82,15 @@ class SonicStream:
         ]
         for role, text in history:
             events += protocol.text_block(self.prompt, self._content_name(), text, role=role)
-        await self.send(*events)
-        _, self._receiver = await self._stream.await_output()
+        try:
+            await self.send(*events)
+            _, self._receiver = await self._stream.await_output()
+        except Exception:
+            # Refused (throttled, unauthorised, ...): end our side too, so the server can let the stream go.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await self._stream.input_stream.close()
+            raise
         await self.send(protocol.audio_start(self.prompt, AUDIO_CONTENT, input_rate=config.input_rate))
         self._audio_open = True
 
