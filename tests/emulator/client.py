@@ -187,7 +187,7 @@ class SonicTestClient:
         return any(connection.is_open() for connection in self._transport._connections.values())
 
     async def abandon(self) -> None:
-        """Drop a stream that never connected: `close` would wait forever to flush input nobody reads."""
+        """Drop a stream without closing its input (it never connected, or stalled): `close` would wait forever."""
         if self._receiver is not None:
             self._receiver.cancel()
             await asyncio.gather(self._receiver, return_exceptions=True)
@@ -196,16 +196,23 @@ class SonicTestClient:
         self._stream = self._receiver = self._transport = None
 
     async def close_within(self, timeout: float) -> None:
-        """`close`, or `abandon` if it does not finish in ``timeout`` seconds.
+        """`close`, or drop the stream if that does not finish in ``timeout`` seconds.
 
-        Once the response has ended, the SDK stops draining its input buffer while closing the input flushes that
-        buffer first: after events sent into an ended stream, `close` would wait forever.
+        Once the response has ended (or the connection stalled) the SDK stops draining its input buffer, while
+        closing the input flushes that buffer first, and does so again when cancelled: after events sent into an
+        ended stream, `close` would wait forever. Here the buffer is discarded instead.
         """
-        try:
-            async with asyncio.timeout(timeout):
-                await self.close()
-        except TimeoutError:
-            await self.abandon()
+        closing = asyncio.ensure_future(self.close())
+        done, _ = await asyncio.wait({closing}, timeout=timeout)
+        if done:
+            return await closing
+        if self._stream is not None:
+            await self._stream.input_stream._writer.close(flush=False)
+        await self.abandon()
+        done, _ = await asyncio.wait({closing}, timeout=1.0)
+        if not done:
+            closing.cancel()
+            await asyncio.gather(closing, return_exceptions=True)
 
     def names(self) -> list[str]:
         return [name_of(e) for e in self.events]

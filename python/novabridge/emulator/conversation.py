@@ -159,7 +159,7 @@ class Conversation:
                 raise invalid_input(f"{name} after sessionEnd")
             if name not in ("sessionStart", "promptStart", "sessionEnd"):
                 _expect(self._stage in ("content", "system", "promptEnded"), f"{name} before promptStart")
-                _expect(payload.get("promptName") == self._prompt_name, f"{name}.promptName does not match")
+                _expect(payload.get("promptName") == self._prompt_name, f"{name}.promptName does not match promptStart")
                 _expect(self._stage != "promptEnded", f"{name} after promptEnd")
         except ServiceError:
             if name == "audioInput":  # recorded by its handler otherwise, with the audio summarised

@@ -29,7 +29,7 @@ from typing import Any, Self
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from novabridge.emulator import service
+from novabridge.emulator import _hypercorn, service
 from novabridge.emulator.certs import write_certificates
 from novabridge.emulator.conversation import Conversation, End
 from novabridge.emulator.faults import CONNECT_FAULTS, Fault, FaultKind, FaultPlan
@@ -42,8 +42,6 @@ from novabridge.emulator.wire import InputDecoder, WireError, encode_exception, 
 
 logger = logging.getLogger("novabridge.emulator")
 
-_DRAIN_LIMIT_S = 5.0
-"""How long an ended stream waits for the client to end its request before ending the response anyway."""
 _PATH = re.compile(r"^/model/([^/]+)/invoke-with-bidirectional-stream$")
 
 Scope = dict[str, Any]
@@ -175,6 +173,7 @@ class Emulator:
         config.ssl_handshake_timeout = 2.0  # a client stuck in a failed handshake must not delay stop()
         config.h2_max_concurrent_streams = max(100, 2 * self.options.max_streams)
         config.keep_alive_timeout = 3600.0
+        _hypercorn.install()
         self._stop = asyncio.Event()
         started = asyncio.Event()
         app = _App(self, started)
@@ -291,7 +290,7 @@ class _App:
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
 
-    async def _reject(self, receive: Any, send: Any, status: int, error_type: str, message: str) -> None:
+    async def _reject(self, send: Any, status: int, error_type: str, message: str) -> None:
         self.emulator.rejected.append((status, error_type, message))
         body = json.dumps({"message": message}).encode()
         await send(
@@ -305,38 +304,29 @@ class _App:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body, "more_body": True})
-        # As in _write: end the response only once the client ended its request (or after a while), or hypercorn
-        # would tear down the connection and every other stream on it.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_DRAIN_LIMIT_S):
-                while True:
-                    request = await receive()
-                    if request["type"] == "http.disconnect" or not request.get("more_body", False):
-                        break
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
         emulator = self.emulator
         match = _PATH.match(scope["path"])
         if scope["method"] != "POST" or match is None:
-            await self._reject(receive, send, 404, "UnknownOperationException", "Unknown operation")
+            await self._reject(send, 404, "UnknownOperationException", "Unknown operation")
             return
         model_id = urllib.parse.unquote(match.group(1))
         if emulator.options.credentials is not None:
             try:
                 verify_request(scope, *emulator.options.credentials)
             except SignatureError as error:
-                await self._reject(receive, send, 403, error.error_type, error.message)
+                await self._reject(send, 403, error.error_type, error.message)
                 return
         if emulator.faults.take(CONNECT_FAULTS) is not None:
-            await self._reject(receive, send, 429, "ThrottlingException", Message.THROTTLED)
+            await self._reject(send, 429, "ThrottlingException", Message.THROTTLED)
             return
         if model_id not in service.MODEL_IDS:
-            await self._reject(receive, send, 400, "ValidationException", Message.UNKNOWN_MODEL)
+            await self._reject(send, 400, "ValidationException", Message.UNKNOWN_MODEL)
             return
         if emulator.active_streams >= emulator.options.max_streams:
-            await self._reject(receive, send, 429, "ThrottlingException", Message.TOO_MANY_STREAMS)
+            await self._reject(send, 429, "ThrottlingException", Message.TOO_MANY_STREAMS)
             return
 
         self.stream_ids += 1
@@ -361,7 +351,7 @@ class _App:
         reader = loop.create_task(self._read(receive, conversation))
         watchdog = loop.create_task(conversation.watchdog())
         try:
-            await self._write(scope, send, conversation, reader)
+            await self._write(scope, send, conversation)
         finally:
             emulator._active -= 1
             emulator._conversations.discard(conversation)
@@ -396,7 +386,7 @@ class _App:
             if decoder.ended:
                 conversation.input_ended()
 
-    async def _write(self, scope: Scope, send: Any, conversation: Conversation, reader: asyncio.Task[bool]) -> None:
+    async def _write(self, scope: Scope, send: Any, conversation: Conversation) -> None:
         """Send the conversation's output until its end."""
         recording = conversation.recording
         while True:
@@ -409,12 +399,6 @@ class _App:
                     # Cut mid-frame at once, as a dying stream does; the client cannot react to half a frame.
                     await send({"type": "http.response.body", "body": truncated_frame(), "more_body": False})
                     return
-                # hypercorn forgets a stream as soon as its response ends, and DATA that then arrives for it tears
-                # down the whole connection, every other stream on it included. So the response ends only after
-                # the client ended its request (it does, on an error event or after sessionEnd), or after a while.
-                if item.abort is None:  # stopping the server or losing the client waits for nothing
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(reader), _DRAIN_LIMIT_S)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             if isinstance(item, tuple):
