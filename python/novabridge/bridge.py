@@ -22,7 +22,7 @@ import numpy as np
 from novabridge import pcm, protocol
 from novabridge._novabridge import Resampler, Ring
 from novabridge.exceptions import NovaBridgeError, RingClosed
-from novabridge.protocol import AudioOut, Reconnecting, SonicEvent, Transcript
+from novabridge.protocol import AudioOut, Error, Reconnecting, SonicEvent, Transcript
 from novabridge.ring import RecordKind
 from novabridge.sonic.config import HistoryMessage, SonicConfig
 
@@ -138,6 +138,7 @@ class SonicBridge:
         self._turns: dict[int, str] = {}
         self._history: list[HistoryMessage] = list(config.history)
         self._restarts = 0
+        self._ended = False
         self._closed = False
 
     # ----------------------------------------------------------------------------------------------- lifecycle
@@ -236,6 +237,10 @@ class SonicBridge:
             except RingClosed:
                 if self._closed:
                     return events
+                if self._ended:
+                    # The session ended with a fatal error (reported already): a new worker would repeat it.
+                    self.close()
+                    return events
                 events.append(self._restart())
                 return events
             if record is None:
@@ -245,7 +250,7 @@ class SonicBridge:
                 events.append(event)
 
     def events(self) -> Iterator[SonicEvent]:
-        """Block for events until the bridge closes."""
+        """Block for events until the bridge closes (or its session ends with a fatal error)."""
         while not self._closed:
             yield from self.poll(timeout=0.1)
 
@@ -262,6 +267,8 @@ class SonicBridge:
             self._turns[int(data["ordinal"])] = str(data["turn_id"])
             return None
         event = protocol.event_from_json(record.payload)
+        if isinstance(event, Error) and event.fatal:
+            self._ended = True
         if (
             isinstance(event, Transcript)
             and event.stage is protocol.Stage.FINAL

@@ -27,13 +27,13 @@ def install() -> None:
     original = protocol._handle_events
 
     async def handle_events(self: Any, events: list[h2.events.Event]) -> None:
-        kept = []
+        # One event at a time: a stream opened by an event of this batch must exist before its DATA is judged.
         for event in events:
             if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
                 self.connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                await self._flush()
             else:
-                kept.append(event)
-        await original(self, kept)
+                await original(self, [event])
 
     protocol._handle_events = handle_events
     setattr(protocol, _MARK, True)
