@@ -104,6 +104,7 @@ class Conversation:
         self.model_id = recording.model_id
         self.output: asyncio.Queue[dict[str, Any] | tuple[str, ServiceError] | End] = asyncio.Queue()
         self.finished = False
+        self._ids = 0
         self.session_id = self._new_id()
         self.last_input = time.monotonic()
 
@@ -129,7 +130,6 @@ class Conversation:
         self._turn: _TurnState | None = None
         self._responder: asyncio.Task[None] | None = None
         self._turn_count = 0
-        self._ids = 0
         lifetime = ServiceError("modelTimeoutException", Message.MODEL_TIMEOUT, "connection lifetime reached")
         self._deadlines: list[tuple[float, ServiceError]] = [(time.monotonic() + options.session_limit_s, lifetime)]
         self._claim_stream_faults()
@@ -414,7 +414,7 @@ class Conversation:
     # ---------------------------------------------------------------------------------------------- output side
 
     def _new_id(self) -> str:
-        self._ids = getattr(self, "_ids", 0) + 1
+        self._ids += 1
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"novabridge-emulator/{self.recording.stream_id}/{self._ids}"))
 
     def _emit(self, name: str, payload: dict[str, Any]) -> None:

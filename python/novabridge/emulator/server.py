@@ -223,7 +223,6 @@ class ThreadedEmulator:
 
     def start(self) -> None:
         """Start the thread and wait until the endpoint serves."""
-        ready: asyncio.Future[None] | None = None
         failure: list[BaseException] = []
         started = threading.Event()
 
@@ -243,7 +242,6 @@ class ThreadedEmulator:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-        del ready
         self._thread = threading.Thread(target=run, name="novabridge-emulator", daemon=True)
         self._thread.start()
         started.wait()
