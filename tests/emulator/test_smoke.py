@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from novabridge.emulator import Emulator
 
 from emulator import docs_events as ev
@@ -18,3 +20,13 @@ async def test_one_spoken_turn_is_answered_through_the_sdk(emulator: Emulator, c
     assert bytes(recording.user_audio) == tone(0.8) + silence(0.6)
     assert client.audio_out() == bytes(recording.assistant_audio)
     assert recording.model_id == ev.NOVA_2
+
+
+def test_the_threaded_form_serves_from_its_own_loop() -> None:
+    from novabridge.emulator import ThreadedEmulator
+
+    with ThreadedEmulator() as threaded:
+        assert threaded.endpoint_uri.startswith("https://127.0.0.1:")
+        assert threaded.active_streams == 0
+        ca_file = threaded.ca_file
+    assert not Path(ca_file).exists()
