@@ -12,10 +12,40 @@ import binascii
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 BARGE_IN_MARKER = '{ "interrupted" : true }'
 """The textOutput content by which the service announces a barge-in."""
+
+NOVA_SONIC_V1: Final = "amazon.nova-sonic-v1:0"
+NOVA_2_SONIC: Final = "amazon.nova-2-sonic-v1:0"
+MODEL_IDS = frozenset({NOVA_SONIC_V1, NOVA_2_SONIC})
+
+VOICES: dict[str, frozenset[str]] = {
+    NOVA_SONIC_V1: frozenset(
+        {"tiffany", "matthew", "amy", "ambre", "florian", "beatrice", "lorenzo", "greta", "lennart", "lupe", "carlos"}
+    ),
+    NOVA_2_SONIC: frozenset(
+        {
+            "matthew",
+            "tiffany",
+            "amy",
+            "olivia",
+            "lupe",
+            "carlos",
+            "ambre",
+            "florian",
+            "tina",
+            "lennart",
+            "beatrice",
+            "lorenzo",
+            "carolina",
+            "leo",
+            "arjun",
+            "kiara",
+        }
+    ),
+}
 
 TEXT_INPUT_LIMIT_BYTES = 1024
 HISTORY_LIMIT_BYTES = 40 * 1024

@@ -7,45 +7,24 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-NOVA_SONIC_V1 = "amazon.nova-sonic-v1:0"
-NOVA_2_SONIC = "amazon.nova-2-sonic-v1:0"
-MODEL_IDS = frozenset({NOVA_SONIC_V1, NOVA_2_SONIC})
+# The facts the client's config checks too (model ids, voices, limits, the barge-in marker): one source for both.
+from novabridge.protocol import (
+    BARGE_IN_MARKER,
+    HISTORY_LIMIT_BYTES,
+    MODEL_IDS,
+    NOVA_2_SONIC,
+    NOVA_SONIC_V1,
+    TEXT_INPUT_LIMIT_BYTES,
+    VOICES,
+)
 
-VOICES: dict[str, frozenset[str]] = {
-    NOVA_SONIC_V1: frozenset(
-        {"tiffany", "matthew", "amy", "ambre", "florian", "beatrice", "lorenzo", "greta", "lennart", "lupe", "carlos"}
-    ),
-    NOVA_2_SONIC: frozenset(
-        {
-            "matthew",
-            "tiffany",
-            "amy",
-            "olivia",
-            "lupe",
-            "carlos",
-            "ambre",
-            "florian",
-            "tina",
-            "lennart",
-            "beatrice",
-            "lorenzo",
-            "carolina",
-            "leo",
-            "arjun",
-            "kiara",
-        }
-    ),
-}
+# Shared with the client's config: the model ids and voices are facts of the service, one list for both.
 
 SAMPLE_RATES = frozenset({8000, 16000, 24000})
 
-HISTORY_LIMIT_BYTES = 40 * 1024
-TEXT_INPUT_LIMIT_BYTES = 1024
 CONNECTION_LIFETIME_S = 480.0
 INPUT_TIMEOUT_S = 60.0
 SILENCE_LIMIT_S = 175.0
-
-BARGE_IN_MARKER = '{ "interrupted" : true }'
 
 
 class Endpointing(StrEnum):
@@ -102,3 +81,23 @@ def invalid_input(detail: str) -> ServiceError:
 def validation(message: Message, detail: str = "") -> ServiceError:
     """A ValidationException with one of the service's specific messages."""
     return ServiceError("validationException", message, detail)
+
+
+__all__ = [
+    "BARGE_IN_MARKER",
+    "CONNECTION_LIFETIME_S",
+    "HISTORY_LIMIT_BYTES",
+    "INPUT_TIMEOUT_S",
+    "MODEL_IDS",
+    "NOVA_2_SONIC",
+    "NOVA_SONIC_V1",
+    "SAMPLE_RATES",
+    "SILENCE_LIMIT_S",
+    "TEXT_INPUT_LIMIT_BYTES",
+    "VOICES",
+    "Endpointing",
+    "Message",
+    "ServiceError",
+    "invalid_input",
+    "validation",
+]

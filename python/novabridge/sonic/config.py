@@ -8,40 +8,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Final, Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from novabridge.protocol import HISTORY_LIMIT_BYTES
-
-NOVA_2_SONIC: Final = "amazon.nova-2-sonic-v1:0"
-NOVA_SONIC_V1: Final = "amazon.nova-sonic-v1:0"
-
-VOICES: dict[str, frozenset[str]] = {
-    NOVA_SONIC_V1: frozenset(
-        {"tiffany", "matthew", "amy", "ambre", "florian", "beatrice", "lorenzo", "greta", "lennart", "lupe", "carlos"}
-    ),
-    NOVA_2_SONIC: frozenset(
-        {
-            "matthew",
-            "tiffany",
-            "amy",
-            "olivia",
-            "lupe",
-            "carlos",
-            "ambre",
-            "florian",
-            "tina",
-            "lennart",
-            "beatrice",
-            "lorenzo",
-            "carolina",
-            "leo",
-            "arjun",
-            "kiara",
-        }
-    ),
-}
+from novabridge.protocol import HISTORY_LIMIT_BYTES, NOVA_2_SONIC, VOICES
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly assistant. The user and you will engage in a spoken dialog exchanging the transcripts of a "

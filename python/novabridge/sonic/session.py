@@ -23,6 +23,7 @@ import numpy as np
 
 from novabridge import protocol
 from novabridge.protocol import (
+    NOVA_2_SONIC,
     AudioOut,
     Error,
     Interrupted,
@@ -33,7 +34,7 @@ from novabridge.protocol import (
     Transcript,
     TurnEnd,
 )
-from novabridge.sonic.config import NOVA_2_SONIC, SonicConfig
+from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.errors import Failure, classify
 from novabridge.sonic.history import History
 from novabridge.sonic.stream import SonicStream, make_client
