@@ -14,19 +14,20 @@ import numpy as np
 import pytest
 from conftest import python_for
 from novabridge.bridge import BridgeError, SonicBridge
-from novabridge.protocol import AudioOut, Reconnecting, SonicEvent, Transcript, TurnEnd
+from novabridge.pool import WorkerPool
+from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
 from novabridge.sonic import SonicConfig
 
 FRAME = 320  # 20 ms at 16 kHz
 
 
 class EmulatorProcess:
-    def __init__(self, record_dir: Path) -> None:
+    def __init__(self, record_dir: Path, *args: str) -> None:
         self.record_dir = record_dir
         self.process = subprocess.Popen(
             [
                 *[python_for("312"), "-m", "novabridge", "emulator", "--endpointing", "0.3", "--think", "0.05"],
-                *["--speed", "20", "--record-dir", str(record_dir)],
+                *["--speed", "20", "--record-dir", str(record_dir), *args],
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -85,7 +86,7 @@ def converse(bridge: SonicBridge, audio: np.ndarray, turns: int, timeout: float 
         events += bridge.poll()
     deadline = time.monotonic() + timeout
     while sum(isinstance(e, TurnEnd) for e in events) < turns:
-        assert time.monotonic() < deadline, [type(e).__name__ for e in events]
+        assert time.monotonic() < deadline, [e for e in events if not isinstance(e, AudioOut)]
         events += bridge.poll(timeout=0.1)
     return events
 
@@ -109,13 +110,15 @@ def test_a_conversation_through_the_worker_accounts_for_every_byte(emulator: Emu
 def test_worker_killed_mid_conversation_is_replaced_and_the_conversation_resumes(emulator: EmulatorProcess) -> None:
     with SonicBridge(emulator.config, worker_python=python_for("312")) as bridge:
         converse(bridge, np.concatenate([tone(0.6), np.zeros(16000 * 4, np.int16)]), turns=1)
-        os.kill(bridge.metrics()["worker_pid"], signal.SIGKILL)
+        pid = bridge.metrics().worker_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
         events: list[SonicEvent] = []
         deadline = time.monotonic() + 30
         while not any(isinstance(e, Reconnecting) for e in events):
             assert time.monotonic() < deadline
             events += bridge.poll(timeout=0.2)
-        assert bridge.metrics()["restarts"] == 1
+        assert bridge.metrics().restarts == 1
         later = converse(bridge, np.concatenate([tone(0.5, 300), np.zeros(16000 * 4, np.int16)]), turns=1)
         assert any(isinstance(e, Transcript) and e.role == "ASSISTANT" for e in later)
     summary, _, _ = emulator.recording(2)
@@ -176,7 +179,8 @@ def test_bad_input_raises_typed_errors_and_keeps_the_bridge_working(emulator: Em
 def test_close_under_load_is_bounded_and_leaves_no_process(emulator: EmulatorProcess) -> None:
     bridge = SonicBridge(emulator.config, worker_python=python_for("312"))
     bridge.start()
-    pid = bridge.metrics()["worker_pid"]
+    pid = bridge.metrics().worker_pid
+    assert pid is not None
     for offset in range(0, 16000 * 2, FRAME):
         bridge.send_audio(tone(2.0)[offset : offset + FRAME])
     started = time.monotonic()
@@ -198,3 +202,184 @@ def test_a_host_older_than_312_must_name_a_worker_python(monkeypatch: pytest.Mon
 def test_a_worker_python_without_the_sdk_fails_clearly(emulator: EmulatorProcess) -> None:
     with pytest.raises(BridgeError, match="did not start"):
         SonicBridge(emulator.config, worker_python=python_for("311")).start()
+
+
+def test_start_takes_a_warm_worker_and_audio_sent_before_ready_is_not_lost(emulator: EmulatorProcess) -> None:
+    pool = WorkerPool(python_for("312"), spare=1)
+    try:
+        assert pool.wait_warm(60) == 1
+        warm = pool.spare_pids()
+        bridge = SonicBridge(emulator.config, worker_python=python_for("312"), pool=pool)
+        started = time.monotonic()
+        bridge.start(wait=False)
+        took = time.monotonic() - started
+        with bridge:
+            assert bridge.metrics().worker_pid in warm  # no process was started for this session
+            assert took < 0.5, took
+            sent = np.concatenate([tone(0.6), np.zeros(16000 * 4, np.int16)])
+            events = converse(bridge, sent, turns=1)
+            assert bridge.ready
+        assert pool.wait_warm(60) == 1  # the pool made a new spare
+        assert pool.spare_pids().isdisjoint(warm)
+    finally:
+        pool.close()
+    _summary, user, _ = emulator.recording(1)
+    assert user[: sent.nbytes] == sent.tobytes()
+    assert [e.text for e in events if isinstance(e, Transcript) and e.role == "USER"] == ["(speech, 0.6 seconds)"]
+
+
+def test_metrics_report_hop_latency_each_way_first_audio_and_worker_cpu(emulator: EmulatorProcess) -> None:
+    with SonicBridge(emulator.config, worker_python=python_for("312")) as bridge:
+        events = converse(bridge, np.concatenate([tone(0.6), np.zeros(16000 * 4, np.int16)]), turns=1)
+        time.sleep(0.6)  # the worker reports its uplink timings twice a second
+        bridge.poll(timeout=0.1)
+        metrics = bridge.metrics()
+    audio = [e for e in events if isinstance(e, AudioOut)]
+    assert len(metrics.downlink.samples_s) == len(audio)
+    # 4.6 s of audio in 32 ms frames: one timing per frame of the caller's audio (silence fill is not timed).
+    assert len(metrics.uplink.samples_s) >= 4.6 / 0.032 - 2
+    for latency in (metrics.uplink, metrics.downlink):
+        assert latency.p50_s is not None
+        assert latency.p99_s is not None
+        assert 0 < latency.p50_s <= latency.p99_s < 1.0
+    assert len(metrics.first_audio_s) == 1
+    assert 0.0 < metrics.first_audio_s[0] < 5.0
+    assert metrics.worker_cpu_s > 0
+    assert 0 < metrics.worker_cpu_percent < 200
+    assert 0 <= metrics.uplink_fill < 1
+    assert 0 <= metrics.downlink_fill < 1
+
+
+@pytest.fixture
+def slow_emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    """Answers long enough to interrupt, played out at 1.5x real time."""
+    scenario = tmp_path / "long.json"
+    scenario.write_text(json.dumps({"turns": [{"assistant": "This answer goes on for quite a while. " * 6}]}))
+    process = EmulatorProcess(tmp_path / "recordings", "--scenario", str(scenario), "--speed", "1.5")
+    yield process
+    process.stop()
+
+
+def stream_realtime(bridge: SonicBridge, audio: np.ndarray, events: list[SonicEvent], *, read: bool = True) -> None:
+    started = time.monotonic()
+    for index, offset in enumerate(range(0, len(audio), FRAME)):
+        bridge.send_audio(audio[offset : offset + FRAME])
+        time.sleep(max(0.0, started + (index + 1) * FRAME / 16000 - time.monotonic()))
+        if read:
+            events += bridge.poll()
+
+
+def test_a_barge_in_drops_the_queued_answer_and_accounts_for_every_byte(slow_emulator: EmulatorProcess) -> None:
+    events: list[SonicEvent] = []
+    with SonicBridge(slow_emulator.config, worker_python=python_for("312")) as bridge:
+        stream_realtime(bridge, np.concatenate([tone(0.6), np.zeros(8000, np.int16)]), events)
+        deadline = time.monotonic() + 20
+        while sum(isinstance(e, AudioOut) for e in events) < 3:
+            assert time.monotonic() < deadline
+            events += bridge.poll(timeout=0.05)
+        # The host stops reading while the user barges in: the answer piles up in the downlink.
+        stream_realtime(bridge, np.concatenate([tone(0.6), np.zeros(8000, np.int16)]), events, read=False)
+        deadline = time.monotonic() + 20
+        while not any(isinstance(e, Interrupted) for e in events):
+            assert time.monotonic() < deadline
+            events += bridge.poll(timeout=0.05)
+        events += bridge.poll(timeout=0.5)
+        dropped_total = bridge.metrics().dropped_output_bytes
+    summary, _, _ = slow_emulator.recording(1)
+    turns = summary["turns"]
+    assert isinstance(turns, list)
+    assert turns[0]["interrupted"]
+    (interrupted,) = [e for e in events if isinstance(e, Interrupted)]
+    answer = [e for e in events if isinstance(e, AudioOut) and e.turn_id == interrupted.turn_id]
+    # Nothing of the interrupted answer reaches the host after the barge-in.
+    assert events.index(answer[-1]) < events.index(interrupted)
+    assert interrupted.dropped_bytes > 0
+    assert interrupted.dropped_bytes == dropped_total
+    assert sum(len(a.pcm) for a in answer) + interrupted.dropped_bytes == turns[0]["assistant_audio_bytes"]
+
+
+def test_interrupt_drops_queued_audio_and_the_rest_of_the_answer(slow_emulator: EmulatorProcess) -> None:
+    events: list[SonicEvent] = []
+    with SonicBridge(slow_emulator.config, worker_python=python_for("312")) as bridge:
+        stream_realtime(bridge, np.concatenate([tone(0.6), np.zeros(8000, np.int16)]), events)
+        deadline = time.monotonic() + 20
+        while not any(isinstance(e, AudioOut) for e in events):
+            assert time.monotonic() < deadline
+            events += bridge.poll(timeout=0.05)
+        time.sleep(0.5)
+        dropped_now = bridge.interrupt()
+        assert dropped_now > 0
+        later: list[SonicEvent] = []
+        stream_realtime(bridge, np.zeros(16000, np.int16), later)
+        later += bridge.poll(timeout=0.2)
+        dropped_total = bridge.metrics().dropped_output_bytes
+    assert not [e for e in later if isinstance(e, AudioOut)]
+    summary, _, _ = slow_emulator.recording(1)
+    turns = summary["turns"]
+    assert isinstance(turns, list)
+    received = sum(len(e.pcm) for e in events if isinstance(e, AudioOut))
+    assert dropped_total >= dropped_now
+    # Everything the service sent of the answer was either handed out before interrupt() or dropped.
+    assert received + dropped_total == turns[0]["assistant_audio_bytes"]
+
+
+async def test_events_can_be_awaited_with_async_for(emulator: EmulatorProcess) -> None:
+    import asyncio
+
+    with SonicBridge(emulator.config, worker_python=python_for("312")) as bridge:
+        received: list[SonicEvent] = []
+
+        async def consume() -> None:
+            async for event in bridge:
+                received.append(event)
+                if isinstance(event, TurnEnd):
+                    return
+
+        consumer = asyncio.create_task(consume())
+        audio = np.concatenate([tone(0.6), np.zeros(16000 * 2, np.int16)])
+        for offset in range(0, len(audio), FRAME):
+            bridge.send_audio(audio[offset : offset + FRAME])
+            await asyncio.sleep(0.005)
+        await asyncio.wait_for(consumer, 20)
+    kinds = {type(e) for e in received}
+    assert {Transcript, AudioOut, TurnEnd} <= kinds
+
+
+def test_worker_killed_mid_utterance_replays_the_turn_in_progress(emulator: EmulatorProcess) -> None:
+    with SonicBridge(emulator.config, worker_python=python_for("312")) as bridge:
+        first_half, second_half = tone(0.6)[:4800], tone(0.6)[4800:]
+        for offset in range(0, len(first_half), FRAME):
+            bridge.send_audio(first_half[offset : offset + FRAME])
+        time.sleep(0.3)
+        pid = bridge.metrics().worker_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        events = converse(bridge, np.concatenate([second_half, np.zeros(16000 * 4, np.int16)]), turns=1)
+    assert any(isinstance(e, Reconnecting) for e in events)
+    assert [e for e in events if isinstance(e, Error)] == []  # nothing unread was lost
+    # The new stream heard the whole utterance: the replayed first half, then the rest.
+    assert [e.text for e in events if isinstance(e, Transcript) and e.role == "USER"] == ["(speech, 0.6 seconds)"]
+    _, user, _ = emulator.recording(2)
+    assert user.startswith(first_half.tobytes() + second_half.tobytes())
+
+
+def test_bad_tool_results_and_configs_raise_typed_errors(emulator: EmulatorProcess) -> None:
+    with pytest.raises(TypeError, match="SonicConfig"):
+        SonicBridge({"voice": "matthew"}, worker_python=python_for("312"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rate"):
+        SonicBridge(emulator.config, worker_python=python_for("312"), host_rate=12345)
+    with SonicBridge(emulator.config, worker_python=python_for("312")) as bridge:
+        with pytest.raises(ValueError, match="tool_use_id"):
+            bridge.send_tool_result("", {})
+        with pytest.raises(TypeError, match="JSON"):
+            bridge.send_tool_result("id", object())
+        with pytest.raises(BridgeError, match="already started"):
+            bridge.start()
+        events = converse(bridge, np.concatenate([tone(0.6), np.zeros(16000 * 4, np.int16)]), turns=1)
+        assert any(isinstance(e, TurnEnd) for e in events)
+
+
+def test_a_session_that_cannot_connect_fails_start_with_the_service_reason(emulator: EmulatorProcess) -> None:
+    config = emulator.config.model_copy(update={"endpoint_uri": "https://127.0.0.1:9"})
+    with pytest.raises(BridgeError, match="did not start"):
+        SonicBridge(config, worker_python=python_for("312")).start(timeout=30)

@@ -3,7 +3,8 @@
 
 The foundation is `Ring`, a lock-free single-producer single-consumer record ring in shared memory that two
 processes (possibly running different Python versions) use to exchange audio frames and events, and
-`Resampler`, a streaming low-delay resampler between the usual audio rates.
+`Resampler`, a streaming low-delay resampler between the usual audio rates. On them, `SonicBridge` runs a Nova
+Sonic session in a worker process for a synchronous host.
 """
 
 from novabridge import pcm
@@ -20,7 +21,11 @@ from novabridge._novabridge import (
     __version__,
     monotonic_ns,
 )
+
+# The host's API, after the native names it builds on.
+from novabridge.bridge import BridgeMetrics, SonicBridge
 from novabridge.exceptions import (
+    BridgeError,
     NovaBridgeError,
     RecordTooLarge,
     RingAlreadyAttached,
@@ -29,7 +34,9 @@ from novabridge.exceptions import (
     RingError,
     RingFull,
 )
+from novabridge.pool import WorkerPool
 from novabridge.ring import RecordKind
+from novabridge.sonic.config import SonicConfig
 
 __all__ = [
     "LAYOUT_VERSION",
@@ -37,6 +44,8 @@ __all__ = [
     "MAX_NAME_LEN",
     "MIN_CAPACITY",
     "RECORD_HEADER_LEN",
+    "BridgeError",
+    "BridgeMetrics",
     "NovaBridgeError",
     "Record",
     "RecordKind",
@@ -49,6 +58,9 @@ __all__ = [
     "RingError",
     "RingFull",
     "RingStats",
+    "SonicBridge",
+    "SonicConfig",
+    "WorkerPool",
     "__version__",
     "monotonic_ns",
     "pcm",

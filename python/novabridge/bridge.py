@@ -2,49 +2,47 @@
 
 The host (any Python >= 3.11, e.g. OpenAvatarChat's pump thread) writes audio into a shared-memory ring and reads
 typed events from another; the worker (Python >= 3.12 with ``novabridge[sonic]``) runs the `SonicSession`. Nothing
-on the host waits for the network. If the worker dies, the bridge starts another and resumes the conversation from
-the transcript it kept, reporting `Reconnecting` rather than raising.
+on the host waits for the network. Workers come warm from a `WorkerPool`. If the worker dies, the bridge takes
+another and resumes the conversation from the transcript it kept, replaying the user's audio of the turn in
+progress, and reports `Reconnecting` rather than raising.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import json
-import subprocess
+import os
 import sys
-import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
 
 from novabridge import pcm, protocol
-from novabridge._novabridge import Resampler, Ring
-from novabridge.exceptions import NovaBridgeError, RingClosed
-from novabridge.protocol import AudioOut, Error, Reconnecting, SonicEvent, Transcript
-from novabridge.ring import RecordKind
+from novabridge._novabridge import Record, Resampler
+from novabridge.exceptions import BridgeError, RingClosed
+from novabridge.pool import WorkerPool, WorkerProcess
+from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
+from novabridge.ring import RecordKind, aread
 from novabridge.sonic.config import HistoryMessage, SonicConfig
 
-SERVICE_INPUT_RATE = 16000
-RING_BYTES = 1 << 21
-"""Per direction: about 30 s of 24 kHz output, so a host that stalls for a while loses nothing."""
+__all__ = ["BridgeError", "BridgeMetrics", "Latency", "SonicBridge", "default_worker_python"]
+
 START_TIMEOUT_S = 60.0
 CLOSE_TIMEOUT_S = 1.0
-_SECRETS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
-
-
-class BridgeError(NovaBridgeError):
-    """The worker could not be started, or the bridge was used wrongly."""
-
-
-def _config_json(config: SonicConfig) -> bytes:
-    """The config for the worker, secrets included (it travels over a pipe, never argv or the environment)."""
-    data = config.model_dump(mode="json")
-    for name in _SECRETS:
-        secret = getattr(config, name)
-        data[name] = secret.get_secret_value() if secret is not None else None
-    return json.dumps(data).encode()
+REPLAY_LIMIT_S = 3.0
+"""User audio of the turn in progress kept on the host, to replay to a replacement worker (as a renewal does)."""
+HELD_LIMIT_S = 30.0
+"""User audio held while a dead worker waits for the consumer side to replace it; beyond it, the oldest goes."""
+MAX_RESTARTS_UNREADY = 3
+"""Workers that die before their session is up, in a row, before the bridge gives up (a crash loop)."""
+LATENCY_SAMPLES = 20_000
+_AUDIO_STAMP_BYTES = 8
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def default_worker_python() -> str:
@@ -54,67 +52,71 @@ def default_worker_python() -> str:
     raise BridgeError(
         "the Nova Sonic SDK needs Python >= 3.12 and this is "
         f"{sys.version_info[0]}.{sys.version_info[1]}: pass worker_python=<path to a Python >= 3.12 "
-        "with novabridge[sonic] installed>"
+        "with novabridge[sonic] installed> (`novabridge setup-worker` makes one)"
     )
 
 
-class _Worker:
-    """One worker process and its two rings."""
+@dataclasses.dataclass(frozen=True)
+class Latency:
+    """Recent samples of one latency, in seconds, with nearest-rank percentiles."""
 
-    def __init__(self, python: str, config: SonicConfig) -> None:
-        self.uplink = Ring.create(RING_BYTES, name="novabridge-uplink")
-        self.downlink = Ring.create(RING_BYTES, name="novabridge-downlink")
-        fds = self.uplink.fds() + self.downlink.fds()
-        # A file, not a pipe: nobody reads the worker's log while it runs, and a full pipe would stall it.
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker; closed in close()
-        try:
-            self.process = subprocess.Popen(
-                [python, "-m", "novabridge.worker", *map(str, fds)],
-                stdin=subprocess.PIPE,
-                stderr=self.log,
-                pass_fds=fds,
-            )
-        except OSError as error:
-            self.uplink.close()
-            self.downlink.close()
-            self.log.close()
-            raise BridgeError(f"cannot start the worker with {python}: {error}") from None
-        assert self.process.stdin is not None
-        self.process.stdin.write(_config_json(config))
-        self.process.stdin.close()
+    samples_s: tuple[float, ...]
 
-    def wait_ready(self, timeout_s: float) -> None:
-        # Until the worker attaches, the ring cannot notice its death; so watch the process too.
-        deadline = time.monotonic() + timeout_s
-        record = None
-        while record is None and time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                record = self.downlink.read(timeout=0.1)
-            except RingClosed:
-                break
-        if record is None or record.kind != RecordKind.CONTROL:
-            self.kill()
-            self.log.seek(0)
-            detail = self.log.read().decode(errors="replace").strip().splitlines()[-5:]
-            self.close(0.0)
-            raise BridgeError("the worker did not start: " + (" | ".join(detail) or "no output"))
+    def percentile(self, q: float) -> float | None:
+        """The nearest-rank ``q``-th percentile (0 < q <= 100), or None without samples."""
+        if not self.samples_s:
+            return None
+        ordered = sorted(self.samples_s)
+        return ordered[max(0, min(len(ordered) - 1, int(np.ceil(q / 100 * len(ordered))) - 1))]
 
-    def close(self, timeout_s: float) -> None:
-        self.uplink.close()  # the worker ends its session and exits
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self.downlink.close()
-        self.log.close()
+    @property
+    def p50_s(self) -> float | None:
+        """The median."""
+        return self.percentile(50)
 
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
+    @property
+    def p99_s(self) -> float | None:
+        """The 99th percentile."""
+        return self.percentile(99)
+
+
+@dataclasses.dataclass(frozen=True)
+class BridgeMetrics:
+    """What `SonicBridge.metrics` reports."""
+
+    uplink: Latency
+    """User audio: host `send_audio` writing the ring to the SDK's send of the frame carrying its last byte."""
+    downlink: Latency
+    """Assistant audio: the SDK handing it to the worker's session to the host reading it from the ring."""
+    first_audio_s: tuple[float, ...]
+    """Per turn, as the host saw it: the user's FINAL transcript to the answer's first audio."""
+    uplink_fill: float
+    downlink_fill: float
+    worker_pid: int | None
+    worker_cpu_s: float
+    """CPU time (user + system) of the current worker since it took the session."""
+    worker_cpu_percent: float
+    """``worker_cpu_s`` over the wall time since then, in percent of one core."""
+    restarts: int
+    dropped_output_bytes: int
+    """Assistant audio (at ``out_rate``) dropped by barge-ins and `interrupt`, queued but never handed out."""
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
 
 
 class SonicBridge:
-    """``with SonicBridge(config) as bridge:`` then `send_audio` from any thread and `poll` or iterate events."""
+    """A Nova Sonic session in a worker process, for a synchronous host.
+
+    ``with SonicBridge(config) as bridge:`` then `send_audio` from any thread, and `poll`, `events` or ``async for``
+    the events, from one thread or task at a time.
+    """
 
     def __init__(
         self,
@@ -123,44 +125,89 @@ class SonicBridge:
         worker_python: str | None = None,
         host_rate: int = 16000,
         out_rate: int = 24000,
+        pool: WorkerPool | None = None,
     ) -> None:
+        if not isinstance(config, SonicConfig):
+            raise TypeError(f"config must be a SonicConfig, not {type(config).__name__}")
         self.config = config
         self.worker_python = worker_python or default_worker_python()
+        self.pool = pool or WorkerPool.for_python(self.worker_python)
         self.host_rate = host_rate
         self.out_rate = out_rate
-        self._to_service: dict[str, Resampler] = {}
-        self._from_service: Resampler | None = (
-            Resampler(config.output_rate, out_rate) if out_rate != config.output_rate else None
-        )
-        if host_rate != config.input_rate:
-            Resampler(host_rate, config.input_rate)  # validates the rate pair now, not at the first frame
-        self._worker: _Worker | None = None
-        self._turns: dict[int, str] = {}
+        # Resamplers are built now, so a bad rate fails here and not at the first frame.
+        self._to_service = {
+            dtype: Resampler(host_rate, config.input_rate, dtype=dtype)
+            for dtype in ("int16", "float32")
+            if host_rate != config.input_rate
+        }
+        self._from_service = Resampler(config.output_rate, out_rate) if out_rate != config.output_rate else None
+        self._worker: WorkerProcess | None = None
+        self._send_lock = threading.Lock()
         self._history: list[HistoryMessage] = list(config.history)
-        self._restarts = 0
+        self._turns: dict[int, str] = {}
+        self._interrupted_turns: set[str] = set()
+        self._last_audio_turn = ""
+        self._recent_audio: collections.deque[bytes] = collections.deque()
+        self._recent_bytes = 0
+        self._replay_limit = int(REPLAY_LIMIT_S * config.input_rate) * 2
+        self._held_limit = int(HELD_LIMIT_S * config.input_rate) * 2
+        self._worker_dead = False
+        """Seen dead by `send_audio` before the consumer replaced it: audio is held for the replacement."""
+        self._held_bytes = 0
+        self._held_dropped = 0
+        self._pending: list[SonicEvent] = []
+        self._ready = False
         self._ended = False
         self._closed = False
+        self._restarts = 0
+        self._restarts_unready = 0
+        self._uplink_s: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
+        self._downlink_s: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
+        self._first_audio_s: list[float] = []
+        self._user_final_at: float | None = None
+        self._dropped_output = 0
+        self._worker_since = (0.0, 0.0)  # (wall, cpu) when the current worker took the session
 
     # ----------------------------------------------------------------------------------------------- lifecycle
 
-    def start(self) -> None:
-        """Start the worker and wait until its session is connected."""
+    def start(self, *, wait: bool = True, timeout: float = START_TIMEOUT_S) -> None:
+        """Take a warm worker and give it the session.
+
+        With ``wait`` (the default), return once the session is connected, or raise `BridgeError` with the reason
+        it could not be. Without, return at once: audio sent meanwhile waits in the ring, and a failure arrives
+        as a fatal `Error` event. OpenAvatarChat's ``start_context`` runs on the server's event loop, so it does
+        not wait.
+        """
+        if self._closed:
+            raise BridgeError("the bridge is closed")
         if self._worker is not None:
             raise BridgeError("the bridge is already started")
-        worker = _Worker(self.worker_python, self.config)
-        worker.wait_ready(START_TIMEOUT_S)
-        self._worker = worker
+        self._take_worker(self.config)
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        while not self._ready:
+            left = deadline - time.monotonic()
+            if self._ended or self._closed or left <= 0:
+                errors = [e for e in self._pending if isinstance(e, Error)]
+                detail = errors[-1].message if errors else (self._worker_output() or "timed out")
+                self.close()
+                raise BridgeError(f"the session did not start: {detail}")
+            self._pending += self._read(min(left, 0.1))
 
     def close(self) -> None:
-        """End the session and the worker; bounded, idempotent."""
+        """End the session and the worker; bounded (about a second), idempotent, leaves no process behind."""
         if self._closed:
             return
         self._closed = True
-        if self._worker is not None:
-            self._worker.close(CLOSE_TIMEOUT_S)
+        with self._send_lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close(CLOSE_TIMEOUT_S)
 
     def __enter__(self) -> Self:
-        self.start()
+        if self._worker is None:
+            self.start()
         return self
 
     def __exit__(
@@ -168,23 +215,36 @@ class SonicBridge:
     ) -> None:
         self.close()
 
-    def _require_worker(self) -> _Worker:
+    @property
+    def ready(self) -> bool:
+        """The worker's session is connected (False again while a replacement worker connects)."""
+        return self._ready
+
+    def _take_worker(self, config: SonicConfig) -> None:
+        worker = self.pool.claim(config)
+        self._worker_since = (time.monotonic(), _cpu_seconds(worker.pid))
+        self._worker = worker
+
+    def _require_worker(self) -> WorkerProcess:
         if self._closed:
             raise BridgeError("the bridge is closed")
         if self._worker is None:
             raise BridgeError("the bridge is not started; call start() or use it as a context manager")
         return self._worker
 
+    def _worker_output(self) -> str:
+        return self._worker.output() if self._worker is not None else ""
+
     # ------------------------------------------------------------------------------------------------- sending
 
     def send_audio(self, audio: np.ndarray[Any, Any]) -> None:
-        """Queue user audio at ``host_rate``: int16 or float32, shape (N,) or (1, N). Never blocks.
+        """Queue user audio at ``host_rate``: int16 or float32 in [-1, 1], shape (N,) or (1, N). Never blocks.
 
         Raises:
-            TypeError, ValueError: wrong dtype, shape or non-finite samples (nothing is queued).
-            RingFull: the worker has fallen behind by the whole ring; this frame was not queued.
+            TypeError, ValueError: wrong type, dtype or shape, or non-finite samples (nothing is queued).
+            RingFull: the worker has fallen behind by the whole ring (about a minute); this frame was not queued.
         """
-        worker = self._require_worker()
+        self._require_worker()
         if not isinstance(audio, np.ndarray):
             raise TypeError(f"audio must be a numpy array, not {type(audio).__name__}")
         if audio.dtype not in (np.int16, np.float32):
@@ -195,87 +255,206 @@ class SonicBridge:
             raise ValueError(f"audio must be mono, shape (N,) or (1, N); got {audio.shape}")
         if audio.size == 0:
             return
-        samples = pcm.to_int16(audio) if audio.dtype == np.float32 else audio
-        if self.host_rate != self.config.input_rate:
-            resampler = self._to_service.setdefault(
-                samples.dtype.name, Resampler(self.host_rate, self.config.input_rate)
-            )
-            samples = resampler.process(samples)
-        worker.uplink.write(RecordKind.AUDIO, np.ascontiguousarray(samples, dtype="<i2"), timeout=0.0)
+        if audio.dtype == np.float32 and not np.isfinite(audio).all():
+            raise ValueError("audio has non-finite samples (NaN or infinity)")
+        with self._send_lock:
+            worker = self._require_worker()
+            samples = audio
+            if self._to_service:
+                samples = self._to_service[audio.dtype.name].process(samples)
+            if samples.dtype == np.float32:
+                samples = pcm.to_int16(samples)
+            payload = np.ascontiguousarray(samples, dtype="<i2").tobytes()
+            if not payload:
+                return  # the resampler holds these few samples for the next frame
+            # A dead worker's ring would still take the frame; held back instead, it goes to the replacement.
+            if not self._worker_dead and worker.process.poll() is not None:
+                self._worker_dead = True
+            if self._worker_dead:
+                self._held_bytes += len(payload)
+            else:
+                worker.uplink.write(RecordKind.AUDIO, payload, timeout=0.0)
+            self._keep_for_replay(payload)
+
+    def _keep_for_replay(self, payload: bytes) -> None:
+        self._recent_audio.append(payload)
+        self._recent_bytes += len(payload)
+        limit = self._held_limit if self._worker_dead else self._replay_limit
+        while self._recent_bytes - len(self._recent_audio[0]) >= limit:
+            dropped = len(self._recent_audio.popleft())
+            self._recent_bytes -= dropped
+            if self._worker_dead:
+                self._held_dropped += dropped
 
     def send_text(self, text: str) -> None:
-        """Typed user text (Nova 2 cross-modal input)."""
+        """Typed user text (Nova 2 cross-modal input), answered like speech."""
         if not isinstance(text, str) or not text.strip():
             raise ValueError("text must be a non-empty string")
         self._command({"op": "text", "text": text})
 
     def send_tool_result(self, tool_use_id: str, result: Any) -> None:
-        """Answer a `ToolCall` event."""
+        """Answer a `ToolCall` event (``result``: anything JSON can carry)."""
+        if not isinstance(tool_use_id, str) or not tool_use_id:
+            raise ValueError("tool_use_id must be the id of a ToolCall")
         self._command({"op": "tool_result", "tool_use_id": tool_use_id, "result": result})
 
     def _command(self, command: dict[str, Any]) -> None:
-        self._require_worker().uplink.write(RecordKind.EVENT, json.dumps(command).encode(), timeout=0.0)
+        try:
+            payload = json.dumps(command).encode()
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"not JSON-serialisable: {error}") from None
+        with self._send_lock:
+            self._require_worker().uplink.write(RecordKind.EVENT, payload, timeout=0.0)
 
     def interrupt(self) -> int:
-        """Drop the assistant audio queued for the host at once; returns how many records were dropped."""
-        return self._require_worker().downlink.skip(RecordKind.AUDIO)
+        """Drop the assistant audio queued for the host at once, and the rest of the answer it belongs to.
+
+        For a host-side barge-in (a stop button, the host's own VAD); the service's barge-ins are handled
+        automatically. Returns the bytes (at ``out_rate``) dropped now; later audio of the same answer is dropped
+        as it arrives, and all of it is counted in `BridgeMetrics.dropped_output_bytes`.
+        """
+        self._require_worker()
+        if self._last_audio_turn:
+            self._interrupted_turns.add(self._last_audio_turn)
+        before = self._dropped_output
+        events, self._pending = self._pending + self._read(0.0), []
+        for event in events:
+            if isinstance(event, AudioOut):
+                self._interrupted_turns.add(event.turn_id)
+                self._dropped_output += len(event.pcm)
+            else:
+                self._pending.append(event)
+        return self._dropped_output - before
+
+    def _out_bytes(self, service_bytes: int) -> int:
+        return service_bytes * self.out_rate // self.config.output_rate
 
     # ------------------------------------------------------------------------------------------------ receiving
 
     def poll(self, timeout: float = 0.0) -> list[SonicEvent]:
         """Events available now, waiting up to ``timeout`` seconds for the first one."""
-        worker = self._require_worker()
-        events: list[SonicEvent] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                record = (
-                    worker.downlink.read_nowait()
-                    if events
-                    else worker.downlink.read(timeout=max(0.0, deadline - time.monotonic()))
-                )
-            except RingClosed:
-                if self._closed:
-                    return events
-                if self._ended:
-                    # The session ended with a fatal error (reported already): a new worker would repeat it.
-                    self.close()
-                    return events
-                events.append(self._restart())
-                return events
-            if record is None:
-                return events
-            event = self._decode(record)
-            if event is not None:
-                events.append(event)
+        self._require_worker()
+        events, self._pending = self._pending, []
+        return events + self._read(0.0 if events else timeout)
 
     def events(self) -> Iterator[SonicEvent]:
         """Block for events until the bridge closes (or its session ends with a fatal error)."""
         while not self._closed:
             yield from self.poll(timeout=0.1)
 
-    def _decode(self, record: Any) -> SonicEvent | None:
+    async def aevents(self) -> AsyncIterator[SonicEvent]:
+        """`events` for asyncio: the loop watches the ring's eventfd, no thread and no polling."""
+        while not self._closed:
+            worker = self._require_worker()
+            if self._pending:
+                for event in self.poll():
+                    yield event
+                continue
+            try:
+                first = await aread(worker.downlink)
+            except RingClosed:
+                first = None  # `_read` meets the closed ring and supervises
+            for event in self._read(0.0, first):
+                yield event
+
+    def __aiter__(self) -> AsyncIterator[SonicEvent]:
+        return self.aevents()
+
+    def _read(self, timeout: float, first: Record | None = None) -> list[SonicEvent]:
+        """Decode what the downlink holds (waiting up to ``timeout`` for the first record); supervise the worker."""
+        worker = self._worker
+        if worker is None or self._closed:
+            return []
+        records = [first] if first is not None else []
+        try:
+            if not records:
+                record = worker.downlink.read(timeout=timeout)
+                if record is not None:
+                    records.append(record)
+            while (record := worker.downlink.read_nowait()) is not None:
+                records.append(record)
+        except RingClosed:
+            return self._drop_stale(self._decode_all(records)) + self._worker_gone()
+        events = self._drop_stale(self._decode_all(records))
+        # Only a sleeping read watches the worker's pidfd; so check it when the ring has been drained.
+        if worker.process.poll() is not None:
+            events += self._worker_gone()
+        return events
+
+    def _decode_all(self, records: list[Record]) -> list[SonicEvent]:
+        events = []
+        for record in records:
+            event = self._decode(record)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _drop_stale(self, events: list[SonicEvent]) -> list[SonicEvent]:
+        """A barge-in drops the audio of its turn that is still undelivered, including what came in this batch."""
+        interrupts = {e.turn_id: i for i, e in enumerate(events) if isinstance(e, Interrupted)}
+        if not interrupts and not self._interrupted_turns:
+            return events
+        kept: list[SonicEvent] = []
+        dropped = 0
+        for index, event in enumerate(events):
+            if isinstance(event, AudioOut) and (
+                event.turn_id in self._interrupted_turns or index < interrupts.get(event.turn_id, -1)
+            ):
+                dropped += len(event.pcm)
+                continue
+            if isinstance(event, Interrupted):
+                self._interrupted_turns.add(event.turn_id)
+                event = dataclasses.replace(event, dropped_bytes=self._out_bytes(event.dropped_bytes) + dropped)
+                self._dropped_output += event.dropped_bytes
+                dropped = 0
+            kept.append(event)
+        self._dropped_output += dropped
+        return kept
+
+    def _decode(self, record: Record) -> SonicEvent | None:
         if record.kind == RecordKind.AUDIO:
-            samples = np.frombuffer(record.payload, dtype="<i2")
+            stamp = int.from_bytes(record.payload[:_AUDIO_STAMP_BYTES], "little")
+            self._downlink_s.append((time.monotonic_ns() - stamp) / 1e9)
+            samples = np.frombuffer(record.payload, dtype="<i2", offset=_AUDIO_STAMP_BYTES)
             if self._from_service is not None:
                 samples = self._from_service.process(samples)
-            return AudioOut(samples.tobytes(), self.out_rate, self._turns.get(record.flags, ""))
-        if record.kind != RecordKind.EVENT:
+            turn_id = self._turns.get(record.flags, "")
+            if self._user_final_at is not None:
+                self._first_audio_s.append(time.monotonic() - self._user_final_at)
+                self._user_final_at = None
+            self._last_audio_turn = turn_id
+            return AudioOut(samples.tobytes(), self.out_rate, turn_id)
+        if record.kind == RecordKind.CONTROL:
+            self._control(json.loads(record.payload))
             return None
-        data = json.loads(record.payload)
-        if data.get("type") == "AudioTurn":
-            self._turns[int(data["ordinal"])] = str(data["turn_id"])
+        if record.kind != RecordKind.EVENT:
             return None
         event = protocol.event_from_json(record.payload)
         if isinstance(event, Error) and event.fatal:
             self._ended = True
-        if (
+        elif (
             isinstance(event, Transcript)
             and event.stage is protocol.Stage.FINAL
             and event.role in ("USER", "ASSISTANT")
         ):
             self._remember(event.role, event.text)
+            if event.role == "USER":
+                self._user_final_at = time.monotonic()
+        elif isinstance(event, TurnEnd):
+            self._user_final_at = None
+            with self._send_lock:
+                self._recent_audio.clear()
+                self._recent_bytes = 0
         return event
+
+    def _control(self, message: dict[str, Any]) -> None:
+        if message.get("state") == "ready":
+            self._ready = True
+            self._restarts_unready = 0
+        elif "turn" in message:
+            self._turns[int(message["turn"])] = str(message["turn_id"])
+        elif "uplink_s" in message:
+            self._uplink_s.extend(float(s) for s in message["uplink_s"])
 
     def _remember(self, role: str, text: str) -> None:
         if self._history and self._history[-1].role == role:
@@ -285,28 +464,87 @@ class SonicBridge:
 
     # ---------------------------------------------------------------------------------------------- supervision
 
-    def _restart(self) -> SonicEvent:
-        """The worker died: start another that resumes from the transcript the host kept."""
-        old = self._worker
-        assert old is not None
-        code = old.process.poll()
-        old.close(0.1)
-        self._restarts += 1
-        replay = protocol.trim_history([(m.role, m.text) for m in self._history])
-        config = self.config.model_copy(update={"history": tuple(HistoryMessage(role=r, text=t) for r, t in replay)})
-        self._worker = _Worker(self.worker_python, config)
-        self._worker.wait_ready(START_TIMEOUT_S)
-        return Reconnecting(f"worker exited with status {code}", self._restarts)
+    def _worker_gone(self) -> list[SonicEvent]:
+        """The downlink closed: our own close, the session's fatal end, or the worker's death."""
+        if self._closed:
+            return []
+        if self._ended:
+            self.close()  # the session ended with a fatal error (reported already): a new worker would repeat it
+            return []
+        return self._restart()
 
-    def metrics(self) -> dict[str, Any]:
-        """Ring fill and traffic, and worker restarts."""
-        worker = self._require_worker()
-        up, down = worker.uplink.stats(), worker.downlink.stats()
-        return {
-            "restarts": self._restarts,
-            "uplink_fill": up.fill_ratio,
-            "downlink_fill": down.fill_ratio,
-            "uplink_bytes": up.bytes_written,
-            "downlink_bytes": down.bytes_written,
-            "worker_pid": worker.process.pid,
-        }
+    def _restart(self) -> list[SonicEvent]:
+        """The worker died: take another, which resumes from the transcript the host kept."""
+        with self._send_lock:
+            old = self._worker
+            assert old is not None
+            code = old.process.poll()
+            if code is None:  # closed its side without a fatal error: a hung or broken worker
+                old.kill()
+                code = old.process.poll()
+            stats = old.uplink.stats()
+            unread = stats.bytes_written - stats.bytes_read
+            output = old.output()
+            old.close(0.0)
+            self._restarts += 1
+            self._restarts_unready += 0 if self._ready else 1
+            self._ready = False
+            if self._restarts_unready > MAX_RESTARTS_UNREADY:
+                self._ended = True
+                self._worker = None
+                self._closed = True
+                return [Error("WorkerFailed", f"workers keep exiting before the session is up: {output}", True)]
+            replay = protocol.trim_history([(m.role, m.text) for m in self._history])
+            history = tuple(HistoryMessage(role=role, text=text) for role, text in replay)
+            try:
+                self._take_worker(self.config.model_copy(update={"history": history}))
+            except BridgeError as error:
+                self._ended = True
+                self._closed = True
+                self._worker = None
+                return [Error("WorkerFailed", str(error), True)]
+            assert self._worker is not None
+            # The turn in progress, and what arrived while the worker was dead, go to the replacement first.
+            replayed = 0
+            for payload in self._recent_audio:
+                self._worker.uplink.write(RecordKind.AUDIO, payload, timeout=0.0)
+                replayed += len(payload)
+            lost = max(0, unread - max(0, replayed - self._held_bytes)) + self._held_dropped
+            self._worker_dead = False
+            self._held_bytes = self._held_dropped = 0
+            while self._recent_bytes - len(self._recent_audio[0] if self._recent_audio else b"") >= self._replay_limit:
+                self._recent_bytes -= len(self._recent_audio.popleft())
+        events: list[SonicEvent] = [Reconnecting(f"worker exited with status {code}", self._restarts)]
+        if lost:
+            events.append(
+                Error(
+                    "AudioDropped",
+                    f"{lost} bytes of user audio sent before the worker died never reached the service (the "
+                    f"replacement got the last {replayed} bytes: the turn in progress)",
+                    False,
+                )
+            )
+        return events
+
+    def metrics(self) -> BridgeMetrics:
+        """Latencies each way, first-audio latency per turn, ring fill, worker CPU and restarts."""
+        worker = self._worker
+        cpu = wall = 0.0
+        up_fill = down_fill = 0.0
+        if worker is not None:
+            cpu = _cpu_seconds(worker.pid) - self._worker_since[1]
+            wall = time.monotonic() - self._worker_since[0]
+            up_fill = worker.uplink.stats().fill_ratio
+            down_fill = worker.downlink.stats().fill_ratio
+        return BridgeMetrics(
+            uplink=Latency(tuple(self._uplink_s)),
+            downlink=Latency(tuple(self._downlink_s)),
+            first_audio_s=tuple(self._first_audio_s),
+            uplink_fill=up_fill,
+            downlink_fill=down_fill,
+            worker_pid=worker.pid if worker is not None else None,
+            worker_cpu_s=cpu,
+            worker_cpu_percent=100.0 * cpu / wall if wall > 0 else 0.0,
+            restarts=self._restarts,
+            dropped_output_bytes=self._dropped_output,
+        )

@@ -7,6 +7,7 @@ calls raise `OSError` with its errno.
 """
 
 __all__ = [
+    "BridgeError",
     "NovaBridgeError",
     "RecordTooLarge",
     "RingAlreadyAttached",
@@ -43,3 +44,10 @@ class RingAlreadyAttached(RingError):
 
 class RecordTooLarge(RingError, ValueError):
     """The payload is larger than the ring's `max_payload`; nothing was written."""
+
+
+class BridgeError(NovaBridgeError):
+    """A `SonicBridge` or its worker could not do what was asked.
+
+    No worker could start, the session did not come up, or the bridge was used before `start` or after `close`.
+    """

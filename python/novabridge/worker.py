@@ -1,12 +1,17 @@
 """The worker process: one `SonicSession`, joined to the host by two shared-memory rings.
 
-``python -m novabridge.worker UPLINK_FDS DOWNLINK_FDS`` (three descriptors each, passed with ``pass_fds``) reads
-its `SonicConfig` as JSON on stdin (so credentials never appear in argv or the environment), then:
+``python -m novabridge.worker UPLINK_FDS DOWNLINK_FDS`` (three descriptors each, passed with ``pass_fds``) imports
+the SDK, attaches the rings and announces itself warm; then it waits for its `SonicConfig` as JSON on stdin (so
+credentials never appear in argv or the environment, and a pool can start workers before it knows their
+sessions). EOF on stdin without a config (the pool was shut down, or the host died) ends it quietly.
 
 - uplink (host -> worker): AUDIO records are s16le PCM at ``config.input_rate``; EVENT records are JSON commands
   ``{"op": "text", "text": ...}`` and ``{"op": "tool_result", "tool_use_id": ..., "result": ...}``.
-- downlink (worker -> host): AUDIO records carry assistant PCM at ``config.output_rate`` with the turn's ordinal in
-  ``flags``; EVENT records carry the other typed events as JSON (`novabridge.protocol.event_to_json`).
+- downlink (worker -> host): AUDIO records carry the time the SDK handed the audio over (u64 little-endian,
+  ``CLOCK_MONOTONIC`` ns) then assistant PCM at ``config.output_rate``, with the turn's ordinal in ``flags``;
+  EVENT records carry the other typed events as JSON (`novabridge.protocol.event_to_json`); CONTROL records are
+  the bridge's own: ``{"state": "warm" | "ready"}``, ``{"turn": ordinal, "turn_id": ...}`` before a turn's first
+  audio, and ``{"uplink_s": [...]}`` (host write to SDK send of user audio, per sent frame) twice a second.
 
 The worker exits when the uplink closes (the host is done or gone) or the session ends fatally.
 """
@@ -14,18 +19,74 @@ The worker exits when the uplink closes (the host is done or gone) or the sessio
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import struct
 import sys
+import time
 
 from novabridge import protocol
 from novabridge._novabridge import Ring
-from novabridge.exceptions import RingClosed
+from novabridge.exceptions import RingClosed, RingFull
 from novabridge.ring import RecordKind, aread
 from novabridge.sonic.config import SonicConfig
+from novabridge.sonic.errors import classify
 from novabridge.sonic.session import SonicSession
 
+AUDIO_STAMP = struct.Struct("<Q")
+"""The prefix of a downlink AUDIO record: when the SDK handed the audio to the session."""
+STATS_INTERVAL_S = 0.5
+HOST_STALL_LIMIT_S = 5.0
+"""A downlink that stays full this long means the host stopped reading: the session ends rather than grow."""
 
-async def _uplink(uplink: Ring, session: SonicSession) -> None:
+
+class _UplinkClock:
+    """Pairs the host's write time of each audio record with the SDK send that carried its last byte."""
+
+    def __init__(self) -> None:
+        self._pending: collections.deque[tuple[int, int]] = collections.deque()
+        """(end offset in the session's accepted audio, host write time) per record not yet sent."""
+        self.samples: list[float] = []
+
+    def received(self, end_offset: int, written_ns: int) -> None:
+        self._pending.append((end_offset, written_ns))
+
+    def sent(self, through: int, sent_ns: int) -> None:
+        # The frame could leave only once its last byte (offset through - 1) had arrived: that byte's record dates
+        # the hop. Records that ended earlier in the frame are settled with it.
+        pending = self._pending
+        while pending and pending[0][0] < through:
+            pending.popleft()
+        if not pending:
+            return
+        written_ns = pending[0][1]
+        if pending[0][0] == through:
+            pending.popleft()
+        self.samples.append((sent_ns - written_ns) / 1e9)
+
+
+class _Downlink:
+    """Writes to the host without ever blocking the loop: a full ring is waited out asynchronously."""
+
+    def __init__(self, ring: Ring) -> None:
+        self.ring = ring
+
+    async def write(self, kind: int, payload: bytes, *, flags: int = 0) -> None:
+        deadline = time.monotonic() + HOST_STALL_LIMIT_S
+        while True:
+            try:
+                self.ring.write(kind, payload, flags=flags, timeout=0.0)
+                return
+            except RingFull:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.002)
+
+    async def control(self, message: dict[str, object]) -> None:
+        await self.write(RecordKind.CONTROL, json.dumps(message).encode())
+
+
+async def _uplink(uplink: Ring, session: SonicSession, clock: _UplinkClock) -> None:
     while True:
         try:
             record = await aread(uplink)
@@ -33,6 +94,7 @@ async def _uplink(uplink: Ring, session: SonicSession) -> None:
             return
         if record.kind == RecordKind.AUDIO:
             await session.send_audio(record.payload)
+            clock.received(session.audio_bytes_accepted, record.t_ns)
         elif record.kind == RecordKind.EVENT:
             command = json.loads(record.payload)
             if command.get("op") == "text":
@@ -41,43 +103,69 @@ async def _uplink(uplink: Ring, session: SonicSession) -> None:
                 await session.send_tool_result(command["tool_use_id"], command["result"])
 
 
-async def _downlink(downlink: Ring, session: SonicSession) -> None:
+async def _downlink(downlink: _Downlink, session: SonicSession) -> None:
     turns: dict[str, int] = {}
-    async for event in session.events():
+    async for event, received_ns in session.timed_events():
         if isinstance(event, protocol.AudioOut):
             ordinal = turns.get(event.turn_id)
             if ordinal is None:
                 ordinal = turns[event.turn_id] = (len(turns) + 1) & 0xFFFF
-                announce = {"type": "AudioTurn", "turn_id": event.turn_id, "ordinal": ordinal, "rate": event.rate}
-                _write(downlink, RecordKind.EVENT, json.dumps(announce).encode())
-            _write(downlink, RecordKind.AUDIO, event.pcm, flags=ordinal)
+                await downlink.control({"turn": ordinal, "turn_id": event.turn_id})
+            await downlink.write(RecordKind.AUDIO, AUDIO_STAMP.pack(received_ns) + event.pcm, flags=ordinal)
         else:
-            _write(downlink, RecordKind.EVENT, protocol.event_to_json(event))
+            await downlink.write(RecordKind.EVENT, protocol.event_to_json(event))
 
 
-def _write(ring: Ring, kind: int, payload: bytes, *, flags: int = 0) -> None:
-    # The host drains the downlink continuously; a full ring means the host stalled, so wait for it (bounded).
-    ring.write(kind, payload, flags=flags, timeout=5.0)
+async def _stats(downlink: _Downlink, clock: _UplinkClock) -> None:
+    while True:
+        await asyncio.sleep(STATS_INTERVAL_S)
+        if clock.samples:
+            samples, clock.samples = clock.samples, []
+            await downlink.control({"uplink_s": samples})
 
 
-async def serve(uplink: Ring, downlink: Ring, config: SonicConfig) -> None:
-    """Run one session between the rings until the host closes the uplink or the session ends."""
-    async with SonicSession(config) as session:
-        _write(downlink, RecordKind.CONTROL, b'{"ready": true}')
-        up = asyncio.create_task(_uplink(uplink, session))
+async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
+    """Run one session between the rings until the host closes the uplink or the session ends; the exit status."""
+    downlink = _Downlink(downlink_ring)
+    clock = _UplinkClock()
+    session = SonicSession(config, on_audio_sent=clock.sent)
+    try:
+        await session.start()
+    except Exception as error:  # noqa: BLE001 - reported to the host as the session's fatal error
+        failure = classify(error)
+        await downlink.write(
+            RecordKind.EVENT, protocol.event_to_json(protocol.Error(failure.kind, failure.message, True))
+        )
+        await session.close()
+        downlink_ring.close()
+        return 1
+    try:
+        await downlink.control({"state": "ready"})
+        up = asyncio.create_task(_uplink(uplink, session, clock))
         down = asyncio.create_task(_downlink(downlink, session))
+        stats = asyncio.create_task(_stats(downlink, clock))
         await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         up.cancel()
+        stats.cancel()
+    finally:
+        await session.close()
     await down
-    downlink.close()
+    if clock.samples:
+        await downlink.control({"uplink_s": clock.samples})
+    downlink_ring.close()
+    return 0
 
 
 def main() -> None:
-    """Entry point: ``python -m novabridge.worker U1 U2 U3 D1 D2 D3`` with the config on stdin."""
+    """Entry point: ``python -m novabridge.worker U1 U2 U3 D1 D2 D3``, then the config on stdin."""
     fds = [int(arg) for arg in sys.argv[1:7]]
     uplink, downlink = Ring.attach(*fds[:3]), Ring.attach(*fds[3:])
-    config = SonicConfig.model_validate_json(sys.stdin.read())
-    asyncio.run(serve(uplink, downlink, config))
+    downlink.write(RecordKind.CONTROL, b'{"state": "warm"}', timeout=1.0)
+    text = sys.stdin.read()
+    if not text.strip():
+        return  # released by the pool unused
+    config = SonicConfig.model_validate_json(text)
+    sys.exit(asyncio.run(serve(uplink, downlink, config)))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -76,28 +76,31 @@ class SessionMetrics:
 
 
 class _EventQueue:
-    """Typed events for the caller; audio of an interrupted turn can be pulled back out before it is read."""
+    """Typed events for the caller, each with the time the SDK handed it over (``time.monotonic_ns()``).
+
+    Audio of an interrupted turn can be pulled back out before it is read.
+    """
 
     def __init__(self) -> None:
-        self._items: collections.deque[SonicEvent | None] = collections.deque()
+        self._items: collections.deque[tuple[SonicEvent, int] | None] = collections.deque()
         self._ready = asyncio.Event()
 
-    def put(self, item: SonicEvent | None) -> None:
-        self._items.append(item)
+    def put(self, item: SonicEvent | None, received_ns: int | None = None) -> None:
+        self._items.append(None if item is None else (item, received_ns or time.monotonic_ns()))
         self._ready.set()
 
     def drop_audio(self, turn_id: str) -> int:
-        kept: collections.deque[SonicEvent | None] = collections.deque()
+        kept: collections.deque[tuple[SonicEvent, int] | None] = collections.deque()
         dropped = 0
         for item in self._items:
-            if isinstance(item, AudioOut) and item.turn_id == turn_id:
-                dropped += len(item.pcm)
+            if item is not None and isinstance(item[0], AudioOut) and item[0].turn_id == turn_id:
+                dropped += len(item[0].pcm)
             else:
                 kept.append(item)
         self._items = kept
         return dropped
 
-    async def get(self) -> SonicEvent | None:
+    async def get(self) -> tuple[SonicEvent, int] | None:
         while not self._items:
             self._ready.clear()
             await self._ready.wait()
@@ -107,8 +110,26 @@ class _EventQueue:
 class SonicSession:
     """``async with SonicSession(config) as session:`` then send audio and text, and iterate `events`."""
 
-    def __init__(self, config: SonicConfig, *, tools: Iterable[Tool] = (), tool_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        config: SonicConfig,
+        *,
+        tools: Iterable[Tool] = (),
+        tool_timeout_s: float = 30.0,
+        on_audio_sent: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """A session; nothing connects before `start`.
+
+        ``on_audio_sent(through, sent_ns)`` is called after each frame of the caller's audio leaves through the SDK:
+        the caller's audio up to byte ``through`` (counted over the session) is sent, at ``sent_ns``
+        (``time.monotonic_ns()``). Silence fill and replays to a new stream are not the caller's audio.
+        """
         self.config = config
+        self._on_audio_sent = on_audio_sent
+        self._audio_accepted = 0
+        """Bytes of the caller's audio accepted by `send_audio`, over the session."""
+        self._audio_settled = 0
+        """Of those, the bytes sent (or dropped from the backlog): the backlog holds the rest."""
         self._tools = {tool.spec.name: tool for tool in tools}
         specs = {spec.name: spec for spec in config.tools}
         for name, tool in self._tools.items():
@@ -185,7 +206,10 @@ class SonicSession:
             if self._backlog and self._stream_ready.is_set():
                 with contextlib.suppress(Exception):
                     await stream.send_audio(bytes(self._backlog))
+                    self._audio_settled += len(self._backlog)
                     self._backlog.clear()
+                    if self._on_audio_sent is not None:
+                        self._on_audio_sent(self._audio_settled, time.monotonic_ns())
             await stream.close()
         # Receive tasks end when the service ends the response; give them a moment, then stop waiting.
         receivers = {task for task in self._receivers if task is not current}
@@ -233,10 +257,12 @@ class SonicSession:
             return
         self._last_audio_in = time.monotonic()
         self._backlog += data
+        self._audio_accepted += len(data)
         limit = int(BACKLOG_LIMIT_S * self.config.input_rate) * 2
         if len(self._backlog) > limit:
             excess = len(self._backlog) - limit
             del self._backlog[:excess]
+            self._audio_settled += excess
             self.metrics.dropped_audio_bytes += excess
             self._events.put(
                 Error(
@@ -266,22 +292,23 @@ class SonicSession:
         assert self._stream is not None
         await self._stream.send_tool_result(tool_use_id, result if isinstance(result, str) else _json(result))
 
-    async def _next_frame(self) -> bytes:
+    async def _next_frame(self) -> tuple[bytes, bool]:
+        """The next frame to send, and whether it is the caller's audio (not silence fill)."""
         frame_s = self.config.frame_ms / 1000
         while True:
             if len(self._backlog) >= self._frame_bytes:
                 frame = bytes(self._backlog[: self._frame_bytes])
                 del self._backlog[: self._frame_bytes]
-                return frame
+                return frame, True
             idle = time.monotonic() - self._last_audio_in
             if idle >= IDLE_FILL_S:
                 if self._backlog:  # the tail of what the caller sent, before any filler
                     frame = bytes(self._backlog)
                     self._backlog.clear()
-                    return frame
+                    return frame, True
                 self.metrics.silence_frames += 1
                 await asyncio.sleep(frame_s)
-                return bytes(self._frame_bytes)
+                return bytes(self._frame_bytes), False
             self._backlog_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._backlog_changed.wait(), IDLE_FILL_S - idle)
@@ -289,7 +316,7 @@ class SonicSession:
     async def _pump(self) -> None:
         replay_limit = int(REPLAY_LIMIT_S * self.config.input_rate) * 2
         while not self._closed:
-            frame = await self._next_frame()
+            frame, from_caller = await self._next_frame()
             while not self._closed:
                 await self._stream_ready.wait()
                 async with self._handover:
@@ -305,6 +332,10 @@ class SonicSession:
                         continue
                     self.metrics.send_overhead_s.append(time.perf_counter() - started)
                     self.metrics.frames_sent += 1
+                    if from_caller:
+                        self._audio_settled += len(frame)
+                        if self._on_audio_sent is not None:
+                            self._on_audio_sent(self._audio_settled, time.monotonic_ns())
                     self._since_turn += frame
                     if len(self._since_turn) > replay_limit:
                         del self._since_turn[: len(self._since_turn) - replay_limit]
@@ -314,12 +345,22 @@ class SonicSession:
 
     async def events(self) -> AsyncIterator[SonicEvent]:
         """Typed events until the session closes (a fatal error arrives as the last event)."""
+        async for event, _ in self.timed_events():
+            yield event
+
+    async def timed_events(self) -> AsyncIterator[tuple[SonicEvent, int]]:
+        """`events`, each with the ``time.monotonic_ns()`` at which the SDK handed it over."""
         while True:
             item = await self._events.get()
             if item is None:
                 self._events.put(None)  # let other iterators end too
                 return
             yield item
+
+    @property
+    def audio_bytes_accepted(self) -> int:
+        """Bytes of the caller's audio `send_audio` accepted over the session (`on_audio_sent` counts in these)."""
+        return self._audio_accepted
 
     async def _receive(self, stream: SonicStream) -> None:
         parser = protocol.OutputParser()
@@ -334,16 +375,17 @@ class SonicSession:
                     await self._stream_failed(stream, Failure("StreamEnded", "the service ended the stream", True))
                 return
             received = time.perf_counter()
+            received_ns = time.monotonic_ns()
             try:
                 events = parser.parse(raw)
             except protocol.ProtocolError as error:
                 self._events.put(Error("ProtocolError", str(error), False))
                 continue
             for event in events:
-                self._on_event(stream, event)
+                self._on_event(stream, event, received_ns)
             self.metrics.receive_overhead_s.append(time.perf_counter() - received)
 
-    def _on_event(self, stream: SonicStream, event: SonicEvent) -> None:
+    def _on_event(self, stream: SonicStream, event: SonicEvent, received_ns: int) -> None:
         if isinstance(event, Transcript):
             if event.role == "USER" and event.stage is protocol.Stage.FINAL:
                 self._last_user_final = time.monotonic()
@@ -369,7 +411,7 @@ class SonicSession:
             self._turn_active = False
             self._turn_idle.set()
             self._since_turn.clear()
-        self._events.put(event)
+        self._events.put(event, received_ns)
 
     def _turn_started(self) -> None:
         self._turn_active = True

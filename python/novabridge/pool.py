@@ -1,0 +1,238 @@
+"""Worker processes for `SonicBridge`, started ahead of need so a session never waits for an interpreter to boot.
+
+A worker is a ``python -m novabridge.worker`` process with its two rings. It imports the SDK, attaches the rings and
+says it is warm, then waits for a session's config on stdin. `WorkerPool` keeps ``spare`` such workers per
+interpreter; `claim` hands one over at once and starts its replacement on a thread of its own, so neither OAC's
+server loop (`start_context`) nor a supervisor replacing a dead worker waits for a process to start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import subprocess
+import tempfile
+import threading
+import time
+from typing import ClassVar
+
+from novabridge._novabridge import Ring
+from novabridge.exceptions import BridgeError, RingClosed
+from novabridge.ring import RecordKind
+from novabridge.sonic.config import SonicConfig
+
+RING_BYTES = 1 << 21
+"""Per direction: about 65 s of 16 kHz input or 43 s of 24 kHz output, so a host that stalls loses nothing."""
+WARM_TIMEOUT_S = 60.0
+_SECRETS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+
+
+def config_json(config: SonicConfig) -> bytes:
+    """The config for the worker, secrets included (it travels over a pipe, never argv or the environment)."""
+    data = config.model_dump(mode="json")
+    for name in _SECRETS:
+        secret = getattr(config, name)
+        data[name] = secret.get_secret_value() if secret is not None else None
+    return json.dumps(data).encode()
+
+
+class WorkerProcess:
+    """One worker process and its two rings, from spawn to reaping."""
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+        self.uplink = Ring.create(RING_BYTES, name="novabridge-uplink")
+        self.downlink = Ring.create(RING_BYTES, name="novabridge-downlink")
+        fds = self.uplink.fds() + self.downlink.fds()
+        # A file, not a pipe: nobody reads the worker's log while it runs, and a full pipe would stall it.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker; closed in close()
+        try:
+            self.process = subprocess.Popen(
+                [python, "-m", "novabridge.worker", *map(str, fds)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=self.log,
+                pass_fds=fds,
+            )
+        except OSError as error:
+            self._release_files()
+            raise BridgeError(f"cannot start the worker with {python}: {error}") from None
+        self.warm = False
+        self.claimed = False
+
+    @property
+    def pid(self) -> int:
+        """The worker's process id."""
+        return self.process.pid
+
+    def alive(self) -> bool:
+        """The process has not exited."""
+        return self.process.poll() is None
+
+    def wait_warm(self, timeout_s: float) -> None:
+        """Wait for the worker's "warm" record (the SDK is imported and the rings attached)."""
+        # Until the worker attaches, the ring cannot notice its death; so watch the process too.
+        deadline = time.monotonic() + timeout_s
+        record = None
+        while record is None and time.monotonic() < deadline and self.alive():
+            try:
+                record = self.downlink.read(timeout=0.1)
+            except RingClosed:
+                break
+        if record is None or record.kind != RecordKind.CONTROL or json.loads(record.payload).get("state") != "warm":
+            detail = self.output()
+            self.close(0.0)
+            raise BridgeError(f"the worker ({self.python}) did not start: {detail or 'no output'}")
+        self.warm = True
+
+    def hand_over(self, config: SonicConfig) -> None:
+        """Give the worker its session (it connects at once); the worker is then the caller's."""
+        assert self.process.stdin is not None
+        self.claimed = True
+        try:
+            self.process.stdin.write(config_json(config))
+            self.process.stdin.close()
+        except OSError as error:  # it died between warming and now: the caller's supervisor sees the closed ring
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+            raise BridgeError(f"the worker exited before it got its session: {error}") from None
+
+    def output(self, lines: int = 5) -> str:
+        """The last lines the worker wrote to stderr."""
+        if self.log.closed:
+            return ""
+        self.log.seek(0)
+        return " | ".join(self.log.read().decode(errors="replace").strip().splitlines()[-lines:])
+
+    def close(self, timeout_s: float) -> None:
+        """End the worker: it finishes its session when the uplink closes; killed after ``timeout_s``."""
+        self.uplink.close()
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()  # an unclaimed worker exits on EOF
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._release_files()
+
+    def kill(self) -> None:
+        """SIGKILL the worker and reap it."""
+        self.process.kill()
+        self.process.wait()
+
+    def _release_files(self) -> None:
+        self.uplink.close()
+        self.downlink.close()
+        self.log.close()
+
+
+class WorkerPool:
+    """Warm workers of one interpreter. ``WorkerPool.for_python(path)`` is the process-wide pool of ``path``."""
+
+    _pools: ClassVar[dict[str, WorkerPool]] = {}
+    _pools_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, python: str, *, spare: int = 1) -> None:
+        if spare < 0:
+            raise ValueError("spare must be >= 0")
+        self.python = python
+        self.spare = spare
+        self._ready: list[WorkerProcess] = []
+        self._starting = 0
+        self._lock = threading.Condition()
+        self._closed = False
+        self.error: BridgeError | None = None
+        """Why the last replacement could not be started (e.g. this interpreter lacks novabridge[sonic])."""
+
+    @classmethod
+    def for_python(cls, python: str) -> WorkerPool:
+        """The process-wide pool of ``python`` (one spare), made on first use."""
+        with cls._pools_lock:
+            pool = cls._pools.get(python)
+            if pool is None or pool._closed:
+                pool = cls._pools[python] = WorkerPool(python)
+            return pool
+
+    @classmethod
+    def shutdown_all(cls) -> None:
+        """Close every process-wide pool (at interpreter exit, too)."""
+        with cls._pools_lock:
+            pools, cls._pools = list(cls._pools.values()), {}
+        for pool in pools:
+            pool.close()
+
+    def warm_up(self) -> None:
+        """Start spares in the background until ``spare`` are warm or starting; returns at once."""
+        with self._lock:
+            if self._closed:
+                return
+            missing = self.spare - len(self._ready) - self._starting
+            self._starting += max(0, missing)
+        for _ in range(missing):
+            threading.Thread(target=self._start_one, name="novabridge-pool", daemon=True).start()
+
+    def claim(self, config: SonicConfig, *, timeout_s: float = WARM_TIMEOUT_S) -> WorkerProcess:
+        """A worker running ``config``'s session: a warm one at once if there is one, else one started now."""
+        with self._lock:
+            if self._closed:
+                raise BridgeError("the worker pool is closed")
+            worker = None
+            while self._ready and worker is None:
+                candidate = self._ready.pop(0)
+                if candidate.alive():
+                    worker = candidate
+                else:
+                    candidate.close(0.0)
+        if worker is None:
+            worker = WorkerProcess(self.python)
+            worker.wait_warm(timeout_s)
+        self.warm_up()
+        worker.hand_over(config)
+        return worker
+
+    def _start_one(self) -> None:
+        try:
+            worker = WorkerProcess(self.python)
+            worker.wait_warm(WARM_TIMEOUT_S)
+        except BridgeError as error:
+            with self._lock:
+                self._starting -= 1
+                self.error = error
+            return
+        with self._lock:
+            self._starting -= 1
+            if not self._closed:
+                self._ready.append(worker)
+                self._lock.notify_all()
+                return
+        worker.close(0.0)
+
+    def wait_warm(self, timeout_s: float) -> int:
+        """Block until ``spare`` workers are warm (or a start failed, or the timeout passed); how many are warm."""
+        self.warm_up()
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while len(self._ready) < self.spare and self.error is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or (self._starting == 0 and len(self._ready) < self.spare):
+                    break
+                self._lock.wait(min(left, 0.1))
+            return len(self._ready)
+
+    def spare_pids(self) -> set[int]:
+        """The process ids of the warm spares."""
+        with self._lock:
+            return {worker.pid for worker in self._ready}
+
+    def close(self) -> None:
+        """Stop the spares; claimed workers belong to their bridges."""
+        with self._lock:
+            self._closed = True
+            ready, self._ready = self._ready, []
+        for worker in ready:
+            worker.close(1.0)
+
+
+atexit.register(WorkerPool.shutdown_all)
