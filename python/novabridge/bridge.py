@@ -195,15 +195,18 @@ class SonicBridge:
                 raise BridgeError(f"the session did not start: {detail}")
             self._pending += self._read(min(left, 0.1))
 
-    def close(self) -> None:
-        """End the session and the worker; bounded (about a second), idempotent, leaves no process behind."""
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """End the session and the worker, which is killed if it has not exited after ``timeout`` seconds.
+
+        Idempotent; leaves no process, ring or thread behind.
+        """
         if self._closed:
             return
         self._closed = True
         with self._send_lock:
             worker, self._worker = self._worker, None
         if worker is not None:
-            worker.close(CLOSE_TIMEOUT_S)
+            worker.close(timeout)
 
     def __enter__(self) -> Self:
         if self._worker is None:

@@ -24,6 +24,7 @@ import json
 import struct
 import sys
 import time
+from typing import Any
 
 from novabridge import protocol
 from novabridge._novabridge import Ring
@@ -86,7 +87,7 @@ class _Downlink:
         await self.write(RecordKind.CONTROL, json.dumps(message).encode())
 
 
-async def _uplink(uplink: Ring, session: SonicSession, clock: _UplinkClock) -> None:
+async def _uplink(uplink: Ring, downlink: _Downlink, session: SonicSession, clock: _UplinkClock) -> None:
     while True:
         try:
             record = await aread(uplink)
@@ -96,11 +97,21 @@ async def _uplink(uplink: Ring, session: SonicSession, clock: _UplinkClock) -> N
             await session.send_audio(record.payload)
             clock.received(session.audio_bytes_accepted, record.t_ns)
         elif record.kind == RecordKind.EVENT:
-            command = json.loads(record.payload)
-            if command.get("op") == "text":
-                await session.send_text(command["text"])
-            elif command.get("op") == "tool_result":
-                await session.send_tool_result(command["tool_use_id"], command["result"])
+            try:
+                await _command(session, json.loads(record.payload))
+            except (ValueError, KeyError, TypeError) as error:  # a bad command is reported; the session goes on
+                failure = protocol.Error("BadCommand", f"{type(error).__name__}: {error}", False)
+                await downlink.write(RecordKind.EVENT, protocol.event_to_json(failure))
+
+
+async def _command(session: SonicSession, command: dict[str, Any]) -> None:
+    op = command.get("op")
+    if op == "text":
+        await session.send_text(command["text"])
+    elif op == "tool_result":
+        await session.send_tool_result(command["tool_use_id"], command["result"])
+    else:
+        raise ValueError(f"unknown command {op!r}")
 
 
 async def _downlink(downlink: _Downlink, session: SonicSession) -> None:
@@ -141,7 +152,7 @@ async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
         return 1
     try:
         await downlink.control({"state": "ready"})
-        up = asyncio.create_task(_uplink(uplink, session, clock))
+        up = asyncio.create_task(_uplink(uplink, downlink, session, clock))
         down = asyncio.create_task(_downlink(downlink, session))
         stats = asyncio.create_task(_stats(downlink, clock))
         await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)

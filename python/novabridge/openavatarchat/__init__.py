@@ -1,0 +1,5 @@
+"""Nova Sonic as OpenAvatarChat's voice: the handler is `novabridge.openavatarchat.handler_novasonic`.
+
+That module imports OpenAvatarChat's ``chat_engine``, so it loads only inside OpenAvatarChat (or its stand-in in
+the tests); this package itself imports anywhere. See the README's OpenAvatarChat section for the YAML.
+"""

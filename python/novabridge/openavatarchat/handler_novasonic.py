@@ -1,0 +1,477 @@
+"""OpenAvatarChat handler: Nova Sonic in place of the ASR + LLM + TTS chain, with barge-in.
+
+OpenAvatarChat (OAC) loads the first concrete `HandlerBase` subclass of this module, so `HandlerNovaSonic` is the
+only one here. One instance serves every session; each session gets its own `SonicBridge` (its own worker process)
+in its own `NovaSonicContext`, so sessions never share state.
+
+- Inputs: ``MIC_AUDIO`` (int16 (1, N) at 16 kHz, continuous: Nova Sonic does its own turn detection and hears the
+  user over the avatar) and ``HUMAN_TEXT`` (typed chat, Nova 2 only).
+- Outputs: ``AVATAR_AUDIO`` (float32 (1, N) in [-1, 1] at 24 kHz, one ``speech_id`` per answer, each answer ended
+  by ``zeros((1, 240))`` with ``avatar_speech_end=True``), ``AVATAR_TEXT`` (the answer as it is spoken, then
+  ``""`` with ``avatar_text_end=True``) and ``HUMAN_TEXT`` (what Nova Sonic heard, then ``""`` with
+  ``human_text_end=True``).
+- ``create_context``/``start_context`` run on OAC's server event loop and never block: the worker comes from a
+  warm pool, taken on the session's own thread. ``handle()`` runs on OAC's pump thread, never blocks and never
+  raises (bad input is logged and dropped). Output is submitted by the session's pacing thread, at most
+  ``pacing_lead_ms`` ahead of real time, so a barge-in leaves at most that much stale audio in the avatar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import importlib
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from chat_engine.common.handler_base import HandlerBase, HandlerBaseInfo, HandlerDataInfo, HandlerDetail
+from chat_engine.contexts.handler_context import HandlerContext
+from chat_engine.contexts.session_context import SessionContext
+from chat_engine.data_models.chat_data.chat_data_model import ChatData
+from chat_engine.data_models.chat_data_type import ChatDataType
+from chat_engine.data_models.chat_engine_config_data import ChatEngineConfigModel, HandlerBaseConfigModel
+from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBundleDefinition, DataBundleEntry
+from pydantic import BaseModel, Field, SecretStr
+
+from novabridge import pcm
+from novabridge._novabridge import Resampler
+from novabridge.bridge import SonicBridge, default_worker_python
+from novabridge.pool import WorkerPool
+from novabridge.protocol import (
+    NOVA_2_SONIC,
+    AudioOut,
+    Error,
+    Interrupted,
+    Reconnecting,
+    SonicEvent,
+    Stage,
+    ToolCall,
+    Transcript,
+    TurnEnd,
+)
+from novabridge.sonic.config import DEFAULT_SYSTEM_PROMPT, InferenceConfig, SonicConfig
+from novabridge.sonic.tools import Tool, run_tool
+
+logger = logging.getLogger("novabridge.openavatarchat")
+
+INPUT_RATE = 16000
+OUTPUT_RATE = 24000
+END_MARKER_SAMPLES = 240
+SLICE_S = 0.02
+"""Audio is handed to the avatar in slices of this length, so the pacing lead is kept to within a slice."""
+STOP_TIMEOUT_S = 0.9
+"""What `destroy_context` may spend: joining the pacing thread and closing the bridge."""
+
+
+class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
+    """The handler's YAML settings (beside OAC's ``enabled``, ``module`` and ``concurrent_limit``)."""
+
+    model_id: Literal["amazon.nova-2-sonic-v1:0", "amazon.nova-sonic-v1:0"] = NOVA_2_SONIC
+    region: str | None = None
+    """Bedrock region; None: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else us-east-1."""
+    voice: str = "matthew"
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    endpointing: Literal["HIGH", "MEDIUM", "LOW"] | None = None
+    """Nova 2 turn detection: the pause that ends the user's turn (1.5, 1.75 or 2.0 s)."""
+    max_tokens: int = 1024
+    temperature: float = 0.7
+    top_p: float = 0.9
+    tools_module: str | None = None
+    """A module importable in OAC's Python with ``TOOLS``: `novabridge.sonic.Tool` objects or plain functions (their
+    docstring describes them to the model). They run in OAC's process, in a thread per call."""
+    worker_python: str | None = None
+    """A Python >= 3.12 with ``novabridge[sonic]`` (``novabridge setup-worker`` prints one); None: this Python."""
+    spare_workers: int = Field(1, ge=0, le=64)
+    """Warm workers kept ready, so a new session never waits for one to boot."""
+    endpoint_uri: str | None = None
+    """``https://...`` of the local emulator (``novabridge emulator``); None: Bedrock."""
+    ca_file: str | None = None
+    """The emulator's CA; None: the system trust store."""
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    aws_profile: str | None = None
+    renewal_after_s: float = 360.0
+    """Nova Sonic ends a stream after 8 minutes; the session moves to a new one after this long."""
+    pacing_lead_ms: float = Field(100.0, ge=20.0, le=2000.0)
+    """Audio handed to the avatar ahead of real time: what a barge-in can leave behind."""
+
+    def sonic_config(self, tools: list[Tool]) -> SonicConfig:
+        """The session's config, validated now (so a bad YAML fails at OAC's start, not in a session)."""
+        settings: dict[str, Any] = {
+            "model_id": self.model_id,
+            "voice": self.voice,
+            "system_prompt": self.system_prompt,
+            "endpointing": self.endpointing,
+            "inference": InferenceConfig(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p),
+            "tools": tuple(tool.spec for tool in tools),
+            "renewal_after_s": self.renewal_after_s,
+            "endpoint_uri": self.endpoint_uri,
+            "ca_file": Path(self.ca_file) if self.ca_file else None,
+            "profile": self.aws_profile,
+        }
+        if self.region:
+            settings["region"] = self.region
+        for name in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
+            secret = getattr(self, name)
+            settings[name] = secret.get_secret_value() if secret is not None else None
+        return SonicConfig(**settings)
+
+
+def load_tools(module_name: str | None) -> list[Tool]:
+    """The ``TOOLS`` of ``module_name``: `Tool` objects, or functions made into tools by their name and docstring."""
+    if not module_name:
+        return []
+    declared = getattr(importlib.import_module(module_name), "TOOLS", None)
+    if not isinstance(declared, (list, tuple)):
+        raise TypeError(f"tools_module {module_name} must define TOOLS, a list of novabridge.sonic.Tool or functions")
+    return [item if isinstance(item, Tool) else Tool.from_function(item) for item in declared]
+
+
+def _definition(entry: DataBundleEntry) -> DataBundleDefinition:
+    definition = DataBundleDefinition()
+    definition.add_entry(entry)
+    return definition
+
+
+@dataclass
+class _Answer:
+    """One assistant turn on its way to the avatar."""
+
+    speech_id: str
+    audio: collections.deque[np.ndarray[Any, Any]] = field(default_factory=collections.deque)
+    text_started: bool = False
+    finished: bool = False
+    """The service ended the turn: once its audio is out, the end markers follow."""
+
+
+class NovaSonicContext(HandlerContext):
+    """One OAC session: its bridge, its pacing thread and the answer in progress."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(session_id)
+        self.bridge: SonicBridge | None = None
+        self.tools: dict[str, Tool] = {}
+        self.lead_s = 0.1
+        self.started = threading.Event()
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+        self.early_audio: list[np.ndarray[Any, Any]] = []
+        """Mic audio that came before the bridge had its worker (sent first, in order)."""
+        self.early_text: list[str] = []
+        self.resamplers: dict[int, Resampler] = {}
+        self.answers: collections.deque[_Answer] = collections.deque()
+        self.by_turn: dict[str, _Answer] = {}
+        self.playout_until = 0.0
+        """Wall time at which the audio handed to the avatar so far has played."""
+        self.dropped_inputs = 0
+
+    def send_audio(self, audio: np.ndarray[Any, Any]) -> None:
+        """From OAC's pump thread: to the bridge, or held until the session's thread has taken a worker."""
+        with self.lock:
+            if not self.started.is_set():
+                self.early_audio.append(audio)
+                return
+        assert self.bridge is not None
+        self.bridge.send_audio(audio)
+
+    def send_text(self, text: str) -> None:
+        """Typed text, like `send_audio`."""
+        with self.lock:
+            if not self.started.is_set():
+                self.early_text.append(text)
+                return
+        assert self.bridge is not None
+        self.bridge.send_text(text)
+
+
+class HandlerNovaSonic(HandlerBase):
+    """Amazon Nova Sonic as the avatar's ears, brain and voice, through a novabridge worker per session."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = NovaSonicConfig()
+        self.sonic_config: SonicConfig | None = None
+        self.tools: list[Tool] = []
+        self.pool: WorkerPool | None = None
+        self.worker_python = ""
+
+    def get_handler_info(self) -> HandlerBaseInfo:
+        """The config model; OAC sets the name from the YAML key."""
+        return HandlerBaseInfo(config_model=NovaSonicConfig, load_priority=0)
+
+    def load(self, engine_config: ChatEngineConfigModel, handler_config: HandlerBaseConfigModel | None = None) -> None:
+        """Validate the settings and warm the worker pool (once, at OAC's start)."""
+        if isinstance(handler_config, NovaSonicConfig):
+            self.config = handler_config
+        self.tools = load_tools(self.config.tools_module)
+        self.sonic_config = self.config.sonic_config(self.tools)
+        self.worker_python = self.config.worker_python or default_worker_python()
+        self.pool = WorkerPool.for_python(self.worker_python)
+        self.pool.spare = max(self.pool.spare, self.config.spare_workers)
+        self.pool.warm_up()
+        logger.info(
+            "Nova Sonic handler: %s, voice %s, endpoint %s, worker %s",
+            self.config.model_id,
+            self.config.voice,
+            self.config.endpoint_uri or "Bedrock",
+            self.worker_python,
+        )
+
+    def create_context(
+        self, session_context: SessionContext, handler_config: HandlerBaseConfigModel | None = None
+    ) -> HandlerContext:
+        """A session's context with its own bridge (no process is started here)."""
+        if self.sonic_config is None or self.pool is None:
+            raise RuntimeError("the handler was not loaded")
+        context = NovaSonicContext(session_context.session_info.session_id)
+        context.bridge = SonicBridge(
+            self.sonic_config,
+            worker_python=self.worker_python,
+            host_rate=INPUT_RATE,
+            out_rate=OUTPUT_RATE,
+            pool=self.pool,
+        )
+        context.tools = {tool.spec.name: tool for tool in self.tools}
+        context.lead_s = self.config.pacing_lead_ms / 1000
+        return context
+
+    def start_context(self, session_context: SessionContext, handler_context: HandlerContext) -> None:
+        """Start the session's thread, which takes a warm worker and paces the output."""
+        assert isinstance(handler_context, NovaSonicContext)
+        # The worker is taken on the session's own thread: nothing here waits, OAC's server loop included.
+        handler_context.thread = threading.Thread(
+            target=_run_session, args=(handler_context,), name=f"novasonic-{handler_context.session_id}", daemon=True
+        )
+        handler_context.thread.start()
+
+    def get_handler_detail(self, session_context: SessionContext, context: HandlerContext) -> HandlerDetail:
+        """MIC_AUDIO and HUMAN_TEXT in; AVATAR_AUDIO (24 kHz), AVATAR_TEXT and HUMAN_TEXT out."""
+        inputs = {
+            ChatDataType.MIC_AUDIO: HandlerDataInfo(type=ChatDataType.MIC_AUDIO),
+            ChatDataType.HUMAN_TEXT: HandlerDataInfo(type=ChatDataType.HUMAN_TEXT),
+        }
+        outputs = {
+            ChatDataType.AVATAR_AUDIO: HandlerDataInfo(
+                type=ChatDataType.AVATAR_AUDIO,
+                definition=_definition(DataBundleEntry.create_audio_entry("avatar_audio", 1, OUTPUT_RATE)),
+            ),
+            ChatDataType.AVATAR_TEXT: HandlerDataInfo(
+                type=ChatDataType.AVATAR_TEXT, definition=_definition(DataBundleEntry.create_text_entry("avatar_text"))
+            ),
+            ChatDataType.HUMAN_TEXT: HandlerDataInfo(
+                type=ChatDataType.HUMAN_TEXT, definition=_definition(DataBundleEntry.create_text_entry("human_text"))
+            ),
+        }
+        return HandlerDetail(inputs=inputs, outputs=outputs)
+
+    def handle(
+        self, context: HandlerContext, inputs: ChatData, output_definitions: dict[ChatDataType, HandlerDataInfo]
+    ) -> None:
+        """Pass microphone audio or typed text to the session; never blocks, never raises."""
+        # An exception here would kill OAC's pump thread for the rest of the session: log and drop instead.
+        try:
+            assert isinstance(context, NovaSonicContext)
+            if inputs.type == ChatDataType.MIC_AUDIO:
+                audio = _mic_audio(context, inputs)
+                if audio is not None:
+                    context.send_audio(audio)
+            elif inputs.type == ChatDataType.HUMAN_TEXT:
+                text = inputs.data.get_main_data() if inputs.data is not None else None
+                if isinstance(text, str) and text.strip():
+                    context.send_text(text)
+        except Exception as error:  # noqa: BLE001 - see above
+            if isinstance(context, NovaSonicContext):
+                context.dropped_inputs += 1
+            logger.warning("Nova Sonic handler dropped a %s input: %s: %s", inputs.type, type(error).__name__, error)
+
+    def destroy_context(self, context: HandlerContext) -> None:
+        """End the session's thread and worker, within a second."""
+        if not isinstance(context, NovaSonicContext):
+            return
+        started = time.monotonic()
+        context.stopping.set()
+        if context.thread is not None:
+            context.thread.join(STOP_TIMEOUT_S / 3)
+        if context.bridge is not None:
+            context.bridge.close(max(0.0, STOP_TIMEOUT_S - (time.monotonic() - started)))
+
+    def destroy(self) -> None:
+        """Stop the warm workers (OAC's shutdown)."""
+        if self.pool is not None:
+            self.pool.close()
+
+
+def _mic_audio(context: NovaSonicContext, inputs: ChatData) -> np.ndarray[Any, Any] | None:
+    """The input as (N,) int16 or float32 at 16 kHz, or a clear error."""
+    if inputs.data is None:
+        raise ValueError("no data bundle")
+    audio = inputs.data.get_main_data()
+    if not isinstance(audio, np.ndarray):
+        raise TypeError(f"audio must be a numpy array, not {type(audio).__name__}")
+    if audio.dtype not in (np.int16, np.float32):
+        raise TypeError(f"audio must be int16 or float32, got {audio.dtype}")
+    if audio.ndim == 2 and audio.shape[0] == 1:
+        audio = audio[0]
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be mono (1, N); got shape {audio.shape}")
+    if audio.size == 0:
+        return None
+    if audio.dtype == np.float32 and not np.isfinite(audio).all():
+        raise ValueError("audio has non-finite samples (NaN or infinity)")
+    entry = inputs.data.get_main_definition_entry()
+    rate = int(entry.sample_rate) if entry is not None and entry.sample_rate else INPUT_RATE
+    if rate != INPUT_RATE:
+        resampler = context.resamplers.get(rate)
+        if resampler is None:
+            dtype: Literal["int16", "float32"] = "int16" if audio.dtype == np.int16 else "float32"
+            resampler = context.resamplers[rate] = Resampler(rate, INPUT_RATE, dtype=dtype)
+        audio = resampler.process(audio)
+    return audio
+
+
+# ------------------------------------------------------------------------------------- the session's own thread
+
+
+def _run_session(context: NovaSonicContext) -> None:
+    bridge = context.bridge
+    assert bridge is not None
+    try:
+        bridge.start(wait=False)
+    except Exception as error:  # noqa: BLE001 - the session cannot run; OAC's session goes on without a voice
+        logger.error("Nova Sonic session %s could not start: %s", context.session_id, error)
+        return
+    with context.lock:
+        for audio in context.early_audio:
+            try:
+                bridge.send_audio(audio)
+            except Exception as error:  # noqa: BLE001 - reported; the rest goes on
+                context.dropped_inputs += 1
+                logger.warning("Nova Sonic session %s: early audio dropped: %s", context.session_id, error)
+        for text in context.early_text:
+            try:
+                bridge.send_text(text)
+            except Exception as error:  # noqa: BLE001 - reported; the rest goes on
+                context.dropped_inputs += 1
+                logger.warning("Nova Sonic session %s: early text dropped: %s", context.session_id, error)
+        context.early_audio.clear()
+        context.early_text.clear()
+        context.started.set()
+    try:
+        while not context.stopping.is_set():
+            events = bridge.poll(timeout=_wait_s(context))
+            for event in events:
+                _on_event(context, event)
+            _submit_due_audio(context)
+    except Exception:  # a closed bridge at destroy time, or a bug: logged, never silent
+        if not context.stopping.is_set():
+            logger.exception("Nova Sonic session %s stopped", context.session_id)
+
+
+def _wait_s(context: NovaSonicContext) -> float:
+    """How long the pacing thread may sleep: until the avatar needs more audio, at most a slice."""
+    if not any(answer.audio or answer.finished for answer in context.answers):
+        return SLICE_S
+    ahead = context.playout_until - time.monotonic()
+    return min(SLICE_S, max(0.0, ahead - context.lead_s))
+
+
+def _answer(context: NovaSonicContext, turn_id: str) -> _Answer:
+    answer = context.by_turn.get(turn_id)
+    if answer is None:
+        answer = context.by_turn[turn_id] = _Answer(speech_id=str(uuid.uuid4()))
+        context.answers.append(answer)
+    return answer
+
+
+def _on_event(context: NovaSonicContext, event: SonicEvent) -> None:
+    if isinstance(event, AudioOut):
+        samples = pcm.to_float32(np.frombuffer(event.pcm, dtype="<i2"))
+        answer = _answer(context, event.turn_id)
+        step = round(SLICE_S * OUTPUT_RATE)
+        for offset in range(0, len(samples), step):
+            answer.audio.append(samples[offset : offset + step])
+    elif isinstance(event, Transcript) and event.role == "USER" and event.stage is Stage.FINAL:
+        speech_id = str(uuid.uuid4())
+        _submit_text(context, ChatDataType.HUMAN_TEXT, "human_text", event.text, speech_id, end=False)
+        _submit_text(context, ChatDataType.HUMAN_TEXT, "human_text", "", speech_id, end=True)
+    elif isinstance(event, Transcript) and event.role == "ASSISTANT" and event.stage is Stage.SPECULATIVE:
+        answer = _answer(context, event.turn_id)
+        text = event.text if not answer.text_started else " " + event.text
+        answer.text_started = True
+        _submit_text(context, ChatDataType.AVATAR_TEXT, "avatar_text", text, answer.speech_id, end=False)
+    elif isinstance(event, Interrupted):
+        interrupted = context.by_turn.get(event.turn_id)
+        if interrupted is not None:
+            interrupted.audio.clear()  # what the avatar has not been given is dropped at once
+            interrupted.finished = True
+    elif isinstance(event, TurnEnd):
+        ended = context.by_turn.get(event.turn_id)
+        if ended is not None:
+            ended.finished = True
+    elif isinstance(event, ToolCall):
+        tool = context.tools.get(event.name)
+        if tool is not None:
+            threading.Thread(target=_run_tool, args=(context, tool, event), daemon=True).start()
+        else:
+            logger.warning("Nova Sonic asked for tool %s, which tools_module does not provide", event.name)
+    elif isinstance(event, Reconnecting):
+        logger.warning("Nova Sonic session %s reconnecting: %s", context.session_id, event.reason)
+        for answer in context.answers:
+            answer.finished = True  # an answer cut by the reconnection ends here
+    elif isinstance(event, Error):
+        log = logger.error if event.fatal else logger.warning
+        log("Nova Sonic session %s: %s: %s", context.session_id, event.kind, event.message)
+
+
+def _run_tool(context: NovaSonicContext, tool: Tool, call: ToolCall) -> None:
+    result = asyncio.run(run_tool(tool, call.input, timeout_s=30.0))
+    if context.bridge is not None and not context.stopping.is_set():
+        try:
+            context.bridge.send_tool_result(call.tool_use_id, result)
+        except Exception as error:  # noqa: BLE001 - the session closed meanwhile
+            logger.info("tool result for %s not delivered: %s", call.name, error)
+
+
+def _submit_due_audio(context: NovaSonicContext) -> None:
+    """Hand the avatar what keeps it ``lead_s`` ahead of real time; end finished answers."""
+    now = time.monotonic()
+    context.playout_until = max(context.playout_until, now)
+    while context.answers:
+        answer = context.answers[0]
+        while answer.audio and context.playout_until - now < context.lead_s:
+            chunk = answer.audio.popleft()
+            _submit_audio(context, chunk.reshape(1, -1), answer.speech_id, end=False)
+            context.playout_until += len(chunk) / OUTPUT_RATE
+        if answer.audio or not answer.finished:
+            return
+        _submit_audio(context, np.zeros((1, END_MARKER_SAMPLES), np.float32), answer.speech_id, end=True)
+        if answer.text_started:
+            _submit_text(context, ChatDataType.AVATAR_TEXT, "avatar_text", "", answer.speech_id, end=True)
+        context.answers.popleft()
+        context.by_turn = {turn: a for turn, a in context.by_turn.items() if a is not answer}
+
+
+def _submit_audio(context: NovaSonicContext, audio: np.ndarray[Any, Any], speech_id: str, *, end: bool) -> None:
+    bundle = DataBundle(_definition(DataBundleEntry.create_audio_entry("avatar_audio", 1, OUTPUT_RATE)))
+    bundle.set_main_data(audio)
+    bundle.add_meta("avatar_speech_end", end)
+    bundle.add_meta("speech_id", speech_id)
+    context.submit_data(ChatData(type=ChatDataType.AVATAR_AUDIO, data=bundle))
+
+
+def _submit_text(
+    context: NovaSonicContext, kind: ChatDataType, entry: str, text: str, speech_id: str, *, end: bool
+) -> None:
+    bundle = DataBundle(_definition(DataBundleEntry.create_text_entry(entry)))
+    bundle.set_main_data(text)
+    bundle.add_meta(f"{entry}_end", end)
+    bundle.add_meta("speech_id", speech_id)
+    context.submit_data(ChatData(type=kind, data=bundle))
