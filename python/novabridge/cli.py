@@ -78,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
         command.add_argument("--worker-python", help="a Python >= 3.12 with novabridge[sonic,emulator]")
         command.add_argument("--aws", action="store_true", help="talk to Bedrock (AWS credentials required)")
+    setup = commands.add_parser(
+        "setup-worker",
+        help="make a Python >= 3.12 environment with novabridge[sonic] for the workers",
+        description="Make a virtual environment for the worker processes (Python >= 3.12 with novabridge[sonic], "
+        "the host's novabridge version), check it, and print its interpreter: the handler's worker_python.",
+    )
+    setup.add_argument("--dir", type=Path, help="where to make it (default ~/.novabridge/worker)")
+    setup.add_argument("--python", help="the Python >= 3.12 to base it on (default: found on the PATH)")
+    setup.add_argument("--wheel", type=Path, help="install this novabridge wheel instead of the index's")
     return parser
 
 
@@ -160,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             input_wav=getattr(args, "input", None),
             output_wav=getattr(args, "output", None),
         )
+    if args.command == "setup-worker":
+        from novabridge import setup_worker
+
+        return setup_worker.main(args.dir or setup_worker.DEFAULT_DIR, args.python, args.wheel)
     raise AssertionError(args.command)  # argparse rejects unknown commands
 
 
