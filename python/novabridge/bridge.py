@@ -385,9 +385,12 @@ class SonicBridge:
         return events
 
     def _decode_all(self, records: list[Record]) -> list[SonicEvent]:
-        events = []
+        events: list[SonicEvent] = []
         for record in records:
-            event = self._decode(record)
+            try:
+                event = self._decode(record)
+            except (ValueError, KeyError, TypeError) as error:  # a record the worker should never have written
+                event = Error("BadRecord", f"a downlink record of kind {record.kind} was dropped: {error}", False)
             if event is not None:
                 events.append(event)
         return events

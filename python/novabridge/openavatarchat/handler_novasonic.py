@@ -42,6 +42,7 @@ from pydantic import BaseModel, Field, SecretStr
 from novabridge import pcm
 from novabridge._novabridge import Resampler
 from novabridge.bridge import SonicBridge, default_worker_python
+from novabridge.exceptions import BridgeError
 from novabridge.pool import WorkerPool
 from novabridge.protocol import (
     NOVA_2_SONIC,
@@ -364,15 +365,16 @@ def _run_session(context: NovaSonicContext) -> None:
         context.early_audio.clear()
         context.early_text.clear()
         context.started.set()
-    try:
-        while not context.stopping.is_set():
-            events = bridge.poll(timeout=_wait_s(context))
-            for event in events:
+    while not context.stopping.is_set():
+        try:
+            for event in bridge.poll(timeout=_wait_s(context)):
                 _on_event(context, event)
             _submit_due_audio(context)
-    except Exception:  # a closed bridge at destroy time, or a bug: logged, never silent
-        if not context.stopping.is_set():
-            logger.exception("Nova Sonic session %s stopped", context.session_id)
+        except BridgeError:  # the bridge closed: destroy_context, or the session ended fatally (logged already)
+            return
+        except Exception:  # a bug: logged, and the session goes on
+            logger.exception("Nova Sonic session %s: error in the output thread", context.session_id)
+            time.sleep(SLICE_S)
 
 
 def _wait_s(context: NovaSonicContext) -> float:
