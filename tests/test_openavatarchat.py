@@ -385,3 +385,30 @@ def test_malformed_inputs_never_kill_the_pump_thread(emulator: EmulatorProcess, 
         took = session.stop()
     assert took < 1.5
     assert any(d.type == ChatDataType.AVATAR_AUDIO for d in seen)
+
+
+@pytest.fixture
+def short_lived_emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    """Streams that live 5 s, as if the 8-minute limit came quickly."""
+    process = EmulatorProcess(tmp_path / "recordings", "--session-limit", "5")
+    yield process
+    process.stop()
+
+
+def test_a_session_outlives_the_stream_limit(short_lived_emulator: EmulatorProcess, make_handler: Any) -> None:
+    session = Session(make_handler(short_lived_emulator, renewal_after_s=2.0), "oac-renew")
+    try:
+        for turn in range(1, 4):
+            session.speak(np.concatenate([tone(0.4 + 0.2 * turn), np.zeros(16000 * 2, np.int16)]))
+            session.collect(ends(ChatDataType.AVATAR_AUDIO, turn), timeout=40)
+    finally:
+        session.stop()
+    humans = [d.data.get_main_data() for d in session.seen if d.type == ChatDataType.HUMAN_TEXT and d.data]
+    assert [h for h in humans if h] == ["(speech, 0.6 seconds)", "(speech, 0.8 seconds)", "(speech, 1.0 seconds)"]
+    assert len({sid for sid, _, _ in audio_of(session.seen)}) == 3
+    # The conversation moved to new streams before the limit; none of them hit it.
+    first, _, _ = short_lived_emulator.recording(1)
+    second, _, _ = short_lived_emulator.recording(2)
+    assert first["error"] is None
+    assert first["outcome"] in ("completed", "client-closed")
+    assert second["user_audio_bytes"]
