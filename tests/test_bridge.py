@@ -383,3 +383,27 @@ def test_a_session_that_cannot_connect_fails_start_with_the_service_reason(emula
     config = emulator.config.model_copy(update={"endpoint_uri": "https://127.0.0.1:9"})
     with pytest.raises(BridgeError, match="did not start"):
         SonicBridge(config, worker_python=python_for("312")).start(timeout=30)
+
+
+def test_a_bridge_and_its_pool_leave_no_process_fd_or_thread_behind(emulator: EmulatorProcess) -> None:
+    import threading
+
+    fds_before = set(os.listdir("/proc/self/fd"))
+    threads_before = {t.ident for t in threading.enumerate()}
+    pool = WorkerPool(python_for("312"), spare=1)
+    bridge = SonicBridge(emulator.config, worker_python=python_for("312"), pool=pool)
+    bridge.start()
+    converse(bridge, np.concatenate([tone(0.6), np.zeros(16000 * 2, np.int16)]), turns=1)
+    pids = {bridge.metrics().worker_pid, *pool.spare_pids()}
+    pool.wait_warm(60)
+    pids |= pool.spare_pids()
+    bridge.close()
+    pool.close()
+    deadline = time.monotonic() + 10
+    while {t.ident for t in threading.enumerate()} - threads_before or set(os.listdir("/proc/self/fd")) - fds_before:
+        assert time.monotonic() < deadline, (set(os.listdir("/proc/self/fd")) - fds_before, threading.enumerate())
+        time.sleep(0.05)
+    for pid in pids:
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

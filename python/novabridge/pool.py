@@ -58,8 +58,6 @@ class WorkerProcess:
         except OSError as error:
             self._release_files()
             raise BridgeError(f"cannot start the worker with {python}: {error}") from None
-        self.warm = False
-        self.claimed = False
 
     @property
     def pid(self) -> int:
@@ -84,12 +82,10 @@ class WorkerProcess:
             detail = self.output()
             self.close(0.0)
             raise BridgeError(f"the worker ({self.python}) did not start: {detail or 'no output'}")
-        self.warm = True
 
     def hand_over(self, config: SonicConfig) -> None:
         """Give the worker its session (it connects at once); the worker is then the caller's."""
         assert self.process.stdin is not None
-        self.claimed = True
         try:
             self.process.stdin.write(config_json(config))
             self.process.stdin.close()
