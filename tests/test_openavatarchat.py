@@ -208,6 +208,17 @@ def test_a_conversation_produces_oac_bundles_and_markers(emulator: EmulatorProce
         session.speak(np.concatenate([tone(0.5, 300), np.zeros(16000 * 2, np.int16)]))
         seen = session.collect(ends(ChatDataType.AVATAR_AUDIO, 2))
         session.collect(ends(ChatDataType.AVATAR_TEXT, 2))
+        bridge = session.nova.bridge
+        assert bridge is not None
+        pid = bridge.metrics().worker_pid
+        started = time.monotonic()
+        handler.destroy_context(session.nova)  # what OAC's stop() calls after joining the pumps
+        assert time.monotonic() - started < 1.0
+        assert session.nova.thread is not None
+        assert not session.nova.thread.is_alive()
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
     finally:
         took = session.stop()
     assert took < 1.5

@@ -269,10 +269,10 @@ def run(
         latency = f"{report.latency_s * 1000:.0f} ms" if report.latency_s is not None else "n/a"
         print(f"| {number} | {report.user} | {latency} | {'yes' if report.interrupted else 'no'} |")
     print("\n| bridge hop | frames | p50 | p99 |\n|---|--:|--:|--:|")
-    for name, latency in (("host write to SDK send", metrics.uplink), ("SDK receive to host read", metrics.downlink)):
-        p50, p99 = latency.p50_s, latency.p99_s
+    for name, hop in (("host write to SDK send", metrics.uplink), ("SDK receive to host read", metrics.downlink)):
+        p50, p99 = hop.p50_s, hop.p99_s
         shown = f"{p50 * 1e6:.0f} us | {p99 * 1e6:.0f} us" if p50 is not None and p99 is not None else "n/a | n/a"
-        print(f"| {name} | {len(latency.samples_s)} | {shown} |")
+        print(f"| {name} | {len(hop.samples_s)} | {shown} |")
     print(f"worker CPU {metrics.worker_cpu_percent:.1f} % of one core, {metrics.restarts} restarts")
     print(f"\nwrote {out_dir}/assistant.wav, {out_dir}/latency.png", flush=True)
     return 0

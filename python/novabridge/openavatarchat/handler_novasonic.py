@@ -59,7 +59,10 @@ from novabridge.protocol import (
 from novabridge.sonic.config import DEFAULT_SYSTEM_PROMPT, InferenceConfig, SonicConfig
 from novabridge.sonic.tools import Tool, run_tool
 
-logger = logging.getLogger("novabridge.openavatarchat")
+try:  # OAC logs through loguru; our lines belong in its log. Messages are preformatted, which both accept.
+    from loguru import logger
+except ImportError:  # OAC's stand-in in the tests, or a trimmed install
+    logger = logging.getLogger("novabridge.openavatarchat")
 
 INPUT_RATE = 16000
 OUTPUT_RATE = 24000
@@ -218,12 +221,10 @@ class HandlerNovaSonic(HandlerBase):
         self.pool = WorkerPool.for_python(self.worker_python)
         self.pool.spare = max(self.pool.spare, self.config.spare_workers)
         self.pool.warm_up()
+        endpoint = self.config.endpoint_uri or "Bedrock"
         logger.info(
-            "Nova Sonic handler: %s, voice %s, endpoint %s, worker %s",
-            self.config.model_id,
-            self.config.voice,
-            self.config.endpoint_uri or "Bedrock",
-            self.worker_python,
+            f"Nova Sonic handler: {self.config.model_id}, voice {self.config.voice}, endpoint {endpoint}, "
+            f"worker {self.worker_python}"
         )
 
     def create_context(
@@ -291,7 +292,7 @@ class HandlerNovaSonic(HandlerBase):
         except Exception as error:  # noqa: BLE001 - see above
             if isinstance(context, NovaSonicContext):
                 context.dropped_inputs += 1
-            logger.warning("Nova Sonic handler dropped a %s input: %s: %s", inputs.type, type(error).__name__, error)
+            logger.warning(f"Nova Sonic handler dropped a {inputs.type} input: {type(error).__name__}: {error}")
 
     def destroy_context(self, context: HandlerContext) -> None:
         """End the session's thread and worker, within a second."""
@@ -347,7 +348,7 @@ def _run_session(context: NovaSonicContext) -> None:
     try:
         bridge.start(wait=False)
     except Exception as error:  # noqa: BLE001 - the session cannot run; OAC's session goes on without a voice
-        logger.error("Nova Sonic session %s could not start: %s", context.session_id, error)
+        logger.error(f"Nova Sonic session {context.session_id} could not start: {error}")
         return
     with context.lock:
         for audio in context.early_audio:
@@ -355,13 +356,13 @@ def _run_session(context: NovaSonicContext) -> None:
                 bridge.send_audio(audio)
             except Exception as error:  # noqa: BLE001 - reported; the rest goes on
                 context.dropped_inputs += 1
-                logger.warning("Nova Sonic session %s: early audio dropped: %s", context.session_id, error)
+                logger.warning(f"Nova Sonic session {context.session_id}: early audio dropped: {error}")
         for text in context.early_text:
             try:
                 bridge.send_text(text)
             except Exception as error:  # noqa: BLE001 - reported; the rest goes on
                 context.dropped_inputs += 1
-                logger.warning("Nova Sonic session %s: early text dropped: %s", context.session_id, error)
+                logger.warning(f"Nova Sonic session {context.session_id}: early text dropped: {error}")
         context.early_audio.clear()
         context.early_text.clear()
         context.started.set()
@@ -373,7 +374,7 @@ def _run_session(context: NovaSonicContext) -> None:
         except BridgeError:  # the bridge closed: destroy_context, or the session ended fatally (logged already)
             return
         except Exception:  # a bug: logged, and the session goes on
-            logger.exception("Nova Sonic session %s: error in the output thread", context.session_id)
+            logger.exception(f"Nova Sonic session {context.session_id}: error in the output thread")
             time.sleep(SLICE_S)
 
 
@@ -423,14 +424,14 @@ def _on_event(context: NovaSonicContext, event: SonicEvent) -> None:
         if tool is not None:
             threading.Thread(target=_run_tool, args=(context, tool, event), daemon=True).start()
         else:
-            logger.warning("Nova Sonic asked for tool %s, which tools_module does not provide", event.name)
+            logger.warning(f"Nova Sonic asked for tool {event.name}, which tools_module does not provide")
     elif isinstance(event, Reconnecting):
-        logger.warning("Nova Sonic session %s reconnecting: %s", context.session_id, event.reason)
+        logger.warning(f"Nova Sonic session {context.session_id} reconnecting: {event.reason}")
         for answer in context.answers:
             answer.finished = True  # an answer cut by the reconnection ends here
     elif isinstance(event, Error):
         log = logger.error if event.fatal else logger.warning
-        log("Nova Sonic session %s: %s: %s", context.session_id, event.kind, event.message)
+        log(f"Nova Sonic session {context.session_id}: {event.kind}: {event.message}")
 
 
 def _run_tool(context: NovaSonicContext, tool: Tool, call: ToolCall) -> None:
@@ -439,7 +440,7 @@ def _run_tool(context: NovaSonicContext, tool: Tool, call: ToolCall) -> None:
         try:
             context.bridge.send_tool_result(call.tool_use_id, result)
         except Exception as error:  # noqa: BLE001 - the session closed meanwhile
-            logger.info("tool result for %s not delivered: %s", call.name, error)
+            logger.info(f"tool result for {call.name} not delivered: {error}")
 
 
 def _submit_due_audio(context: NovaSonicContext) -> None:
