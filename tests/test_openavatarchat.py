@@ -423,3 +423,34 @@ def test_a_session_outlives_the_stream_limit(short_lived_emulator: EmulatorProce
     assert first["error"] is None
     assert first["outcome"] in ("completed", "client-closed")
     assert second["user_audio_bytes"]
+
+
+@pytest.fixture
+def strict_emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    """An endpoint that checks SigV4 against other credentials than the handler's."""
+    process = EmulatorProcess(tmp_path / "recordings", "--credentials", "AKIDOTHER:other-secret")
+    yield process
+    process.stop()
+
+
+def test_a_session_that_cannot_connect_is_logged_and_oac_goes_on(
+    strict_emulator: EmulatorProcess, make_handler: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = Session(make_handler(strict_emulator), "oac-denied")
+    try:
+        pump = session.session.handlers["NovaSonic"].pump_thread
+        assert pump is not None
+        session.speak(np.zeros(16000, np.int16))
+        deadline = time.monotonic() + 30
+        while not (session.nova.bridge is not None and session.nova.bridge.closed):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        session.speak(np.zeros(16000, np.int16))  # OAC keeps sending; the handler drops it quietly
+        time.sleep(0.2)
+        assert pump.is_alive()
+        assert session.nova.dropped_inputs > 0
+    finally:
+        took = session.stop()
+    assert took < 1.5
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("oac-denied" in message for message in errors), errors

@@ -219,6 +219,11 @@ class SonicBridge:
         self.close()
 
     @property
+    def closed(self) -> bool:
+        """`close` was called, or the session ended with a fatal error (reported as the last event)."""
+        return self._closed
+
+    @property
     def ready(self) -> bool:
         """The worker's session is connected (False again while a replacement worker connects)."""
         return self._ready

@@ -184,6 +184,9 @@ class NovaSonicContext(HandlerContext):
                 self.early_audio.append(audio)
                 return
         assert self.bridge is not None
+        if self.bridge.closed:  # the session ended fatally (logged once); OAC keeps sending until it stops
+            self.dropped_inputs += 1
+            return
         self.bridge.send_audio(audio)
 
     def send_text(self, text: str) -> None:
