@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import python_for
+from conftest import python_for, this_version
 from novabridge.bridge import BridgeError, SonicBridge
 from novabridge.pool import WorkerPool
 from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
@@ -407,3 +407,51 @@ def test_a_bridge_and_its_pool_leave_no_process_fd_or_thread_behind(emulator: Em
         assert pid is not None
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+HOST_SCRIPT = """
+import sys, time
+from novabridge import SonicBridge, SonicConfig
+bridge = SonicBridge(SonicConfig.model_validate_json(sys.stdin.read()), worker_python=sys.argv[1])
+bridge.start()
+print(bridge.metrics().worker_pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # exited; only its reaping is left
+    except FileNotFoundError:
+        return True
+
+
+def test_a_worker_exits_when_its_host_dies_even_with_the_connection_dead(emulator: EmulatorProcess) -> None:
+    from novabridge.pool import config_json
+
+    host = subprocess.Popen(
+        [python_for(this_version()), "-c", HOST_SCRIPT, python_for("312")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert host.stdin is not None
+        assert host.stdout is not None
+        host.stdin.write(config_json(emulator.config).decode())
+        host.stdin.close()
+        worker = int(host.stdout.readline())
+        emulator.process.kill()  # the connection dies under the worker's session
+        emulator.process.wait()
+        host.kill()  # and then its host
+        host.wait()
+        deadline = time.monotonic() + 15
+        while not _gone(worker):
+            assert time.monotonic() < deadline, "the worker outlived its host"
+            time.sleep(0.1)
+    finally:
+        host.kill()
+        host.wait()
+        if host.stdout is not None:
+            host.stdout.close()

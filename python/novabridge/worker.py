@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import struct
 import sys
@@ -37,6 +38,8 @@ from novabridge.sonic.session import SonicSession
 AUDIO_STAMP = struct.Struct("<Q")
 """The prefix of a downlink AUDIO record: when the SDK handed the audio to the session."""
 STATS_INTERVAL_S = 0.5
+SHUTDOWN_LIMIT_S = 3.0
+"""Closing the session (polite end, receive tasks, transport) may take this long before the worker exits anyway."""
 HOST_STALL_LIMIT_S = 5.0
 """A downlink that stays full this long means the host stopped reading: the session ends rather than grow."""
 
@@ -147,7 +150,7 @@ async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
         await downlink.write(
             RecordKind.EVENT, protocol.event_to_json(protocol.Error(failure.kind, failure.message, True))
         )
-        await session.close()
+        await _close(session)
         downlink_ring.close()
         return 1
     try:
@@ -159,12 +162,22 @@ async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
         up.cancel()
         stats.cancel()
     finally:
-        await session.close()
-    await down
+        await _close(session)
+    # What the session still had for the host goes out, unless the host is gone too.
+    with contextlib.suppress(TimeoutError, RingClosed, RingFull):
+        await asyncio.wait_for(down, SHUTDOWN_LIMIT_S)
     if clock.samples:
-        await downlink.control({"uplink_s": clock.samples})
+        with contextlib.suppress(RingClosed, RingFull):
+            await downlink.control({"uplink_s": clock.samples})
     downlink_ring.close()
     return 0
+
+
+async def _close(session: SonicSession) -> None:
+    """Close the session, within a bound: the worker must exit even if the connection died under it."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SHUTDOWN_LIMIT_S):
+            await session.close()
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ from novabridge.protocol import (
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.errors import Failure, classify
 from novabridge.sonic.history import History
-from novabridge.sonic.stream import SonicStream, make_client
+from novabridge.sonic.stream import CLOSE_TIMEOUT_S, SonicStream, make_client
 from novabridge.sonic.tools import Tool, run_tool
 from novabridge.sonic.transport import SonicTransport
 
@@ -220,7 +220,8 @@ class SonicSession:
             await asyncio.gather(*pending, return_exceptions=True)
         if self._transport is not None:
             with contextlib.suppress(Exception):
-                await self._transport.close()
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await self._transport.close()
         self._events.put(None)
 
     def _spawn(self, coroutine: Any, group: set[asyncio.Task[Any]]) -> asyncio.Task[Any]:

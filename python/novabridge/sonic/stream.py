@@ -28,6 +28,8 @@ from novabridge.sonic.transport import SonicTransport
 logger = logging.getLogger("novabridge.sonic")
 
 AUDIO_CONTENT = "audio"
+CLOSE_TIMEOUT_S = 1.0
+"""How long closing a stream may wait on the connection; a dead one is abandoned after this."""
 
 
 async def make_client(config: SonicConfig, transport: SonicTransport) -> AsyncBedrockRuntimeClient:
@@ -135,10 +137,13 @@ class SonicStream:
             return
         self.closing = True
         ending = [protocol.content_end(self.prompt, AUDIO_CONTENT)] if self._audio_open else []
+        # On a dead connection neither await would return (the SDK waits for its send buffer to drain): bounded.
         with contextlib.suppress(Exception):
-            await self.send(*ending, protocol.prompt_end(self.prompt), protocol.session_end())
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.send(*ending, protocol.prompt_end(self.prompt), protocol.session_end())
         with contextlib.suppress(Exception):
-            await self._stream.input_stream.close()
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._stream.input_stream.close()
 
     async def drain(self, timeout_s: float) -> None:
         """Read and discard output until the service ends the stream (for a stream no receive task reads)."""
