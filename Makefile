@@ -17,7 +17,7 @@ export NOVABRIDGE_PY312 := $(CURDIR)/$(VENV)/bin/python
 export NOVABRIDGE_PY311 := $(CURDIR)/$(HOST_VENV)/bin/python
 
 .PHONY: all demo venvs wheel install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
-	bench bench-report format clean
+	bench bench-report bench-bridge format clean
 
 all: test
 
@@ -89,6 +89,11 @@ test: lint test-rust test-loom test-python
 ## The README's performance tables (Markdown on stdout; about 5 minutes).
 bench-report: install
 	$(VENV)/bin/python benches/report.py
+
+## The README's bridge tables: latency, worker CPU and the concurrent-session ramp through the emulator
+## (Markdown on stdout; about 10 minutes).
+bench-bridge: install
+	$(VENV)/bin/python benches/bridge_report.py
 
 ## pytest-benchmark suites in benches/.
 bench: install

@@ -44,7 +44,7 @@ HOST_STALL_LIMIT_S = 5.0
 """A downlink that stays full this long means the host stopped reading: the session ends rather than grow."""
 
 
-class _UplinkClock:
+class UplinkClock:
     """Pairs the host's write time of each audio record with the SDK send that carried its last byte."""
 
     def __init__(self) -> None:
@@ -53,9 +53,11 @@ class _UplinkClock:
         self.samples: list[float] = []
 
     def received(self, end_offset: int, written_ns: int) -> None:
+        """A record written at ``written_ns`` was accepted by the session, up to byte ``end_offset``."""
         self._pending.append((end_offset, written_ns))
 
     def sent(self, through: int, sent_ns: int) -> None:
+        """The session's ``on_audio_sent``: audio up to byte ``through`` left through the SDK at ``sent_ns``."""
         # The frame could leave only once its last byte (offset through - 1) had arrived: that byte's record dates
         # the hop. Records that ended earlier in the frame are settled with it.
         pending = self._pending
@@ -90,7 +92,7 @@ class _Downlink:
         await self.write(RecordKind.CONTROL, json.dumps(message).encode())
 
 
-async def _uplink(uplink: Ring, downlink: _Downlink, session: SonicSession, clock: _UplinkClock) -> None:
+async def _uplink(uplink: Ring, downlink: _Downlink, session: SonicSession, clock: UplinkClock) -> None:
     while True:
         try:
             record = await aread(uplink)
@@ -130,7 +132,7 @@ async def _downlink(downlink: _Downlink, session: SonicSession) -> None:
             await downlink.write(RecordKind.EVENT, protocol.event_to_json(event))
 
 
-async def _stats(downlink: _Downlink, clock: _UplinkClock) -> None:
+async def _stats(downlink: _Downlink, clock: UplinkClock) -> None:
     while True:
         await asyncio.sleep(STATS_INTERVAL_S)
         if clock.samples:
@@ -141,7 +143,7 @@ async def _stats(downlink: _Downlink, clock: _UplinkClock) -> None:
 async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
     """Run one session between the rings until the host closes the uplink or the session ends; the exit status."""
     downlink = _Downlink(downlink_ring)
-    clock = _UplinkClock()
+    clock = UplinkClock()
     session = SonicSession(config, on_audio_sent=clock.sent)
     try:
         await session.start()
