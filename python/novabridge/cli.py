@@ -123,6 +123,7 @@ async def _serve_emulator(args: argparse.Namespace) -> int:
             faults=faults,
             allow_remote=args.allow_remote,
             record_dir=args.record_dir,
+            keep_recordings=False,  # nobody reads them in this process; --record-dir writes them out
         )
     except (ValueError, ScenarioError) as error:
         print(f"novabridge emulator: {error}", file=sys.stderr)

@@ -1,10 +1,11 @@
+import asyncio
 from pathlib import Path
 
 from novabridge.emulator import Emulator
 
 from emulator import docs_events as ev
-from emulator.client import silence, tone
-from emulator.conftest import ClientFactory
+from emulator.client import SonicTestClient, silence, tone
+from emulator.conftest import ClientFactory, EmulatorFactory
 
 
 async def test_one_spoken_turn_is_answered_through_the_sdk(emulator: Emulator, connect: ClientFactory) -> None:
@@ -30,3 +31,26 @@ def test_the_threaded_form_serves_from_its_own_loop() -> None:
         assert threaded.active_streams == 0
         ca_file = threaded.ca_file
     assert not Path(ca_file).exists()
+
+
+async def test_a_server_that_keeps_no_recordings_forgets_ended_streams(
+    make_emulator: EmulatorFactory, tmp_path: Path
+) -> None:
+    emulator = await make_emulator(keep_recordings=False, record_dir=tmp_path)
+    client = SonicTestClient(emulator)
+    await client.open()
+    try:
+        await client.start_conversation()
+        await client.stream_audio(tone(0.6) + silence(0.5))
+        assert len(emulator.recordings) == 1  # open streams are still there
+        await client.wait_for_name("completionEnd")
+        await client.end()
+        assert await client.wait_closed() is None
+    finally:
+        await client.close()
+    for _ in range(100):
+        if not emulator.recordings:
+            break
+        await asyncio.sleep(0.02)
+    assert emulator.recordings == []
+    assert (tmp_path / "stream-1.json").is_file()  # what --record-dir asked for is still written

@@ -85,6 +85,7 @@ class Emulator:
         faults: Iterable[Fault] = (),
         allow_remote: bool = False,
         record_dir: str | os.PathLike[str] | None = None,
+        keep_recordings: bool = True,
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise ValueError(f"refusing to serve on non-loopback address {host!r} without allow_remote=True")
@@ -97,6 +98,9 @@ class Emulator:
             self.faults.add(fault)
         self.record_dir = Path(record_dir) if record_dir is not None else None
         """When set, each stream's recording is saved there as it ends (for clients in other processes)."""
+        self.keep_recordings = keep_recordings
+        """Keep ended streams' recordings in `recordings`. A long-running server that nobody inspects in process
+        (the CLI) keeps only the open ones: a day of streams would otherwise grow without bound."""
         self.recordings: list[StreamRecording] = []
         """One per stream accepted, in order of arrival."""
         self.rejected: list[tuple[int, str, str]] = []
@@ -359,6 +363,8 @@ class _App:
             await asyncio.gather(reader, watchdog, return_exceptions=True)
             if emulator.record_dir is not None:
                 recording.save(emulator.record_dir)
+            if not emulator.keep_recordings:
+                emulator.recordings.remove(recording)
 
     async def _read(self, receive: Any, conversation: Conversation) -> bool:
         """Feed input events to the conversation until the client ends its request; False if it went away."""
