@@ -133,3 +133,19 @@ def test_pcm_conversions() -> None:
         pcm.to_float32(np.zeros(3, np.float32))
     with pytest.raises(TypeError):
         pcm.to_int16(np.zeros(3, np.int16))
+
+
+def test_pcm_mono_takes_host_frames_and_refuses_the_rest() -> None:
+    frame = np.zeros((1, 320), np.int16)
+    view = pcm.mono(frame)
+    assert view.shape == (320,)
+    assert np.shares_memory(view, frame)  # a view: nothing copied, nothing mutated
+    assert pcm.mono(np.zeros(5, np.float32)).shape == (5,)
+    with pytest.raises(TypeError, match="numpy array"):
+        pcm.mono(b"\x00\x00")
+    with pytest.raises(TypeError, match="int16 or float32"):
+        pcm.mono(np.zeros(4, np.float64))
+    with pytest.raises(ValueError, match="mono"):
+        pcm.mono(np.zeros((2, 4), np.int16))
+    with pytest.raises(ValueError, match="non-finite"):
+        pcm.mono(np.array([0.0, np.inf], np.float32))

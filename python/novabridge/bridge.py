@@ -253,18 +253,9 @@ class SonicBridge:
             RingFull: the worker has fallen behind by the whole ring (about a minute); this frame was not queued.
         """
         self._require_worker()
-        if not isinstance(audio, np.ndarray):
-            raise TypeError(f"audio must be a numpy array, not {type(audio).__name__}")
-        if audio.dtype not in (np.int16, np.float32):
-            raise TypeError(f"audio must be int16 or float32, got {audio.dtype}")
-        if audio.ndim == 2 and audio.shape[0] == 1:
-            audio = audio[0]
-        if audio.ndim != 1:
-            raise ValueError(f"audio must be mono, shape (N,) or (1, N); got {audio.shape}")
+        audio = pcm.mono(audio)
         if audio.size == 0:
             return
-        if audio.dtype == np.float32 and not np.isfinite(audio).all():
-            raise ValueError("audio has non-finite samples (NaN or infinity)")
         with self._send_lock:
             worker = self._require_worker()
             samples = audio
@@ -287,12 +278,17 @@ class SonicBridge:
     def _keep_for_replay(self, payload: bytes) -> None:
         self._recent_audio.append(payload)
         self._recent_bytes += len(payload)
-        limit = self._held_limit if self._worker_dead else self._replay_limit
-        while self._recent_bytes - len(self._recent_audio[0]) >= limit:
-            dropped = len(self._recent_audio.popleft())
-            self._recent_bytes -= dropped
-            if self._worker_dead:
-                self._held_dropped += dropped
+        dropped = self._trim_replay(self._held_limit if self._worker_dead else self._replay_limit)
+        if self._worker_dead:
+            self._held_dropped += dropped
+
+    def _trim_replay(self, limit: int) -> int:
+        """Forget the oldest kept audio beyond ``limit`` bytes (the newest payload always stays); bytes forgotten."""
+        dropped = 0
+        while self._recent_audio and self._recent_bytes - len(self._recent_audio[0]) >= limit:
+            dropped += len(self._recent_audio.popleft())
+        self._recent_bytes -= dropped
+        return dropped
 
     def send_text(self, text: str) -> None:
         """Typed user text (Nova 2 cross-modal input), answered like speech."""
@@ -523,8 +519,7 @@ class SonicBridge:
             lost = max(0, unread - max(0, replayed - self._held_bytes)) + self._held_dropped
             self._worker_dead = False
             self._held_bytes = self._held_dropped = 0
-            while self._recent_bytes - len(self._recent_audio[0] if self._recent_audio else b"") >= self._replay_limit:
-                self._recent_bytes -= len(self._recent_audio.popleft())
+            self._trim_replay(self._replay_limit)
         events: list[SonicEvent] = [Reconnecting(f"worker exited with status {code}", self._restarts)]
         if lost:
             events.append(

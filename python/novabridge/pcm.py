@@ -1,12 +1,35 @@
 # SPDX-License-Identifier: Apache-2.0
 """Conversions between 16-bit PCM and float samples in [-1, 1] (OpenAvatarChat's AVATAR_AUDIO is float32)."""
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["to_float32", "to_int16"]
+__all__ = ["mono", "to_float32", "to_int16"]
 
 _SCALE = 32768.0
+
+
+def mono(audio: object) -> npt.NDArray[Any]:
+    """A host's audio frame as a 1-D view: int16 or float32, shape (N,) or OpenAvatarChat's (1, N), all finite.
+
+    Raises:
+        TypeError: not a numpy array, or neither int16 nor float32.
+        ValueError: not mono, or a float sample is NaN or infinite.
+    """
+    if not isinstance(audio, np.ndarray):
+        raise TypeError(f"audio must be a numpy array, not {type(audio).__name__}")
+    array: npt.NDArray[Any] = audio
+    if array.dtype not in (np.int16, np.float32):
+        raise TypeError(f"audio must be int16 or float32, got {array.dtype}")
+    if array.ndim == 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 1:
+        raise ValueError(f"audio must be mono, shape (N,) or (1, N); got {array.shape}")
+    if array.dtype == np.float32 and not np.isfinite(array).all():
+        raise ValueError("audio has non-finite samples (NaN or infinity)")
+    return array
 
 
 def to_float32(samples: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:

@@ -318,19 +318,9 @@ def _mic_audio(context: NovaSonicContext, inputs: ChatData) -> np.ndarray[Any, A
     """The input as (N,) int16 or float32 at 16 kHz, or a clear error."""
     if inputs.data is None:
         raise ValueError("no data bundle")
-    audio = inputs.data.get_main_data()
-    if not isinstance(audio, np.ndarray):
-        raise TypeError(f"audio must be a numpy array, not {type(audio).__name__}")
-    if audio.dtype not in (np.int16, np.float32):
-        raise TypeError(f"audio must be int16 or float32, got {audio.dtype}")
-    if audio.ndim == 2 and audio.shape[0] == 1:
-        audio = audio[0]
-    if audio.ndim != 1:
-        raise ValueError(f"audio must be mono (1, N); got shape {audio.shape}")
+    audio = pcm.mono(inputs.data.get_main_data())  # checked before it can wait in the early buffer
     if audio.size == 0:
         return None
-    if audio.dtype == np.float32 and not np.isfinite(audio).all():
-        raise ValueError("audio has non-finite samples (NaN or infinity)")
     entry = inputs.data.get_main_definition_entry()
     rate = int(entry.sample_rate) if entry is not None and entry.sample_rate else INPUT_RATE
     if rate != INPUT_RATE:
