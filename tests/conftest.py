@@ -1,5 +1,7 @@
-"""Shared helpers of the ring tests: the two interpreters, peer processes, and calls run in a thread."""
+"""Shared helpers of the tests: the two interpreters, ring peer processes, calls run in a thread, and the emulator
+as a subprocess."""
 
+import json
 import os
 import select
 import signal
@@ -12,7 +14,9 @@ from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
 import novabridge as nb
+import numpy as np
 import pytest
+from novabridge.sonic import SonicConfig
 
 # The Nova Sonic SDK and the emulator (its codec is the SDK's) exist for Python >= 3.12 only. Their tests run in
 # the 3.12 pass of `make test`; the 3.11 pass covers the host side, and reaches the emulator as a subprocess.
@@ -231,3 +235,74 @@ def fill(ring: nb.Ring, size: int = 100, kind: int = 1) -> int:
         except nb.RingFull:
             return count
         count += 1
+
+
+# ------------------------------------------------------------------------------- the emulator as a subprocess
+
+
+class EmulatorProcess:
+    """`novabridge emulator` on the 3.12 interpreter, fast timing, recording each stream to ``record_dir``."""
+
+    def __init__(self, record_dir: Path, *args: str) -> None:
+        self.record_dir = record_dir
+        self.process = subprocess.Popen(
+            [
+                *[python_for("312"), "-m", "novabridge", "emulator", "--endpointing", "0.3", "--think", "0.05"],
+                *["--speed", "20", "--record-dir", str(record_dir), *args],
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], 30)
+        assert ready, "the emulator did not start"
+        info = json.loads(self.process.stdout.readline())
+        self.config = SonicConfig(
+            endpoint_uri=info["endpoint_uri"],
+            ca_file=info["ca_file"],
+            aws_access_key_id="AKIDTEST",
+            aws_secret_access_key="secret",
+        )
+
+    def recording(self, stream_id: int, timeout: float = 10.0) -> tuple[dict[str, object], bytes, bytes]:
+        path = self.record_dir / f"stream-{stream_id}.json"
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            assert time.monotonic() < deadline, f"no recording of stream {stream_id}"
+            time.sleep(0.05)
+        time.sleep(0.1)
+        user = (self.record_dir / f"stream-{stream_id}-user.pcm").read_bytes()
+        assistant = (self.record_dir / f"stream-{stream_id}-assistant.pcm").read_bytes()
+        return json.loads(path.read_text()), user, assistant
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        finally:
+            self.process.kill()
+            self.process.communicate()
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    process = EmulatorProcess(tmp_path / "recordings")
+    yield process
+    process.stop()
+
+
+def tone(seconds: float, hz: float = 220.0) -> np.ndarray:
+    t = np.arange(round(seconds * 16000)) / 16000
+    return (np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16)
+
+
+@pytest.fixture
+def slow_emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    """Answers long enough to interrupt, played out at 1.5x real time."""
+    scenario = tmp_path / "long.json"
+    scenario.write_text(json.dumps({"turns": [{"assistant": "This answer goes on for quite a while. " * 6}]}))
+    process = EmulatorProcess(tmp_path / "recordings", "--scenario", str(scenario), "--speed", "1.5")
+    yield process
+    process.stop()

@@ -1,80 +1,20 @@
 """SonicBridge across processes: this interpreter as the host (3.11 in one pass, 3.12 in the other), a 3.12 worker,
 the emulator as a 3.12 subprocess, over the real SDK, HTTP/2 and TLS."""
 
-import json
 import os
-import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import python_for, this_version
+from conftest import EmulatorProcess, python_for, this_version, tone
 from novabridge.bridge import BridgeError, SonicBridge
 from novabridge.pool import WorkerPool
 from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
 from novabridge.sonic import SonicConfig
 
 FRAME = 320  # 20 ms at 16 kHz
-
-
-class EmulatorProcess:
-    def __init__(self, record_dir: Path, *args: str) -> None:
-        self.record_dir = record_dir
-        self.process = subprocess.Popen(
-            [
-                *[python_for("312"), "-m", "novabridge", "emulator", "--endpointing", "0.3", "--think", "0.05"],
-                *["--speed", "20", "--record-dir", str(record_dir), *args],
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], 30)
-        assert ready, "the emulator did not start"
-        info = json.loads(self.process.stdout.readline())
-        self.config = SonicConfig(
-            endpoint_uri=info["endpoint_uri"],
-            ca_file=info["ca_file"],
-            aws_access_key_id="AKIDTEST",
-            aws_secret_access_key="secret",
-        )
-
-    def recording(self, stream_id: int, timeout: float = 10.0) -> tuple[dict[str, object], bytes, bytes]:
-        path = self.record_dir / f"stream-{stream_id}.json"
-        deadline = time.monotonic() + timeout
-        while not path.exists():
-            assert time.monotonic() < deadline, f"no recording of stream {stream_id}"
-            time.sleep(0.05)
-        time.sleep(0.1)
-        user = (self.record_dir / f"stream-{stream_id}-user.pcm").read_bytes()
-        assistant = (self.record_dir / f"stream-{stream_id}-assistant.pcm").read_bytes()
-        return json.loads(path.read_text()), user, assistant
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        finally:
-            self.process.kill()
-            self.process.communicate()
-
-
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
-    process = EmulatorProcess(tmp_path / "recordings")
-    yield process
-    process.stop()
-
-
-def tone(seconds: float, hz: float = 220.0) -> np.ndarray:
-    t = np.arange(round(seconds * 16000)) / 16000
-    return (np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16)
 
 
 def converse(bridge: SonicBridge, audio: np.ndarray, turns: int, timeout: float = 20.0) -> list[SonicEvent]:
@@ -248,16 +188,6 @@ def test_metrics_report_hop_latency_each_way_first_audio_and_worker_cpu(emulator
     assert 0 < metrics.worker_cpu_percent < 200
     assert 0 <= metrics.uplink_fill < 1
     assert 0 <= metrics.downlink_fill < 1
-
-
-@pytest.fixture
-def slow_emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
-    """Answers long enough to interrupt, played out at 1.5x real time."""
-    scenario = tmp_path / "long.json"
-    scenario.write_text(json.dumps({"turns": [{"assistant": "This answer goes on for quite a while. " * 6}]}))
-    process = EmulatorProcess(tmp_path / "recordings", "--scenario", str(scenario), "--speed", "1.5")
-    yield process
-    process.stop()
 
 
 def stream_realtime(bridge: SonicBridge, audio: np.ndarray, events: list[SonicEvent], *, read: bool = True) -> None:

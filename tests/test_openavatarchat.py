@@ -2,7 +2,6 @@
 one pass, 3.12 in the other), a 3.12 worker per session, and the emulator as a subprocess."""
 
 import contextlib
-import json
 import os
 import queue
 import signal
@@ -16,8 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import python_for
-from test_bridge import EmulatorProcess, tone
+from conftest import EmulatorProcess, python_for, tone
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "oac"))
 
@@ -153,13 +151,6 @@ def ends(kind: ChatDataType, count: int) -> Any:
 
 
 @pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
-    process = EmulatorProcess(tmp_path / "recordings")
-    yield process
-    process.stop()
-
-
-@pytest.fixture
 def make_handler() -> Iterator[Any]:
     made: list[HandlerNovaSonic] = []
 
@@ -253,15 +244,6 @@ def test_a_conversation_produces_oac_bundles_and_markers(emulator: EmulatorProce
     main_entry = entry.get_main_definition_entry()
     assert main_entry is not None
     assert main_entry.sample_rate == 24000
-
-
-@pytest.fixture
-def slow_emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
-    scenario = tmp_path / "long.json"
-    scenario.write_text(json.dumps({"turns": [{"assistant": "This answer goes on for quite a while. " * 6}]}))
-    process = EmulatorProcess(tmp_path / "recordings", "--scenario", str(scenario), "--speed", "1.5")
-    yield process
-    process.stop()
 
 
 def test_a_barge_in_leaves_at_most_the_pacing_lead_of_stale_audio(
