@@ -55,7 +55,6 @@ import math
 import os
 import queue
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -64,10 +63,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final, Self
+from typing import Any, Final, Self
 
 import numpy as np
 from novabridge.bridge import SonicBridge
+from novabridge.emulator.process import EmulatorProcess
 from novabridge.exceptions import BridgeError, RingFull
 from novabridge.pool import WorkerPool
 from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, TurnEnd
@@ -185,65 +185,12 @@ class EmulatorSettings:
         return self.endpointing_s + self.think_s + 1.0
 
 
-class Emulator:
-    """``python -m novabridge emulator`` as a subprocess on a free port (its stderr goes to a file)."""
+class Emulator(EmulatorProcess):
+    """``python -m novabridge emulator`` with the benchmark's settings, as a subprocess on a free port."""
 
     def __init__(self, settings: EmulatorSettings, python: str | None = None) -> None:
         self.settings = settings
-        self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [python or python312(), "-m", "novabridge", "emulator", *settings.args()],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-        )
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], 60)
-        line = self.process.stdout.readline() if ready else b""
-        if not line:
-            self.stop()
-            raise RuntimeError(f"the emulator did not start: {self.output()}")
-        info = json.loads(line)
-        self.endpoint_uri: str = info["endpoint_uri"]
-        self.ca_file: str = info["ca_file"]
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def config(self) -> SonicConfig:
-        return SonicConfig(
-            endpoint_uri=self.endpoint_uri,
-            ca_file=Path(self.ca_file),
-            aws_access_key_id="AKIDTEST",
-            aws_secret_access_key="secret",
-        )
-
-    def output(self) -> str:
-        if self._log.closed:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-2000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self._log.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        super().__init__(python or python312(), settings.args())
 
 
 @dataclasses.dataclass(frozen=True)

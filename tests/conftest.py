@@ -16,7 +16,7 @@ from typing import Generic, Literal, TypeVar
 import novabridge as nb
 import numpy as np
 import pytest
-from novabridge.sonic import SonicConfig
+from novabridge.emulator import process as emulator_process
 
 # The Nova Sonic SDK and the emulator (its codec is the SDK's) exist for Python >= 3.12 only. Their tests run in
 # the 3.12 pass of `make test`; the 3.11 pass covers the host side, and reaches the emulator as a subprocess.
@@ -240,31 +240,13 @@ def fill(ring: nb.Ring, size: int = 100, kind: int = 1) -> int:
 # ------------------------------------------------------------------------------- the emulator as a subprocess
 
 
-class EmulatorProcess:
+class EmulatorProcess(emulator_process.EmulatorProcess):
     """`novabridge emulator` on the 3.12 interpreter, fast timing, recording each stream to ``record_dir``."""
 
     def __init__(self, record_dir: Path, *args: str) -> None:
         self.record_dir = record_dir
-        self.process = subprocess.Popen(
-            [
-                *[python_for("312"), "-m", "novabridge", "emulator", "--endpointing", "0.3", "--think", "0.05"],
-                *["--speed", "20", "--record-dir", str(record_dir), *args],
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], 30)
-        assert ready, "the emulator did not start"
-        info = json.loads(self.process.stdout.readline())
-        self.config = SonicConfig(
-            endpoint_uri=info["endpoint_uri"],
-            ca_file=info["ca_file"],
-            aws_access_key_id="AKIDTEST",
-            aws_secret_access_key="secret",
-        )
+        timing = ["--endpointing", "0.3", "--think", "0.05", "--speed", "20"]
+        super().__init__(python_for("312"), [*timing, "--record-dir", str(record_dir), *args])
 
     def recording(self, stream_id: int, timeout: float = 10.0) -> tuple[dict[str, object], bytes, bytes]:
         path = self.record_dir / f"stream-{stream_id}.json"
@@ -276,14 +258,6 @@ class EmulatorProcess:
         user = (self.record_dir / f"stream-{stream_id}-user.pcm").read_bytes()
         assistant = (self.record_dir / f"stream-{stream_id}-assistant.pcm").read_bytes()
         return json.loads(path.read_text()), user, assistant
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        finally:
-            self.process.kill()
-            self.process.communicate()
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def converse(bridge: SonicBridge, audio: np.ndarray, turns: int, timeout: float 
 
 def test_a_conversation_through_the_worker_accounts_for_every_byte(emulator: EmulatorProcess) -> None:
     sent = np.concatenate([tone(0.6), np.zeros(16000 * 4, np.int16), tone(0.5, 300), np.zeros(16000 * 4, np.int16)])
-    with SonicBridge(emulator.config, worker_python=python_for("312")) as bridge:
+    with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
         events = converse(bridge, sent, turns=2)
     summary, user, assistant = emulator.recording(1)
     assert summary["outcome"] == "completed"
@@ -48,7 +48,7 @@ def test_a_conversation_through_the_worker_accounts_for_every_byte(emulator: Emu
 
 
 def test_worker_killed_mid_conversation_is_replaced_and_the_conversation_resumes(emulator: EmulatorProcess) -> None:
-    with SonicBridge(emulator.config, worker_python=python_for("312")) as bridge:
+    with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
         converse(bridge, np.concatenate([tone(0.6), np.zeros(16000 * 4, np.int16)]), turns=1)
         pid = bridge.metrics().worker_pid
         assert pid is not None
@@ -76,7 +76,7 @@ def test_host_rate_and_float_input_are_resampled_for_the_service(emulator: Emula
     t = np.arange(48000) / 48000
     speech = (np.sin(2 * np.pi * 220 * t) * 0.25).astype(np.float32)
     audio = np.concatenate([speech[: 48000 * 6 // 10], np.zeros(48000 * 4, np.float32)])
-    with SonicBridge(emulator.config, worker_python=python_for("312"), host_rate=48000, out_rate=16000) as bridge:
+    with SonicBridge(emulator.config(), worker_python=python_for("312"), host_rate=48000, out_rate=16000) as bridge:
         events: list[SonicEvent] = []
         for offset in range(0, len(audio), 960):
             bridge.send_audio(audio[offset : offset + 960])
@@ -94,7 +94,7 @@ def test_host_rate_and_float_input_are_resampled_for_the_service(emulator: Emula
 
 
 def test_bad_input_raises_typed_errors_and_keeps_the_bridge_working(emulator: EmulatorProcess) -> None:
-    bridge = SonicBridge(emulator.config, worker_python=python_for("312"))
+    bridge = SonicBridge(emulator.config(), worker_python=python_for("312"))
     with pytest.raises(BridgeError, match="not started"):
         bridge.send_audio(np.zeros(320, np.int16))
     with bridge:
@@ -117,7 +117,7 @@ def test_bad_input_raises_typed_errors_and_keeps_the_bridge_working(emulator: Em
 
 
 def test_close_under_load_is_bounded_and_leaves_no_process(emulator: EmulatorProcess) -> None:
-    bridge = SonicBridge(emulator.config, worker_python=python_for("312"))
+    bridge = SonicBridge(emulator.config(), worker_python=python_for("312"))
     bridge.start()
     pid = bridge.metrics().worker_pid
     assert pid is not None
@@ -141,7 +141,7 @@ def test_a_host_older_than_312_must_name_a_worker_python(monkeypatch: pytest.Mon
 
 def test_a_worker_python_without_the_sdk_fails_clearly(emulator: EmulatorProcess) -> None:
     with pytest.raises(BridgeError, match="did not start"):
-        SonicBridge(emulator.config, worker_python=python_for("311")).start()
+        SonicBridge(emulator.config(), worker_python=python_for("311")).start()
 
 
 def test_start_takes_a_warm_worker_and_audio_sent_before_ready_is_not_lost(emulator: EmulatorProcess) -> None:
@@ -149,7 +149,7 @@ def test_start_takes_a_warm_worker_and_audio_sent_before_ready_is_not_lost(emula
     try:
         assert pool.wait_warm(60) == 1
         warm = pool.spare_pids()
-        bridge = SonicBridge(emulator.config, worker_python=python_for("312"), pool=pool)
+        bridge = SonicBridge(emulator.config(), worker_python=python_for("312"), pool=pool)
         started = time.monotonic()
         bridge.start(wait=False)
         took = time.monotonic() - started
@@ -169,7 +169,7 @@ def test_start_takes_a_warm_worker_and_audio_sent_before_ready_is_not_lost(emula
 
 
 def test_metrics_report_hop_latency_each_way_first_audio_and_worker_cpu(emulator: EmulatorProcess) -> None:
-    with SonicBridge(emulator.config, worker_python=python_for("312")) as bridge:
+    with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
         events = converse(bridge, np.concatenate([tone(0.6), np.zeros(16000 * 4, np.int16)]), turns=1)
         time.sleep(0.6)  # the worker reports its uplink timings twice a second
         bridge.poll(timeout=0.1)
@@ -201,7 +201,7 @@ def stream_realtime(bridge: SonicBridge, audio: np.ndarray, events: list[SonicEv
 
 def test_a_barge_in_drops_the_queued_answer_and_accounts_for_every_byte(slow_emulator: EmulatorProcess) -> None:
     events: list[SonicEvent] = []
-    with SonicBridge(slow_emulator.config, worker_python=python_for("312")) as bridge:
+    with SonicBridge(slow_emulator.config(), worker_python=python_for("312")) as bridge:
         stream_realtime(bridge, np.concatenate([tone(0.6), np.zeros(8000, np.int16)]), events)
         deadline = time.monotonic() + 20
         while sum(isinstance(e, AudioOut) for e in events) < 3:
@@ -230,7 +230,7 @@ def test_a_barge_in_drops_the_queued_answer_and_accounts_for_every_byte(slow_emu
 
 def test_interrupt_drops_queued_audio_and_the_rest_of_the_answer(slow_emulator: EmulatorProcess) -> None:
     events: list[SonicEvent] = []
-    with SonicBridge(slow_emulator.config, worker_python=python_for("312")) as bridge:
+    with SonicBridge(slow_emulator.config(), worker_python=python_for("312")) as bridge:
         stream_realtime(bridge, np.concatenate([tone(0.6), np.zeros(8000, np.int16)]), events)
         deadline = time.monotonic() + 20
         while not any(isinstance(e, AudioOut) for e in events):
@@ -256,7 +256,7 @@ def test_interrupt_drops_queued_audio_and_the_rest_of_the_answer(slow_emulator: 
 async def test_events_can_be_awaited_with_async_for(emulator: EmulatorProcess) -> None:
     import asyncio
 
-    with SonicBridge(emulator.config, worker_python=python_for("312")) as bridge:
+    with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
         received: list[SonicEvent] = []
 
         async def consume() -> None:
@@ -276,7 +276,7 @@ async def test_events_can_be_awaited_with_async_for(emulator: EmulatorProcess) -
 
 
 def test_worker_killed_mid_utterance_replays_the_turn_in_progress(emulator: EmulatorProcess) -> None:
-    with SonicBridge(emulator.config, worker_python=python_for("312")) as bridge:
+    with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
         first_half, second_half = tone(0.6)[:4800], tone(0.6)[4800:]
         for offset in range(0, len(first_half), FRAME):
             bridge.send_audio(first_half[offset : offset + FRAME])
@@ -297,8 +297,8 @@ def test_bad_tool_results_and_configs_raise_typed_errors(emulator: EmulatorProce
     with pytest.raises(TypeError, match="SonicConfig"):
         SonicBridge({"voice": "matthew"}, worker_python=python_for("312"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="rate"):
-        SonicBridge(emulator.config, worker_python=python_for("312"), host_rate=12345)
-    with SonicBridge(emulator.config, worker_python=python_for("312")) as bridge:
+        SonicBridge(emulator.config(), worker_python=python_for("312"), host_rate=12345)
+    with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
         with pytest.raises(ValueError, match="tool_use_id"):
             bridge.send_tool_result("", {})
         with pytest.raises(TypeError, match="JSON"):
@@ -310,7 +310,7 @@ def test_bad_tool_results_and_configs_raise_typed_errors(emulator: EmulatorProce
 
 
 def test_a_session_that_cannot_connect_fails_start_with_the_service_reason(emulator: EmulatorProcess) -> None:
-    config = emulator.config.model_copy(update={"endpoint_uri": "https://127.0.0.1:9"})
+    config = emulator.config().model_copy(update={"endpoint_uri": "https://127.0.0.1:9"})
     with pytest.raises(BridgeError, match="did not start"):
         SonicBridge(config, worker_python=python_for("312")).start(timeout=30)
 
@@ -321,7 +321,7 @@ def test_a_bridge_and_its_pool_leave_no_process_fd_or_thread_behind(emulator: Em
     fds_before = set(os.listdir("/proc/self/fd"))
     threads_before = {t.ident for t in threading.enumerate()}
     pool = WorkerPool(python_for("312"), spare=1)
-    bridge = SonicBridge(emulator.config, worker_python=python_for("312"), pool=pool)
+    bridge = SonicBridge(emulator.config(), worker_python=python_for("312"), pool=pool)
     bridge.start()
     converse(bridge, np.concatenate([tone(0.6), np.zeros(16000 * 2, np.int16)]), turns=1)
     pids = {bridge.metrics().worker_pid, *pool.spare_pids()}
@@ -369,7 +369,7 @@ def test_a_worker_exits_when_its_host_dies_even_with_the_connection_dead(emulato
     try:
         assert host.stdin is not None
         assert host.stdout is not None
-        host.stdin.write(config_json(emulator.config).decode())
+        host.stdin.write(config_json(emulator.config()).decode())
         host.stdin.close()
         worker = int(host.stdout.readline())
         emulator.process.kill()  # the connection dies under the worker's session

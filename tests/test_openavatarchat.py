@@ -162,8 +162,8 @@ def make_handler() -> Iterator[Any]:
             {
                 "module": "novabridge/openavatarchat/handler_novasonic",
                 "worker_python": python_for("312"),
-                "endpoint_uri": emulator.config.endpoint_uri,
-                "ca_file": str(emulator.config.ca_file),
+                "endpoint_uri": emulator.config().endpoint_uri,
+                "ca_file": str(emulator.config().ca_file),
                 "aws_access_key_id": "AKIDTEST",
                 "aws_secret_access_key": "secret",
                 **settings,

@@ -9,9 +9,6 @@ WAV with a transcript and a latency plot.
 from __future__ import annotations
 
 import json
-import select
-import signal
-import subprocess
 import sys
 import time
 import wave
@@ -21,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from novabridge.bridge import SonicBridge
+from novabridge.emulator.process import EmulatorProcess
 from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
 from novabridge.sonic.config import SonicConfig
 
@@ -90,38 +88,6 @@ def demo_user_audio() -> tuple[np.ndarray, list[float]]:
         ends.append((start + int(np.flatnonzero(speech)[-1]) + 1) / rate)  # the last voiced sample
         pieces.append(np.zeros(round(pause * rate), np.int16))
     return np.concatenate(pieces), ends
-
-
-class _Emulator:
-    def __init__(self, python: str, scenario: Path) -> None:
-        self.process = subprocess.Popen(
-            [
-                *[python, "-m", "novabridge", "emulator", "--scenario", str(scenario)],
-                *["--endpointing", "0.6", "--think", "0.3", "--speed", "2"],
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], 60)
-        line = self.process.stdout.readline() if ready else ""
-        if not line:
-            self.stop()
-            raise RuntimeError(f"the emulator did not start with {python} (is novabridge[emulator] installed?)")
-        info = json.loads(line)
-        self.endpoint_uri: str = info["endpoint_uri"]
-        self.ca_file: str = info["ca_file"]
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 def converse(
@@ -243,13 +209,12 @@ def run(
         scenario = out_dir / "scenario.json"
         turns = [{"user": said, "assistant": answer} for said, answer in DEMO_TURNS] if input_wav is None else []
         scenario.write_text(json.dumps({"turns": turns}))
-        emulator = _Emulator(worker, scenario)
-        config = SonicConfig(
-            endpoint_uri=emulator.endpoint_uri,
-            ca_file=Path(emulator.ca_file),
-            aws_access_key_id="emulator",
-            aws_secret_access_key="emulator",
-        )
+        args = ["--scenario", str(scenario), "--endpointing", "0.6", "--think", "0.3", "--speed", "2"]
+        try:
+            emulator = EmulatorProcess(worker, args)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error} (is novabridge[emulator] installed there?)") from None
+        config = emulator.config()
     print(f"novabridge demo: host Python {sys.version.split()[0]}, worker {worker}", flush=True)
     print(f"  endpoint {config.endpoint_uri or 'Bedrock ' + config.region}", flush=True)
     if emulator is not None:

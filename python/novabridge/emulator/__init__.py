@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from novabridge.emulator.faults import Fault, FaultKind
     from novabridge.emulator.options import EmulatorOptions
+    from novabridge.emulator.process import EmulatorProcess
     from novabridge.emulator.recording import StreamRecording, TurnRecord
     from novabridge.emulator.scenario import Scenario, ScenarioError, ToolCall, Turn
     from novabridge.emulator.server import Emulator, ThreadedEmulator
@@ -31,6 +32,7 @@ __all__ = [
     "NOVA_SONIC_V1",
     "Emulator",
     "EmulatorOptions",
+    "EmulatorProcess",
     "Endpointing",
     "Fault",
     "FaultKind",
@@ -49,6 +51,7 @@ _LAZY = {
     "BARGE_IN_MARKER": "novabridge.emulator.service",
     "Emulator": "novabridge.emulator.server",
     "EmulatorOptions": "novabridge.emulator.options",
+    "EmulatorProcess": "novabridge.emulator.process",
     "Endpointing": "novabridge.emulator.service",
     "Fault": "novabridge.emulator.faults",
     "FaultKind": "novabridge.emulator.faults",
