@@ -144,6 +144,15 @@ def _definition(entry: DataBundleEntry) -> DataBundleDefinition:
     return definition
 
 
+def _output_definitions() -> dict[ChatDataType, DataBundleDefinition]:
+    """What the handler emits; built once per handler and shared by its sessions' bundles, as OAC's handlers do."""
+    return {
+        ChatDataType.AVATAR_AUDIO: _definition(DataBundleEntry.create_audio_entry("avatar_audio", 1, OUTPUT_RATE)),
+        ChatDataType.AVATAR_TEXT: _definition(DataBundleEntry.create_text_entry("avatar_text")),
+        ChatDataType.HUMAN_TEXT: _definition(DataBundleEntry.create_text_entry("human_text")),
+    }
+
+
 @dataclass
 class _Answer:
     """One assistant turn on its way to the avatar."""
@@ -171,6 +180,7 @@ class NovaSonicContext(HandlerContext):
         """Mic audio that came before the bridge had its worker (sent first, in order)."""
         self.early_text: list[str] = []
         self.resamplers: dict[int, Resampler] = {}
+        self.definitions: dict[ChatDataType, DataBundleDefinition] = {}
         self.answers: collections.deque[_Answer] = collections.deque()
         self.by_turn: dict[str, _Answer] = {}
         self.playout_until = 0.0
@@ -209,6 +219,7 @@ class HandlerNovaSonic(HandlerBase):
         self.tools: list[Tool] = []
         self.pool: WorkerPool | None = None
         self.worker_python = ""
+        self.definitions = _output_definitions()
 
     def get_handler_info(self) -> HandlerBaseInfo:
         """The config model; OAC sets the name from the YAML key."""
@@ -245,6 +256,7 @@ class HandlerNovaSonic(HandlerBase):
             pool=self.pool,
         )
         context.tools = {tool.spec.name: tool for tool in self.tools}
+        context.definitions = self.definitions
         context.lead_s = self.config.pacing_lead_ms / 1000
         return context
 
@@ -263,18 +275,7 @@ class HandlerNovaSonic(HandlerBase):
             ChatDataType.MIC_AUDIO: HandlerDataInfo(type=ChatDataType.MIC_AUDIO),
             ChatDataType.HUMAN_TEXT: HandlerDataInfo(type=ChatDataType.HUMAN_TEXT),
         }
-        outputs = {
-            ChatDataType.AVATAR_AUDIO: HandlerDataInfo(
-                type=ChatDataType.AVATAR_AUDIO,
-                definition=_definition(DataBundleEntry.create_audio_entry("avatar_audio", 1, OUTPUT_RATE)),
-            ),
-            ChatDataType.AVATAR_TEXT: HandlerDataInfo(
-                type=ChatDataType.AVATAR_TEXT, definition=_definition(DataBundleEntry.create_text_entry("avatar_text"))
-            ),
-            ChatDataType.HUMAN_TEXT: HandlerDataInfo(
-                type=ChatDataType.HUMAN_TEXT, definition=_definition(DataBundleEntry.create_text_entry("human_text"))
-            ),
-        }
+        outputs = {kind: HandlerDataInfo(type=kind, definition=d) for kind, d in self.definitions.items()}
         return HandlerDetail(inputs=inputs, outputs=outputs)
 
     def handle(
@@ -456,7 +457,7 @@ def _submit_due_audio(context: NovaSonicContext) -> None:
 
 
 def _submit_audio(context: NovaSonicContext, audio: np.ndarray[Any, Any], speech_id: str, *, end: bool) -> None:
-    bundle = DataBundle(_definition(DataBundleEntry.create_audio_entry("avatar_audio", 1, OUTPUT_RATE)))
+    bundle = DataBundle(context.definitions[ChatDataType.AVATAR_AUDIO])
     bundle.set_main_data(audio)
     bundle.add_meta("avatar_speech_end", end)
     bundle.add_meta("speech_id", speech_id)
@@ -466,7 +467,7 @@ def _submit_audio(context: NovaSonicContext, audio: np.ndarray[Any, Any], speech
 def _submit_text(
     context: NovaSonicContext, kind: ChatDataType, entry: str, text: str, speech_id: str, *, end: bool
 ) -> None:
-    bundle = DataBundle(_definition(DataBundleEntry.create_text_entry(entry)))
+    bundle = DataBundle(context.definitions[kind])
     bundle.set_main_data(text)
     bundle.add_meta(f"{entry}_end", end)
     bundle.add_meta("speech_id", speech_id)
