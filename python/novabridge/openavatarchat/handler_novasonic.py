@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import importlib
-import logging
 import threading
 import time
 import uuid
@@ -37,6 +36,7 @@ from chat_engine.data_models.chat_data.chat_data_model import ChatData
 from chat_engine.data_models.chat_data_type import ChatDataType
 from chat_engine.data_models.chat_engine_config_data import ChatEngineConfigModel, HandlerBaseConfigModel
 from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBundleDefinition, DataBundleEntry
+from loguru import logger  # OAC's logger (its engine imports it): our lines belong in its log
 from pydantic import BaseModel, Field, SecretStr
 
 from novabridge import pcm
@@ -58,11 +58,6 @@ from novabridge.protocol import (
 )
 from novabridge.sonic.config import DEFAULT_SYSTEM_PROMPT, InferenceConfig, SonicConfig
 from novabridge.sonic.tools import Tool, run_tool
-
-try:  # OAC logs through loguru; our lines belong in its log. Messages are preformatted, which both accept.
-    from loguru import logger
-except ImportError:  # OAC's stand-in in the tests, or a trimmed install
-    logger = logging.getLogger("novabridge.openavatarchat")
 
 INPUT_RATE = 16000
 OUTPUT_RATE = 24000
