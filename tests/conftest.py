@@ -16,6 +16,7 @@ from typing import Generic, Literal, TypeVar
 import novabridge as nb
 import numpy as np
 import pytest
+from loguru import logger
 from novabridge.emulator import process as emulator_process
 
 # The Nova Sonic SDK and the emulator (its codec is the SDK's) exist for Python >= 3.12 only. Their tests run in
@@ -24,6 +25,8 @@ collect_ignore = ["emulator"] if sys.version_info < (3, 12) else []
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
+OAC_ROOT = Path(os.environ.get("NOVABRIDGE_OAC_ROOT") or ROOT.parent / "shared" / "third_party" / "openavatarchat")
+"""An OpenAvatarChat checkout (upstream, unmodified): the OAC tests run the handler inside its real engine."""
 PEER_SCRIPT = TESTS / "ring_peer.py"
 
 Version = Literal["311", "312"]
@@ -280,3 +283,27 @@ def slow_emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
     process = EmulatorProcess(tmp_path / "recordings", "--scenario", str(scenario), "--speed", "1.5")
     yield process
     process.stop()
+
+
+# ------------------------------------------------------------------------------------------- OpenAvatarChat
+
+
+def oac_src() -> Path:
+    """OpenAvatarChat's ``src`` (where ``chat_engine`` lives), for ``sys.path``; a clear error if it is missing."""
+    src = OAC_ROOT / "src"
+    if not (src / "chat_engine" / "core" / "chat_session.py").is_file():
+        raise FileNotFoundError(
+            f"OpenAvatarChat's engine is not at {src}: the OAC tests run the handler inside it. Put an "
+            "OpenAvatarChat checkout at ../shared/third_party/openavatarchat (from the project root) or point "
+            "NOVABRIDGE_OAC_ROOT at one."
+        )
+    return src
+
+
+@pytest.fixture
+def oac_log() -> Iterator[list[tuple[str, str]]]:
+    """What is logged through loguru, OAC's logger (and so the OAC handler's), as (level name, message)."""
+    lines: list[tuple[str, str]] = []
+    sink = logger.add(lambda message: lines.append((message.record["level"].name, message.record["message"])))
+    yield lines
+    logger.remove(sink)

@@ -1,5 +1,6 @@
-"""The OpenAvatarChat handler inside the stand-in engine (tests/oac), with this interpreter as OAC's Python (3.11 in
-one pass, 3.12 in the other), a 3.12 worker per session, and the emulator as a subprocess."""
+"""The OpenAvatarChat handler inside OAC's real engine (an upstream checkout's ``ChatSession``, data bundles and pump
+threads), with this interpreter as OAC's Python (3.11 in one pass, 3.12 in the other), a 3.12 worker per session, and
+the emulator as a subprocess."""
 
 import contextlib
 import os
@@ -15,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import EmulatorProcess, python_for, tone
+from conftest import EmulatorProcess, oac_src, python_for, tone
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "oac"))
+sys.path.insert(0, str(oac_src()))
 
 from chat_engine.common.engine_channel_type import EngineChannelType
 from chat_engine.common.handler_base import HandlerBase, HandlerBaseInfo, HandlerDataInfo, HandlerDetail
@@ -57,7 +58,7 @@ class Client(HandlerBase):
     received: "queue.Queue[ChatData]" = field(default_factory=queue.Queue)
 
     def __post_init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # OAC's HandlerBase.__init__ is unannotated
 
     def get_handler_info(self) -> HandlerBaseInfo:
         return HandlerBaseInfo(config_model=HandlerBaseConfigModel)
@@ -305,6 +306,7 @@ def _text_definition() -> DataBundleDefinition:
 def test_two_concurrent_sessions_never_cross(emulator: EmulatorProcess, make_handler: Any) -> None:
     handler = make_handler(emulator, spare_workers=2)
     sessions = [Session(handler, "oac-a"), Session(handler, "oac-b")]
+    pids: list[int | None] = []
     try:
         speakers = [
             threading.Thread(target=s.speak, args=(np.concatenate([tone(d), np.zeros(16000 * 4, np.int16)]),))
@@ -315,15 +317,35 @@ def test_two_concurrent_sessions_never_cross(emulator: EmulatorProcess, make_han
         for t in speakers:
             t.join()
         seen = [s.collect(ends(ChatDataType.AVATAR_AUDIO, 1)) for s in sessions]
+        for s in sessions:
+            assert s.nova.bridge is not None
+            pids.append(s.nova.bridge.metrics().worker_pid)
     finally:
         for s in sessions:
             s.stop()
-    assert sessions[0].nova.bridge is not sessions[1].nova.bridge
+    assert None not in pids
+    assert pids[0] != pids[1]  # a worker process each
     humans = [[d.data.get_main_data() for d in s if d.type == ChatDataType.HUMAN_TEXT and d.data] for s in seen]
     assert humans[0][0] == "(speech, 0.6 seconds)"
     assert humans[1][0] == "(speech, 1.2 seconds)"
-    ids = [{sid for sid, _, _ in audio_of(s)} for s in seen]
-    assert ids[0].isdisjoint(ids[1])
+    # Each session has its own stream: the one that heard its user, and whose answer it played, sample for sample.
+    streams = {}
+    for stream_id in (1, 2):
+        recording, _, assistant = emulator.recording(stream_id)
+        turns = recording["turns"]
+        assert isinstance(turns, list)
+        assert len(turns) == 1
+        streams[turns[0]["user_text"]] = assistant
+    assert streams.keys() == {"(speech, 0.6 seconds)", "(speech, 1.2 seconds)"}
+    assert streams["(speech, 0.6 seconds)"] != streams["(speech, 1.2 seconds)"]  # so a crossing would show
+    for session_seen, heard in zip(seen, humans, strict=True):
+        audio = audio_of(session_seen)
+        assert len({sid for sid, _, _ in audio}) == 1
+        voiced = np.concatenate([a[0] for _, a, end in audio if not end])
+        assistant = streams[heard[0]]
+        assert len(voiced) * 2 == len(assistant)
+        expected = np.frombuffer(assistant, dtype="<i2").astype(np.float32) / 32768
+        assert np.allclose(voiced, expected, atol=1e-4)
 
 
 def test_a_killed_worker_is_replaced_and_the_session_goes_on(emulator: EmulatorProcess, make_handler: Any) -> None:
@@ -416,7 +438,7 @@ def strict_emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
 
 
 def test_a_session_that_cannot_connect_is_logged_and_oac_goes_on(
-    strict_emulator: EmulatorProcess, make_handler: Any, caplog: pytest.LogCaptureFixture
+    strict_emulator: EmulatorProcess, make_handler: Any, oac_log: list[tuple[str, str]]
 ) -> None:
     session = Session(make_handler(strict_emulator), "oac-denied")
     try:
@@ -434,5 +456,5 @@ def test_a_session_that_cannot_connect_is_logged_and_oac_goes_on(
     finally:
         took = session.stop()
     assert took < 1.5
-    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    errors = [message for level, message in oac_log if level == "ERROR"]
     assert any("oac-denied" in message for message in errors), errors

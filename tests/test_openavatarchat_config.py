@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import ROOT
+from conftest import ROOT, oac_src
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "oac"))
+sys.path.insert(0, str(oac_src()))
 
 from chat_engine.common.handler_base import HandlerBase
 from chat_engine.data_models.chat_engine_config_data import ChatEngineConfigModel, HandlerBaseConfigModel
