@@ -36,13 +36,13 @@ from chat_engine.data_models.chat_data.chat_data_model import ChatData
 from chat_engine.data_models.chat_data_type import ChatDataType
 from chat_engine.data_models.chat_engine_config_data import ChatEngineConfigModel, HandlerBaseConfigModel
 from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBundleDefinition, DataBundleEntry
-from loguru import logger  # OAC's logger (its engine imports it): our lines belong in its log
 from pydantic import BaseModel, Field, SecretStr
 
 from novabridge import pcm
 from novabridge._novabridge import Resampler
 from novabridge.bridge import SonicBridge, default_worker_python
 from novabridge.exceptions import BridgeError
+from novabridge.openavatarchat._log import logger
 from novabridge.pool import WorkerPool
 from novabridge.protocol import (
     NOVA_2_SONIC,
@@ -362,7 +362,7 @@ def _run_session(context: NovaSonicContext) -> None:
             _submit_due_audio(context)
         except BridgeError:  # the bridge closed: destroy_context, or the session ended fatally (logged already)
             return
-        except Exception:  # a bug: logged, and the session goes on
+        except Exception:  # noqa: BLE001 - a bug: logged, and the session goes on
             logger.exception(f"Nova Sonic session {context.session_id}: error in the output thread")
             time.sleep(SLICE_S)
 
