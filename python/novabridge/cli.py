@@ -69,9 +69,16 @@ def _parser() -> argparse.ArgumentParser:
         help="a scripted three-turn conversation through the full topology",
         description="Start the emulator, run a scripted three-turn conversation (one turn interrupted) from a "
         "speech-like WAV through host, rings, worker and SDK, print the transcripts and latencies, and write "
-        "assistant.wav and latency.png.",
+        "user.wav, assistant.wav and timeline.png (both voices, the words, each turn's latency and the barge-in "
+        "on one time axis).",
     )
-    chat = commands.add_parser("chat", help="the same conversation for any 16-bit WAV")
+    chat = commands.add_parser(
+        "chat",
+        help="the same conversation for any 16-bit WAV",
+        description="Stream a WAV as the user's microphone, in real time, through the full topology; the ends of "
+        "its utterances are found by energy, so each answer's latency is measured from them. Writes the "
+        "assistant's audio to --output and timeline.png to --out.",
+    )
     chat.add_argument("--input", type=Path, required=True, help="the user's side, a 16-bit PCM WAV")
     chat.add_argument("--output", type=Path, required=True, help="where to write the assistant's audio")
     for command in (demo, chat):
