@@ -27,16 +27,19 @@ NOVA_2 = "amazon.nova-2-sonic-v1:0"
 THROTTLED = "Too many requests, please wait before trying again."
 
 
-def emulator_command(*args: str) -> list[str]:
-    return [python_for("312"), "-m", "novabridge", "emulator", *args]
+def emulator_command(*args: str, python: str | None = None) -> list[str]:
+    """The command on Python 3.12 (or ``python``); it publishes its endpoint only where a test says (--state-dir),
+    never in the home folder, where a user's own emulator may be published."""
+    publishing = () if "--state-dir" in args else ("--no-state",)
+    return [python or python_for("312"), "-m", "novabridge", "emulator", *publishing, *args]
 
 
 class EmulatorProcess:
     """A `novabridge emulator` child with line-by-line access to its stdout."""
 
-    def __init__(self, args: tuple[str, ...], *, stdin: int = subprocess.PIPE) -> None:
+    def __init__(self, args: tuple[str, ...], *, stdin: int = subprocess.PIPE, python: str | None = None) -> None:
         self.proc = subprocess.Popen(
-            emulator_command(*args), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            emulator_command(*args, python=python), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         self._buffer = b""
         self._eof = False
@@ -141,16 +144,17 @@ class Endpoint:
 
 
 class Launch(Protocol):
-    def __call__(self, *args: str, stdin: int = subprocess.PIPE) -> EmulatorProcess: ...
+    def __call__(self, *args: str, stdin: int = subprocess.PIPE, python: str | None = None) -> EmulatorProcess: ...
 
 
 @pytest.fixture
 def launch() -> Iterator[Launch]:
-    """Start `novabridge emulator ARGS...` on Python 3.12; every process is killed and reaped at teardown."""
+    """Start `novabridge emulator ARGS...` on Python 3.12 (or ``python=``); every process is killed and reaped at
+    teardown."""
     processes: list[EmulatorProcess] = []
 
-    def start(*args: str, stdin: int = subprocess.PIPE) -> EmulatorProcess:
-        process = EmulatorProcess(args, stdin=stdin)
+    def start(*args: str, stdin: int = subprocess.PIPE, python: str | None = None) -> EmulatorProcess:
+        process = EmulatorProcess(args, stdin=stdin, python=python)
         processes.append(process)
         return process
 
@@ -159,9 +163,14 @@ def launch() -> Iterator[Launch]:
         process.cleanup()
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, python: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        emulator_command(*args), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False
+        emulator_command(*args, python=python),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
@@ -353,6 +362,45 @@ def test_a_signal_cuts_open_streams_and_records_them(launch: Launch, tmp_path: P
     summary = json.loads((tmp_path / "stream-1.json").read_text())
     assert summary["model_id"] == NOVA_2
     assert summary["outcome"] != "open"
+
+
+def test_the_endpoint_is_published_in_the_state_dir_while_the_emulator_serves(launch: Launch, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    emulator = launch("--state-dir", str(state))
+    endpoint = emulator.ready()
+    published = json.loads((state / "endpoint.json").read_text())
+    assert published == {"endpoint_uri": endpoint.endpoint_uri, "ca_file": endpoint.ca_file, "pid": emulator.proc.pid}
+    assert emulator.stop() == 0, emulator.stderr()
+    assert not (state / "endpoint.json").exists()
+    assert f"published in {state / 'endpoint.json'}" in emulator.stderr()
+    # A second emulator replaces the first one's file; the first, stopping later, leaves the second's alone.
+    first = launch("--state-dir", str(state))
+    first.ready()
+    second = launch("--state-dir", str(state))
+    endpoint = second.ready()
+    assert first.stop() == 0
+    assert json.loads((state / "endpoint.json").read_text())["endpoint_uri"] == endpoint.endpoint_uri
+    assert run_cli("--state-dir", str(state), "--no-state").returncode == 2  # one or the other
+
+
+def test_from_a_python_that_cannot_run_it_the_emulator_runs_on_the_workers(launch: Launch) -> None:
+    """The OpenAvatarChat environment (3.11) starts it on the worker's 3.12, in its own place (exec, same pid)."""
+    emulator = launch("--worker-python", python_for("312"), python=python_for("311"))
+    endpoint = emulator.ready()
+    with endpoint.tls() as tls:
+        assert tls.selected_alpn_protocol() == "h2"
+    argv = Path(f"/proc/{emulator.proc.pid}/cmdline").read_bytes().split(b"\0")
+    assert argv[:4] == [python_for("312").encode(), b"-m", b"novabridge", b"emulator"]
+    assert emulator.stop() == 0
+    assert "this is Python 3.11; running it on" in emulator.stderr()
+    missing = run_cli("--worker-python", "/nonexistent/python", python=python_for("311"))
+    assert missing.returncode == 2
+    assert "--worker-python /nonexistent/python does not exist: run `novabridge setup-worker`" in missing.stderr
+    # A worker Python without the emulator says how to get it, instead of handing the command on again.
+    without = run_cli("--worker-python", python_for("311"), python=python_for("311"))
+    assert without.returncode == 2
+    assert "run `novabridge setup-worker` again" in without.stderr
+    assert without.stderr.count("running it on") == 1
 
 
 def test_a_fixed_port_is_honoured(launch: Launch) -> None:

@@ -26,6 +26,7 @@ from novabridge._novabridge import (
 from novabridge.bridge import BridgeMetrics, SonicBridge
 from novabridge.exceptions import (
     BridgeError,
+    EmulatorNotRunning,
     NovaBridgeError,
     RecordTooLarge,
     RingAlreadyAttached,
@@ -46,6 +47,7 @@ __all__ = [
     "RECORD_HEADER_LEN",
     "BridgeError",
     "BridgeMetrics",
+    "EmulatorNotRunning",
     "NovaBridgeError",
     "Record",
     "RecordKind",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import threading
@@ -42,7 +43,26 @@ def _parser() -> argparse.ArgumentParser:
         "emulator",
         help="serve a local Nova Sonic endpoint",
         description="Serve a local Nova Sonic endpoint until SIGINT or SIGTERM. When ready, print one JSON line "
-        "with endpoint_uri and ca_file. Each stdin line is a fault to arm (KIND[:name=value,...]).",
+        "with endpoint_uri and ca_file, and publish both in the state folder for other processes (OpenAvatarChat's "
+        "handler with `emulator: true`). Each stdin line is a fault to arm (KIND[:name=value,...]). The emulator "
+        "needs Python >= 3.12 with novabridge[emulator]; from any other Python, this command runs it on the worker "
+        "environment of `novabridge setup-worker`.",
+    )
+    published_in = emulator.add_mutually_exclusive_group()
+    published_in.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="publish the endpoint and CA in DIR/endpoint.json while serving (default ~/.novabridge/emulator)",
+    )
+    published_in.add_argument(
+        "--no-state", action="store_true", help="publish nothing: the client reads the ready line itself"
+    )
+    emulator.add_argument(
+        "--worker-python",
+        metavar="PYTHON",
+        help="when this Python cannot run the emulator, run it on PYTHON (default: `novabridge setup-worker`'s)",
     )
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -94,19 +114,80 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--dir", type=Path, help="where to make it (default ~/.novabridge/worker)")
     setup.add_argument("--python", help="the Python >= 3.12 to base it on (default: found on the PATH)")
     setup.add_argument("--wheel", type=Path, help="install this novabridge wheel instead of the index's")
+    oac = commands.add_parser(
+        "openavatarchat",
+        aliases=["oac"],
+        help="set up an OpenAvatarChat checkout to talk through Nova Sonic",
+        description="Commands for an OpenAvatarChat checkout, run from its Python environment.",
+    )
+    oac_commands = oac.add_subparsers(dest="oac_command", required=True)
+    oac_install = oac_commands.add_parser(
+        "install",
+        help="write novabridge's handler modules and config/chat_with_nova_sonic.yaml into the checkout",
+        description="Write src/handlers/nova_sonic/ (one-line modules importing novabridge's Nova Sonic handler and "
+        "portrait avatar) and config/chat_with_nova_sonic.yaml into an OpenAvatarChat checkout, then print the "
+        "commands that start it. Files that differ from what would be written are left alone without --force.",
+    )
+    oac_install.add_argument("oac_dir", type=Path, metavar="OAC_DIR", help="the checkout (the folder with src/demo.py)")
+    oac_install.add_argument(
+        "--worker-python",
+        metavar="PYTHON",
+        help="the worker's Python >= 3.12 (default: the environment `novabridge setup-worker` made)",
+    )
+    oac_install.add_argument(
+        "--emulator",
+        action="store_true",
+        help="talk to the local emulator (`novabridge emulator`) instead of Amazon Bedrock",
+    )
+    oac_install.add_argument("--force", action="store_true", help="replace files that differ")
     return parser
 
 
-async def _serve_emulator(args: argparse.Namespace) -> int:
+EMULATOR_DELEGATED = "NOVABRIDGE_EMULATOR_DELEGATED"
+"""Set in the environment of an emulator this command handed to another Python, which must not hand it on again."""
+
+
+def _emulator_unavailable() -> str | None:
+    """Why this Python cannot serve the emulator, or None if it can."""
+    if sys.version_info < (3, 12):
+        return f"this is Python {sys.version_info[0]}.{sys.version_info[1]}"
     try:
-        from novabridge.emulator import Emulator, EmulatorOptions, Fault, Scenario, ScenarioError
+        import novabridge.emulator.server  # noqa: F401 - the import is the check
     except ImportError as error:
+        return f"{error.name or error} is not installed"
+    return None
+
+
+def _emulator_elsewhere(args: argparse.Namespace, argv: Sequence[str], reason: str) -> int:
+    """Run ``novabridge emulator`` on the worker's Python in place of this process, or say what to do."""
+    from novabridge.setup_worker import DEFAULT_DIR
+
+    needs = "the emulator needs Python >= 3.12 with novabridge[emulator]"
+    if os.environ.get(EMULATOR_DELEGATED):
         print(
-            f"novabridge emulator: {error.name or error} is missing; the emulator needs Python >= 3.12 and "
-            "`pip install 'novabridge[emulator]'`",
+            f"novabridge emulator: {sys.executable} cannot run the emulator ({reason}); {needs}: run "
+            "`novabridge setup-worker` again (it installs the emulator) or `pip install 'novabridge[emulator]'` there",
             file=sys.stderr,
         )
         return 2
+    python = args.worker_python or str(DEFAULT_DIR / "bin" / "python")
+    if not Path(python).is_file():
+        where = f"--worker-python {python} does not exist" if args.worker_python else f"there is no {python}"
+        print(
+            f"novabridge emulator: {reason} and {needs}, and {where}: run `novabridge setup-worker` (it makes "
+            "that environment), or pass --worker-python",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"novabridge emulator: {reason}; running it on {python}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os.environ[EMULATOR_DELEGATED] = "1"
+    # exec, not a child: signals, stdin faults and the ready line reach the emulator itself, under this pid.
+    os.execv(python, [python, "-m", "novabridge", *argv])
+
+
+async def _serve_emulator(args: argparse.Namespace) -> int:
+    from novabridge.emulator import Emulator, EmulatorOptions, Fault, Scenario, ScenarioError, published
 
     overrides = {
         "endpointing_s": args.endpointing,
@@ -155,17 +236,28 @@ async def _serve_emulator(args: argparse.Namespace) -> int:
                 loop.call_soon_threadsafe(arm, line.strip())
 
     async with emulator:
-        print(json.dumps({"endpoint_uri": emulator.endpoint_uri, "ca_file": emulator.ca_file}), flush=True)
-        if sys.stdin is not None and not sys.stdin.closed and not sys.stdin.isatty():
-            threading.Thread(target=read_stdin, name="stdin-faults", daemon=True).start()
-        await stop.wait()
+        if not args.no_state:
+            state_file = published.publish(args.state_dir, emulator.endpoint_uri, emulator.ca_file)
+            print(f"novabridge emulator: {emulator.endpoint_uri}, published in {state_file}", file=sys.stderr)
+        try:
+            print(json.dumps({"endpoint_uri": emulator.endpoint_uri, "ca_file": emulator.ca_file}), flush=True)
+            if sys.stdin is not None and not sys.stdin.closed and not sys.stdin.isatty():
+                threading.Thread(target=read_stdin, name="stdin-faults", daemon=True).start()
+            await stop.wait()
+        finally:
+            if not args.no_state:
+                published.withdraw(args.state_dir)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     if args.command == "emulator":
+        reason = _emulator_unavailable()
+        if reason is not None:
+            return _emulator_elsewhere(args, argv, reason)
         return asyncio.run(_serve_emulator(args))
     if args.command in ("demo", "chat"):
         from novabridge import demo
@@ -181,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from novabridge import setup_worker
 
         return setup_worker.main(args.dir or setup_worker.DEFAULT_DIR, args.python, args.wheel)
+    if args.command in ("openavatarchat", "oac"):
+        from novabridge.openavatarchat import install
+
+        return install.main(args.oac_dir, worker_python=args.worker_python, emulator=args.emulator, force=args.force)
     raise AssertionError(args.command)  # argparse rejects unknown commands
 
 

@@ -8,6 +8,7 @@ calls raise `OSError` with its errno.
 
 __all__ = [
     "BridgeError",
+    "EmulatorNotRunning",
     "NovaBridgeError",
     "RecordTooLarge",
     "RingAlreadyAttached",
@@ -51,3 +52,7 @@ class BridgeError(NovaBridgeError):
 
     No worker could start, the session did not come up, or the bridge was used before `start` or after `close`.
     """
+
+
+class EmulatorNotRunning(NovaBridgeError):
+    """A client was told to use the local emulator, and none is running where it looked (`novabridge emulator`)."""

@@ -1,8 +1,10 @@
-"""`novabridge setup-worker`: a Python >= 3.12 environment with ``novabridge[sonic]`` for the worker processes.
+"""`novabridge setup-worker`: a Python >= 3.12 environment with ``novabridge[sonic,emulator]`` for the workers.
 
 OpenAvatarChat runs on Python 3.11 and the Nova Sonic SDK needs 3.12, so the worker gets a virtual environment of
 its own. The command makes one, installs the same novabridge version as the host's (from a wheel, or the index),
-checks that the SDK imports there, and prints the interpreter to name as ``worker_python``.
+checks that the SDK and the emulator import there, and prints the interpreter to name as ``worker_python``. The
+emulator comes with it (a few small packages) because it needs the same Python as the SDK: ``novabridge emulator``
+run from the host's environment starts it here.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from novabridge._novabridge import __version__
 
 DEFAULT_DIR = Path.home() / ".novabridge" / "worker"
 CANDIDATES = ("python3.14", "python3.13", "python3.12")
+EXTRAS = "sonic,emulator"
 CHECK = (
-    "import sys, aws_sdk_bedrock_runtime, awscrt, novabridge.sonic.session, novabridge; print(novabridge.__version__)"
+    "import aws_sdk_bedrock_runtime, awscrt, novabridge.sonic.session, novabridge.emulator.server, novabridge; "
+    "print(novabridge.__version__)"
 )
 
 
@@ -36,7 +40,7 @@ def find_python() -> str:
     raise SetupError("no Python >= 3.12 found on the PATH; pass --python /path/to/python3.12")
 
 
-def setup(target: Path, *, python: str | None = None, wheel: Path | None = None, extras: str = "sonic") -> Path:
+def setup(target: Path, *, python: str | None = None, wheel: Path | None = None, extras: str = EXTRAS) -> Path:
     """Make (or update) the environment at ``target``; returns its interpreter."""
     base = python or find_python()
     version = subprocess.run(
@@ -58,7 +62,7 @@ def setup(target: Path, *, python: str | None = None, wheel: Path | None = None,
         raise SetupError(f"pip install {requirement} failed:\n{install.stderr.strip()}")
     check = subprocess.run([str(interpreter), "-c", CHECK], capture_output=True, text=True, check=False)
     if check.returncode != 0:
-        raise SetupError(f"the worker environment does not import the SDK:\n{check.stderr.strip()}")
+        raise SetupError(f"the worker environment does not import the SDK or the emulator:\n{check.stderr.strip()}")
     if check.stdout.strip() != __version__:
         raise SetupError(
             f"the worker has novabridge {check.stdout.strip()}, the host {__version__}: use the same wheel"
@@ -73,6 +77,10 @@ def main(target: Path, python: str | None, wheel: Path | None) -> int:
     except (SetupError, subprocess.CalledProcessError) as error:
         print(f"novabridge setup-worker: {error}", file=sys.stderr)
         return 1
-    print(f"novabridge setup-worker: ready; in the handler's YAML: worker_python: {interpreter}", file=sys.stderr)
+    print(
+        f"novabridge setup-worker: ready; in the handler's YAML: worker_python: {interpreter} "
+        "(`novabridge openavatarchat install OAC_DIR` writes it there)",
+        file=sys.stderr,
+    )
     print(interpreter)
     return 0

@@ -22,12 +22,17 @@ START_TIMEOUT_S = 60.0
 
 
 class EmulatorProcess:
-    """``python -m novabridge emulator ARGS...`` on ``python``, serving until `stop` (its stderr goes to a file)."""
+    """``python -m novabridge emulator ARGS...`` on ``python``, serving until `stop` (its stderr goes to a file).
 
-    def __init__(self, python: str, args: Sequence[str] = ()) -> None:
+    It publishes its endpoint only in ``state_dir`` if one is given: its owner reads the ready line, and an emulator
+    the user runs for OpenAvatarChat (published in ``~/.novabridge/emulator``) must not be replaced by this one.
+    """
+
+    def __init__(self, python: str, args: Sequence[str] = (), *, state_dir: Path | None = None) -> None:
         self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        publishing = ["--state-dir", str(state_dir)] if state_dir is not None else ["--no-state"]
         self.process = subprocess.Popen(
-            [python, "-m", "novabridge", "emulator", *args],
+            [python, "-m", "novabridge", "emulator", *publishing, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 from chat_engine.common.handler_base import HandlerBase, HandlerBaseInfo, HandlerDataInfo, HandlerDetail
@@ -36,11 +36,12 @@ from chat_engine.data_models.chat_data.chat_data_model import ChatData
 from chat_engine.data_models.chat_data_type import ChatDataType
 from chat_engine.data_models.chat_engine_config_data import ChatEngineConfigModel, HandlerBaseConfigModel
 from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBundleDefinition, DataBundleEntry
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from novabridge import pcm
 from novabridge._novabridge import Resampler
 from novabridge.bridge import SonicBridge, default_worker_python
+from novabridge.emulator import published
 from novabridge.exceptions import BridgeError
 from novabridge.openavatarchat._log import logger
 from novabridge.pool import WorkerPool
@@ -66,6 +67,7 @@ SLICE_S = 0.02
 """Audio is handed to the avatar in slices of this length, so the pacing lead is kept to within a slice."""
 STOP_TIMEOUT_S = 0.9
 """What `destroy_context` may spend: joining the pacing thread and closing the bridge."""
+EMULATOR_CREDENTIALS = ("AKIDEMULATOR", "emulator")
 
 
 class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
@@ -88,10 +90,15 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     """A Python >= 3.12 with ``novabridge[sonic]`` (``novabridge setup-worker`` prints one); None: this Python."""
     spare_workers: int = Field(1, ge=0, le=64)
     """Warm workers kept ready, so a new session never waits for one to boot."""
+    emulator: bool = False
+    """Talk to the local emulator that ``novabridge emulator`` runs, at the endpoint and with the CA it publishes
+    (read at OAC's start and again for each session, so a restarted emulator is followed). False: Bedrock."""
+    emulator_state_dir: str | None = None
+    """Where that emulator publishes them, as given to ``novabridge emulator --state-dir``; None: its default."""
     endpoint_uri: str | None = None
-    """``https://...`` of the local emulator (``novabridge emulator``); None: Bedrock."""
+    """``https://...`` of an endpoint other than Bedrock, given by hand; None: Bedrock (or ``emulator``)."""
     ca_file: str | None = None
-    """The emulator's CA; None: the system trust store."""
+    """The CA to trust at ``endpoint_uri``; None: the system trust store."""
     aws_access_key_id: SecretStr | None = None
     aws_secret_access_key: SecretStr | None = None
     aws_session_token: SecretStr | None = None
@@ -101,8 +108,23 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     pacing_lead_ms: float = Field(100.0, ge=20.0, le=2000.0)
     """Audio handed to the avatar ahead of real time: what a barge-in can leave behind."""
 
+    @model_validator(mode="after")
+    def _one_endpoint(self) -> Self:
+        if self.emulator and (self.endpoint_uri or self.ca_file):
+            raise ValueError("emulator: true finds the emulator's endpoint and CA itself; drop endpoint_uri/ca_file")
+        return self
+
     def sonic_config(self, tools: list[Tool]) -> SonicConfig:
-        """The session's config, validated now (so a bad YAML fails at OAC's start, not in a session)."""
+        """The session's config, validated now (so a bad YAML fails at OAC's start, not in a session).
+
+        Raises:
+            EmulatorNotRunning: ``emulator`` is set and no emulator is running (the message says how to start one).
+        """
+        endpoint_uri, ca_file = self.endpoint_uri, self.ca_file
+        if self.emulator:
+            state_dir = Path(self.emulator_state_dir) if self.emulator_state_dir else None
+            running = published.find(state_dir)
+            endpoint_uri, ca_file = running.endpoint_uri, str(running.ca_file)
         settings: dict[str, Any] = {
             "model_id": self.model_id,
             "voice": self.voice,
@@ -111,8 +133,8 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
             "inference": InferenceConfig(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p),
             "tools": tuple(tool.spec for tool in tools),
             "renewal_after_s": self.renewal_after_s,
-            "endpoint_uri": self.endpoint_uri,
-            "ca_file": Path(self.ca_file) if self.ca_file else None,
+            "endpoint_uri": endpoint_uri,
+            "ca_file": Path(ca_file) if ca_file else None,
             "profile": self.aws_profile,
         }
         if self.region:
@@ -120,6 +142,9 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
         for name in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
             secret = getattr(self, name)
             settings[name] = secret.get_secret_value() if secret is not None else None
+        if self.emulator and settings["aws_access_key_id"] is None and self.aws_profile is None:
+            # The emulator signs nothing off unless started with --credentials; the SDK still wants keys to sign.
+            settings["aws_access_key_id"], settings["aws_secret_access_key"] = EMULATOR_CREDENTIALS
         return SonicConfig(**settings)
 
 
@@ -230,7 +255,9 @@ class HandlerNovaSonic(HandlerBase):
         self.pool = WorkerPool.for_python(self.worker_python)
         self.pool.spare = max(self.pool.spare, self.config.spare_workers)
         self.pool.warm_up()
-        endpoint = self.config.endpoint_uri or "Bedrock"
+        endpoint = self.sonic_config.endpoint_uri or "Bedrock"
+        if self.config.emulator:
+            endpoint = f"the emulator at {endpoint} (found again for each session)"
         logger.info(
             f"Nova Sonic handler: {self.config.model_id}, voice {self.config.voice}, endpoint {endpoint}, "
             f"worker {self.worker_python}"
@@ -239,12 +266,18 @@ class HandlerNovaSonic(HandlerBase):
     def create_context(
         self, session_context: SessionContext, handler_config: HandlerBaseConfigModel | None = None
     ) -> HandlerContext:
-        """A session's context with its own bridge (no process is started here)."""
+        """A session's context with its own bridge (no process is started here).
+
+        Raises:
+            EmulatorNotRunning: the config says ``emulator: true`` and the emulator has stopped.
+        """
         if self.sonic_config is None or self.pool is None:
             raise RuntimeError("the handler was not loaded")
         context = NovaSonicContext(session_context.session_info.session_id)
+        # The emulator may have been restarted since OAC's start, on another port with another CA.
+        sonic_config = self.config.sonic_config(self.tools) if self.config.emulator else self.sonic_config
         context.bridge = SonicBridge(
-            self.sonic_config,
+            sonic_config,
             worker_python=self.worker_python,
             host_rate=INPUT_RATE,
             out_rate=OUTPUT_RATE,
