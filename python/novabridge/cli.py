@@ -107,9 +107,10 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--aws", action="store_true", help="talk to Bedrock (AWS credentials required)")
     setup = commands.add_parser(
         "setup-worker",
-        help="make a Python >= 3.12 environment with novabridge[sonic] for the workers",
-        description="Make a virtual environment for the worker processes (Python >= 3.12 with novabridge[sonic], "
-        "the host's novabridge version), check it, and print its interpreter: the handler's worker_python.",
+        help="make a Python >= 3.12 environment with novabridge[sonic,emulator] for the workers",
+        description="Make a virtual environment for the worker processes (Python >= 3.12 with "
+        "novabridge[sonic,emulator], the host's novabridge version), check it, and print its interpreter: the "
+        "handler's worker_python. `novabridge emulator` from the host's environment runs the emulator there.",
     )
     setup.add_argument("--dir", type=Path, help="where to make it (default ~/.novabridge/worker)")
     setup.add_argument("--python", help="the Python >= 3.12 to base it on (default: found on the PATH)")
