@@ -10,6 +10,9 @@ PY312 ?= python3.12
 PY311 ?= python3.11
 VENV := .venv
 HOST_VENV := .venv-host
+OAC_VENV := .venv-oac
+# An OpenAvatarChat checkout for the end-to-end run (upstream files, see its PROVENANCE.md); a user's own works too.
+OAC_DIR ?= $(CURDIR)/../shared/third_party/openavatarchat
 CARGO_LOOM_DIR := target/loom
 
 # Tests launch processes on both interpreters and install the wheel into fresh environments of both.
@@ -17,7 +20,7 @@ export NOVABRIDGE_PY312 := $(CURDIR)/$(VENV)/bin/python
 export NOVABRIDGE_PY311 := $(CURDIR)/$(HOST_VENV)/bin/python
 
 .PHONY: all demo venvs wheel install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
-	bench bench-report bench-bridge format clean
+	oac-env chromium oac-e2e bench bench-report bench-bridge format clean
 
 all: test
 
@@ -54,16 +57,16 @@ demo: install
 
 format:
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests benches examples
-	$(VENV)/bin/ruff check --fix python tests benches examples
+	$(VENV)/bin/ruff format python tests benches examples e2e
+	$(VENV)/bin/ruff check --fix python tests benches examples e2e
 
 lint-rust:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
 lint-python: install
-	$(VENV)/bin/ruff format --check python tests benches examples
-	$(VENV)/bin/ruff check python tests benches examples
+	$(VENV)/bin/ruff format --check python tests benches examples e2e
+	$(VENV)/bin/ruff check python tests benches examples e2e
 	$(VENV)/bin/mypy
 
 ## The stubs must match the compiled module exactly.
@@ -84,7 +87,36 @@ test-python: install
 	$(VENV)/bin/python -m pytest tests benches -q
 	$(HOST_VENV)/bin/python -m pytest tests benches -q
 
-test: lint test-rust test-loom test-python
+## OpenAvatarChat's own environment as its pins make it (Python 3.11), with what cannot be installed here replaced
+## (e2e/openavatarchat/requirements.py says what and why), the test-only shims (a torch stand-in, loopback-only ICE)
+## and playwright's Python API; then the wheel.
+$(OAC_VENV)/.created: e2e/openavatarchat/requirements.py
+	rm -rf $(OAC_VENV)
+	$(PY311) -m venv $(OAC_VENV)
+	$(OAC_VENV)/bin/python -m pip install -q --upgrade pip
+	$(OAC_VENV)/bin/python e2e/openavatarchat/requirements.py $(OAC_DIR) > $(OAC_VENV)/requirements.txt
+	$(OAC_VENV)/bin/python -m pip install -q --prefer-binary -r $(OAC_VENV)/requirements.txt playwright
+	$(OAC_VENV)/bin/python -m pip install -q --no-deps fastrtc==0.0.28
+	echo $(CURDIR)/e2e/openavatarchat/shims > \
+		"$$($(OAC_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/novabridge_oac_test_shims.pth"
+	touch $@
+
+oac-env: install $(OAC_VENV)/.created
+	whl=$$(ls dist/*.whl); \
+	$(OAC_VENV)/bin/python -m pip install -q --prefer-binary "$$whl[demo]"; \
+	$(OAC_VENV)/bin/python -m pip install -q --force-reinstall --no-deps "$$whl"
+
+## Headless Chromium from Debian (playwright's own browser download is not available here).
+chromium:
+	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
+## OpenAvatarChat's own server and web page, driven by headless Chromium as a user, talking to Nova Sonic (the
+## emulator) through novabridge: three turns, one barge-in. In a network namespace where only loopback exists.
+oac-e2e: oac-env chromium
+	unshare --net sh -c 'ip link set lo up && exec $(OAC_VENV)/bin/python -m e2e.openavatarchat.run \
+		--oac-dir "$(OAC_DIR)" --worker-python "$(CURDIR)/$(VENV)/bin/python" --out out/oac-e2e'
+
+test: lint test-rust test-loom test-python oac-e2e
 
 ## The README's performance tables (Markdown on stdout; about 5 minutes).
 bench-report: install
@@ -101,4 +133,4 @@ bench: install
 		--benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name -q -s
 
 clean:
-	rm -rf target dist $(VENV) $(HOST_VENV)
+	rm -rf target dist $(VENV) $(HOST_VENV) $(OAC_VENV)

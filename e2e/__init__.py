@@ -1,0 +1,1 @@
+"""End-to-end runs of novabridge where its users run it."""
