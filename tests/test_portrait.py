@@ -46,7 +46,8 @@ def test_a_portrait_keeps_its_picture_and_glows_with_the_voice() -> None:
     photo[:, :, 2] = 200  # a red picture, taller than the frame: scaled to cover and cropped
     frames = draw_frames(64, 64, photo)
     centre = frames.frame(0.0)[24:40, 24:40].astype(int)
-    assert (centre[:, :, 2] > 180).all() and (centre[:, :, 0] < 20).all()
+    assert (centre[:, :, 2] > 180).all()
+    assert (centre[:, :, 0] < 20).all()
     assert np.array_equal(frames.frame(0.0), frames.frame(0.0, blink=True))  # a photo does not blink
     assert int(frames.frame(1.0).sum()) > int(frames.frame(0.0).sum())  # the glow swells
 
