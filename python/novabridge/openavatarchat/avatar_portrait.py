@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from novabridge import pcm
 from novabridge.openavatarchat._log import logger
+from novabridge.openavatarchat.handler_novasonic import PACING_LEAD_MS
 from novabridge.openavatarchat.portrait import PortraitFrames, draw_frames, load_image, voice_level
 
 OAC_RTC_MODULES = ("client.rtc_client.client_handler_rtc", "handlers.client.rtc_client.client_handler_rtc")
@@ -52,7 +53,7 @@ class PortraitAvatarConfig(HandlerBaseConfigModel, BaseModel):
     height: int = Field(384, ge=16, le=1080)
     portrait: str | None = None
     """An image (PNG, JPEG) to show with a glow that follows the voice; None: a drawn face whose mouth moves."""
-    audio_lead_ms: float = Field(100.0, ge=0.0, le=2000.0)
+    audio_lead_ms: float = Field(PACING_LEAD_MS, ge=0.0, le=2000.0)
     """How far ahead of real time the voice handler submits audio (novabridge's ``pacing_lead_ms``)."""
 
 

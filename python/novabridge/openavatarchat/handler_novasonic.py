@@ -14,6 +14,11 @@ in its own `NovaSonicContext`, so sessions never share state.
   warm pool, taken on the session's own thread. ``handle()`` runs on OAC's pump thread, never blocks and never
   raises (bad input is logged and dropped). Output is submitted by the session's pacing thread, at most
   ``pacing_lead_ms`` ahead of real time, so a barge-in leaves at most that much stale audio in the avatar.
+- Local barge-in (``local_barge_in``): the browser's echo cancellation has removed the avatar's voice from the
+  microphone, so voice there while an answer plays is the user. A `VoiceDetector` on the pump thread pauses the
+  pacing at the voice's onset, without waiting for Nova Sonic's verdict; the service's ``Interrupted`` confirms it
+  (the held audio is dropped), and without one the answer resumes where it stopped (`NovaSonicContext.barge_in_stats`
+  counts both).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from novabridge.protocol import (
 )
 from novabridge.sonic.config import DEFAULT_SYSTEM_PROMPT, InferenceConfig, SonicConfig
 from novabridge.sonic.tools import Tool, run_tool
+from novabridge.voice_activity import VoiceDetector, VoiceEnded, VoiceStarted
 
 INPUT_RATE = 16000
 OUTPUT_RATE = 24000
@@ -67,6 +73,15 @@ SLICE_S = 0.02
 """Audio is handed to the avatar in slices of this length, so the pacing lead is kept to within a slice."""
 STOP_TIMEOUT_S = 0.9
 """What `destroy_context` may spend: joining the pacing thread and closing the bridge."""
+PACING_LEAD_MS = 60.0
+"""The default ``pacing_lead_ms``: OAC's 30 ms pump poll, and as much again for stalls of this thread or the next.
+
+Measured in OAC's real engine (its ``ChatSession`` and pump threads) with the emulator on a 2-vCPU machine, a
+player starting at an answer's first slice and playing the slices back to back as the next handler received
+them, ten 5 s answers per lead: the 1st percentile of the time a slice arrived before it was due was 14, 31 and
+60 ms at leads of 40, 60 and 100 ms, none late. With the machine at load 2-4, 40 ms left a 17 ms gap, 60 ms one
+of 2 ms in 1572 slices, 30 ms two in 786 (and a 120 ms stall of the whole machine broke even 100 ms once). Below
+60 ms the margin is less than a common stall; each 20 ms more is 20 ms more of answer heard after a barge-in."""
 EMULATOR_CREDENTIALS = ("AKIDEMULATOR", "emulator")
 
 
@@ -105,8 +120,27 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     aws_profile: str | None = None
     renewal_after_s: float = 360.0
     """Nova Sonic ends a stream after 8 minutes; the session moves to a new one after this long."""
-    pacing_lead_ms: float = Field(100.0, ge=20.0, le=2000.0)
-    """Audio handed to the avatar ahead of real time: what a barge-in can leave behind."""
+    pacing_lead_ms: float = Field(PACING_LEAD_MS, ge=40.0, le=2000.0)
+    """Audio handed to the avatar ahead of real time. It cannot be recalled (OAC's client queues it and plays it in
+    real time), so after a barge-in it still plays: the smaller, the sooner the pause is heard. OAC's pump threads
+    poll their queues every 30 ms, so the lead must stay above that, with room for this thread's own wake-ups
+    (see `PACING_LEAD_MS` for the measurement behind the default)."""
+    local_barge_in: bool = True
+    """Pause the answer at the onset of the user's voice on the microphone, before Nova Sonic confirms the barge-in.
+    Needs echo cancellation on the microphone (browsers apply it to WebRTC audio), or the avatar's own voice
+    pauses it; the pause lifts by itself when the service does not confirm (``barge_in_resume_ms``)."""
+    barge_in_threshold_db: float = Field(12.0, gt=0.0, le=60.0)
+    """How far over the microphone's noise floor a sound must be to pause the answer. Raise it if false barge-ins
+    (counted, and logged at INFO) come from background sounds or echo the browser did not cancel."""
+    barge_in_resume_ms: float = Field(400.0, ge=0.0, le=5000.0)
+    """How long a pause waits for Nova Sonic's confirmation once the voice has stopped (which is noticed 200 ms
+    after its last sound) before the answer resumes. AWS documents that the service reacts when the user starts
+    speaking during a response, so the confirmation follows the voice's onset, not its end: in OAC's page, 700 ms
+    from onset to quiet through the confirmation with a 100 ms lead puts it about 0.5 s after the onset. A short
+    sound's pause so lasts until 0.6 s after the sound, past the time a confirmation would have come."""
+    barge_in_max_hold_ms: float = Field(1500.0, ge=100.0, le=10000.0)
+    """The longest a pause waits for confirmation while the voice goes on (about three times the service's
+    confirmation time): a voice Nova Sonic takes no notice of by then (another person, a TV) is not a barge-in."""
 
     @model_validator(mode="after")
     def _one_endpoint(self) -> Self:
@@ -184,6 +218,60 @@ class _Answer:
     """The service ended the turn: once its audio is out, the end markers follow."""
 
 
+@dataclass(frozen=True)
+class BargeInStats:
+    """A session's local barge-ins so far (`NovaSonicContext.barge_in_stats`)."""
+
+    pauses: int
+    """Answers paused at the onset of the user's voice."""
+    confirmed: int
+    """Pauses Nova Sonic confirmed with ``Interrupted``: the held audio was dropped."""
+    false: int
+    """Pauses it did not confirm (a cough, a "mm-hm", a door): the answer resumed with nothing lost."""
+    holding: bool
+    """Whether a pause is waiting for the service now."""
+    unpaused_interruptions: int
+    """The service's barge-ins with no pause in place: voice the detector missed, or a confirmation that came after
+    the answer had resumed (if these are common, raise ``barge_in_resume_ms``)."""
+    onset_to_pause_ms_mean: float | None
+    onset_to_pause_ms_max: float | None
+    """From the voice's onset to the pause: the audio from the onset to the end of the microphone chunk that carried
+    it (the chunk had to arrive whole) plus the time `handle` took to pause; None before the first pause."""
+    confirm_ms_mean: float | None
+    confirm_ms_max: float | None
+    """From a pause to the service's confirmation; None before the first confirmation."""
+
+
+@dataclass
+class _Hold:
+    """A pause of the pacing, waiting for the service's verdict on the user's voice."""
+
+    paused_at: float
+    voice_ended_at: float | None = None
+    """When the detector reported the voice's end (None while it goes on)."""
+    voiced_s: float = 0.0
+
+
+@dataclass
+class _Latencies:
+    """Count, sum and maximum of a latency, in seconds."""
+
+    count: int = 0
+    total_s: float = 0.0
+    max_s: float = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.total_s += seconds
+        self.max_s = max(self.max_s, seconds)
+
+    def mean_ms(self) -> float | None:
+        return self.total_s / self.count * 1000 if self.count else None
+
+    def max_ms(self) -> float | None:
+        return self.max_s * 1000 if self.count else None
+
+
 class NovaSonicContext(HandlerContext):
     """One OAC session: its bridge, its pacing thread and the answer in progress."""
 
@@ -206,6 +294,92 @@ class NovaSonicContext(HandlerContext):
         self.playout_until = 0.0
         """Wall time at which the audio handed to the avatar so far has played."""
         self.dropped_inputs = 0
+        self.detector: VoiceDetector | None = None
+        """The user's voice on the microphone (None: ``local_barge_in`` is off); fed on OAC's pump thread."""
+        self.resume_after_s = 0.4
+        self.max_hold_s = 1.5
+        self.pacing_lock = threading.Lock()
+        """Held by the pacing thread while it changes the answers or submits, and by `handle` to pause them: once
+        `handle` has paused, nothing more is submitted. Never held for longer than a submission."""
+        self.hold: _Hold | None = None
+        self._pauses = 0
+        self._confirmed = 0
+        self._false = 0
+        self._unpaused_interruptions = 0
+        self._onset_to_pause = _Latencies()
+        self._confirm = _Latencies()
+
+    def barge_in_stats(self) -> BargeInStats:
+        """The session's local barge-ins so far: pauses, how each ended, and their latencies."""
+        with self.pacing_lock:
+            return BargeInStats(
+                pauses=self._pauses,
+                confirmed=self._confirmed,
+                false=self._false,
+                holding=self.hold is not None,
+                unpaused_interruptions=self._unpaused_interruptions,
+                onset_to_pause_ms_mean=self._onset_to_pause.mean_ms(),
+                onset_to_pause_ms_max=self._onset_to_pause.max_ms(),
+                confirm_ms_mean=self._confirm.mean_ms(),
+                confirm_ms_max=self._confirm.max_ms(),
+            )
+
+    def hear(self, audio: np.ndarray[Any, Any], received_at: float) -> None:
+        """From OAC's pump thread: the microphone chunk that arrived at ``received_at``, through the detector."""
+        if self.detector is None:
+            return
+        for event in self.detector.feed(audio):
+            if isinstance(event, VoiceStarted):
+                self._voice_started(self.detector.position_s - event.at_s, received_at)
+            elif isinstance(event, VoiceEnded):
+                with self.pacing_lock:
+                    if self.hold is not None:
+                        self.hold.voice_ended_at = time.monotonic()
+                        self.hold.voiced_s = event.voiced_s
+
+    def _voice_started(self, heard_s: float, received_at: float) -> None:
+        with self.pacing_lock:
+            if self.hold is not None:  # the voice came back before the verdict: keep waiting
+                self.hold.voice_ended_at = None
+                return
+            if not any(answer.audio or not answer.finished for answer in self.answers):
+                return  # nothing left to hold back
+            now = time.monotonic()
+            self.hold = _Hold(paused_at=now)
+            self._pauses += 1
+            self._onset_to_pause.add(heard_s + (now - received_at))
+
+    def confirm_barge_in(self) -> None:
+        """The service's ``Interrupted`` (the pacing thread, holding `pacing_lock`): a pause in place was right."""
+        if self.hold is None:
+            self._unpaused_interruptions += 1
+            return
+        self._confirmed += 1
+        self._confirm.add(time.monotonic() - self.hold.paused_at)
+        self.hold = None
+
+    def resume_if_unconfirmed(self) -> None:
+        """The pacing thread: end a pause the service has not confirmed in time, a false barge-in.
+
+        That is ``resume_after_s`` after the voice stopped, or ``max_hold_s`` after the pause began. The pause is
+        counted and logged, and the answer resumes where it stopped.
+        """
+        with self.pacing_lock:
+            hold = self.hold
+            if hold is None:
+                return
+            now = time.monotonic()
+            held_s = now - hold.paused_at
+            quiet = hold.voice_ended_at is not None and now - hold.voice_ended_at >= self.resume_after_s
+            if not quiet and held_s < self.max_hold_s:
+                return
+            self.hold = None
+            self._false += 1
+        sound = f"{hold.voiced_s * 1000:.0f} ms of sound" if hold.voice_ended_at is not None else "a voice going on"
+        logger.info(
+            f"Nova Sonic session {self.session_id}: false barge-in ({sound}, not confirmed by the service in "
+            f"{held_s * 1000:.0f} ms); the answer resumes"
+        )
 
     def send_audio(self, audio: np.ndarray[Any, Any]) -> None:
         """From OAC's pump thread: to the bridge, or held until the session's thread has taken a worker."""
@@ -286,6 +460,10 @@ class HandlerNovaSonic(HandlerBase):
         context.tools = {tool.spec.name: tool for tool in self.tools}
         context.definitions = self.definitions
         context.lead_s = self.config.pacing_lead_ms / 1000
+        if self.config.local_barge_in:
+            context.detector = VoiceDetector(INPUT_RATE, threshold_db=self.config.barge_in_threshold_db)
+            context.resume_after_s = self.config.barge_in_resume_ms / 1000
+            context.max_hold_s = self.config.barge_in_max_hold_ms / 1000
         return context
 
     def start_context(self, session_context: SessionContext, handler_context: HandlerContext) -> None:
@@ -311,11 +489,13 @@ class HandlerNovaSonic(HandlerBase):
     ) -> None:
         """Pass microphone audio or typed text to the session; never blocks, never raises."""
         # An exception here would kill OAC's pump thread for the rest of the session: log and drop instead.
+        received_at = time.monotonic()
         try:
             assert isinstance(context, NovaSonicContext)
             if inputs.type == ChatDataType.MIC_AUDIO:
                 audio = _mic_audio(context, inputs)
                 if audio is not None:
+                    context.hear(audio, received_at)  # first: a pause should not wait for the send
                     context.send_audio(audio)
             elif inputs.type == ChatDataType.HUMAN_TEXT:
                 text = inputs.data.get_main_data() if inputs.data is not None else None
@@ -391,8 +571,11 @@ def _run_session(context: NovaSonicContext) -> None:
     while not context.stopping.is_set():
         try:
             for event in bridge.poll(timeout=_wait_s(context)):
-                _on_event(context, event)
-            _submit_due_audio(context)
+                with context.pacing_lock:
+                    _on_event(context, event)
+            context.resume_if_unconfirmed()
+            with context.pacing_lock:
+                _submit_due_audio(context)
         except BridgeError:  # the bridge closed: destroy_context, or the session ended fatally (logged already)
             return
         except Exception:  # noqa: BLE001 - a bug: logged, and the session goes on
@@ -402,7 +585,7 @@ def _run_session(context: NovaSonicContext) -> None:
 
 def _wait_s(context: NovaSonicContext) -> float:
     """How long the pacing thread may sleep: until the avatar needs more audio, at most a slice."""
-    if not any(answer.audio or answer.finished for answer in context.answers):
+    if context.hold is not None or not any(answer.audio or answer.finished for answer in context.answers):
         return SLICE_S
     ahead = context.playout_until - time.monotonic()
     return min(SLICE_S, max(0.0, ahead - context.lead_s))
@@ -433,6 +616,7 @@ def _on_event(context: NovaSonicContext, event: SonicEvent) -> None:
         answer.text_started = True
         _submit_text(context, ChatDataType.AVATAR_TEXT, "avatar_text", text, answer.speech_id, end=False)
     elif isinstance(event, Interrupted):
+        context.confirm_barge_in()
         interrupted = context.by_turn.get(event.turn_id)
         if interrupted is not None:
             interrupted.audio.clear()  # what the avatar has not been given is dropped at once
@@ -466,12 +650,17 @@ def _run_tool(context: NovaSonicContext, tool: Tool, call: ToolCall) -> None:
 
 
 def _submit_due_audio(context: NovaSonicContext) -> None:
-    """Hand the avatar what keeps it ``lead_s`` ahead of real time; end finished answers."""
+    """Hand the avatar what keeps it ``lead_s`` ahead of real time; end finished answers.
+
+    Called with `NovaSonicContext.pacing_lock` held. While a barge-in pause holds, no audio is submitted (an
+    answer with none left may still end).
+    """
     now = time.monotonic()
     context.playout_until = max(context.playout_until, now)
+    paused = context.hold is not None
     while context.answers:
         answer = context.answers[0]
-        while answer.audio and context.playout_until - now < context.lead_s:
+        while answer.audio and not paused and context.playout_until - now < context.lead_s:
             chunk = answer.audio.popleft()
             _submit_audio(context, chunk.reshape(1, -1), answer.speech_id, end=False)
             context.playout_until += len(chunk) / OUTPUT_RATE
