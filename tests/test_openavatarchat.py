@@ -3,6 +3,7 @@ threads), with this interpreter as OAC's Python (3.11 in one pass, 3.12 in the o
 the emulator as a subprocess."""
 
 import contextlib
+import json
 import os
 import queue
 import signal
@@ -458,3 +459,44 @@ def test_a_session_that_cannot_connect_is_logged_and_oac_goes_on(
     assert took < 1.5
     errors = [message for level, message in oac_log if level == "ERROR"]
     assert any("oac-denied" in message for message in errors), errors
+
+
+def test_idle_audio_keeps_the_stream_going_and_the_trace_stamps_each_hop(
+    emulator: EmulatorProcess, make_handler: Any, tmp_path: Path
+) -> None:
+    trace_file = tmp_path / "trace.jsonl"
+    handler = make_handler(emulator, idle_audio=True, trace_file=str(trace_file))
+    session = Session(handler, "oac-idle")
+    try:
+        session.speak(np.concatenate([tone(0.6), np.zeros(16000 * 2, np.int16)]), speed=1.0)
+        session.collect(ends(ChatDataType.AVATAR_AUDIO, 1))
+        time.sleep(1.0)  # after the answer: silence goes on
+    finally:
+        session.stop()
+    stamps = [(t, item) for t, item in session.audio_out.stamps if item.data is not None]
+    # From the first bundle on, what was handed over always covers the time elapsed: never a gap in the stream.
+    start = stamps[0][0]
+    handed_s = 0.0
+    for at, item in stamps:
+        assert at - start <= handed_s + 0.1, f"the stream stopped for {(at - start - handed_s) * 1000:.0f} ms"
+        handed_s += item.data.get_main_data().shape[1] / 24000
+    end_marker = next(at for at, item in stamps if item.data.get_meta("avatar_speech_end"))
+    assert stamps[-1][0] - end_marker > 0.8  # and it went on after the answer
+    silence = [item for _, item in stamps if item.data.get_meta("speech_id") == ""]
+    assert len(silence) > 40  # over a second of 20 ms silences around the answer
+    assert all(not item.data.get_main_data().any() for item in silence)
+    # The answer itself is untouched by the silence around it: every sample the service sent, in one speech_id.
+    voiced = [
+        item for _, item in stamps if item.data.get_meta("speech_id") and not item.data.get_meta("avatar_speech_end")
+    ]
+    _, _, assistant = emulator.recording(1)
+    got = np.concatenate([item.data.get_main_data()[0] for item in voiced])
+    assert np.allclose(got, np.frombuffer(assistant, dtype="<i2").astype(np.float32) / 32768, atol=1e-4)
+    lines = [json.loads(line) for line in trace_file.read_text().splitlines()]
+    events = [line["event"] for line in lines]
+    assert {"mic", "answer_audio", "avatar_audio"} <= set(events)
+    assert events.index("answer_audio") < events.index("avatar_audio")
+    mics = [line for line in lines if line["event"] == "mic"]
+    assert sum(line["n"] for line in mics) >= 16000 * 2.6 * 0.9  # the chunks OAC delivered, all stamped
+    assert all(line["session"] == "oac-idle" for line in lines)
+    assert max(line["rms"] for line in mics) > 0.05 > min(line["rms"] for line in mics)

@@ -49,6 +49,7 @@ from novabridge.bridge import SonicBridge, default_worker_python
 from novabridge.emulator import published
 from novabridge.exceptions import BridgeError
 from novabridge.openavatarchat._log import logger
+from novabridge.openavatarchat.trace import HopTrace
 from novabridge.pool import WorkerPool
 from novabridge.protocol import (
     NOVA_2_SONIC,
@@ -70,6 +71,10 @@ INPUT_RATE = 16000
 OUTPUT_RATE = 24000
 END_MARKER_SAMPLES = 240
 SLICE_S = 0.02
+IDLE_LEAD_S = 0.04
+SILENCE = np.zeros((1, round(SLICE_S * OUTPUT_RATE)), np.float32)
+"""With ``idle_audio``, the silence kept queued ahead of real time between answers: enough to ride out OAC's 30 ms
+pump polls, and all an answer's first audio can wait behind."""
 """Audio is handed to the avatar in slices of this length, so the pacing lead is kept to within a slice."""
 STOP_TIMEOUT_S = 0.9
 """What `destroy_context` may spend: joining the pacing thread and closing the bridge."""
@@ -125,6 +130,13 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     real time), so after a barge-in it still plays: the smaller, the sooner the pause is heard. OAC's pump threads
     poll their queues every 30 ms, so the lead must stay above that, with room for this thread's own wake-ups
     (see `PACING_LEAD_MS` for the measurement behind the default)."""
+    idle_audio: bool = False
+    """Hand the avatar silence between answers, so the audio stream to the page never stops. OAC's WebRTC client
+    (fastrtc) stamps audio by the samples it has sent, so after a pause in the stream the browser sees packets
+    arriving seconds later than their stamps say and grows its jitter buffer: measured in Chromium, from 40 ms at the
+    first answer to 544 ms two answers later, every bit of it added to the avatar's latency and to what plays after
+    a barge-in. Turn it on when the page plays this handler's audio as it is (``PortraitAvatar``, or no avatar);
+    leave it off for an avatar that re-emits the audio with its own video (LiteAvatar, MuseTalk, LAM)."""
     local_barge_in: bool = True
     """Pause the answer at the onset of the user's voice on the microphone, before Nova Sonic confirms the barge-in.
     Needs echo cancellation on the microphone (browsers apply it to WebRTC audio), or the avatar's own voice
@@ -141,6 +153,8 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     barge_in_max_hold_ms: float = Field(1500.0, ge=100.0, le=10000.0)
     """The longest a pause waits for confirmation while the voice goes on (about three times the service's
     confirmation time): a voice Nova Sonic takes no notice of by then (another person, a TV) is not a barge-in."""
+    trace_file: str | None = None
+    """A file to append per-hop timings to, as JSON lines (`novabridge.openavatarchat.trace`); None: none kept."""
 
     @model_validator(mode="after")
     def _one_endpoint(self) -> Self:
@@ -214,6 +228,8 @@ class _Answer:
     speech_id: str
     audio: collections.deque[np.ndarray[Any, Any]] = field(default_factory=collections.deque)
     text_started: bool = False
+    audio_received: bool = False
+    audio_submitted: bool = False
     finished: bool = False
     """The service ended the turn: once its audio is out, the end markers follow."""
 
@@ -298,6 +314,8 @@ class NovaSonicContext(HandlerContext):
         """The user's voice on the microphone (None: ``local_barge_in`` is off); fed on OAC's pump thread."""
         self.resume_after_s = 0.4
         self.max_hold_s = 1.5
+        self.idle_audio = False
+        self.trace = HopTrace(None)
         self.pacing_lock = threading.Lock()
         """Held by the pacing thread while it changes the answers or submits, and by `handle` to pause them: once
         `handle` has paused, nothing more is submitted. Never held for longer than a submission."""
@@ -348,9 +366,11 @@ class NovaSonicContext(HandlerContext):
             self.hold = _Hold(paused_at=now)
             self._pauses += 1
             self._onset_to_pause.add(heard_s + (now - received_at))
+        self.trace.mark("local_pause", self.session_id)
 
     def confirm_barge_in(self) -> None:
         """The service's ``Interrupted`` (the pacing thread, holding `pacing_lock`): a pause in place was right."""
+        self.trace.mark("interrupted", self.session_id, paused=self.hold is not None)
         if self.hold is None:
             self._unpaused_interruptions += 1
             return
@@ -375,6 +395,7 @@ class NovaSonicContext(HandlerContext):
                 return
             self.hold = None
             self._false += 1
+        self.trace.mark("local_resume", self.session_id)
         sound = f"{hold.voiced_s * 1000:.0f} ms of sound" if hold.voice_ended_at is not None else "a voice going on"
         logger.info(
             f"Nova Sonic session {self.session_id}: false barge-in ({sound}, not confirmed by the service in "
@@ -414,6 +435,7 @@ class HandlerNovaSonic(HandlerBase):
         self.pool: WorkerPool | None = None
         self.worker_python = ""
         self.definitions = _output_definitions()
+        self.trace = HopTrace(None)
 
     def get_handler_info(self) -> HandlerBaseInfo:
         """The config model; OAC sets the name from the YAML key."""
@@ -429,6 +451,7 @@ class HandlerNovaSonic(HandlerBase):
         self.pool = WorkerPool.for_python(self.worker_python)
         self.pool.spare = max(self.pool.spare, self.config.spare_workers)
         self.pool.warm_up()
+        self.trace = HopTrace(Path(self.config.trace_file).expanduser() if self.config.trace_file else None)
         endpoint = self.sonic_config.endpoint_uri or "Bedrock"
         if self.config.emulator:
             endpoint = f"the emulator at {endpoint} (found again for each session)"
@@ -460,6 +483,8 @@ class HandlerNovaSonic(HandlerBase):
         context.tools = {tool.spec.name: tool for tool in self.tools}
         context.definitions = self.definitions
         context.lead_s = self.config.pacing_lead_ms / 1000
+        context.idle_audio = self.config.idle_audio
+        context.trace = self.trace
         if self.config.local_barge_in:
             context.detector = VoiceDetector(INPUT_RATE, threshold_db=self.config.barge_in_threshold_db)
             context.resume_after_s = self.config.barge_in_resume_ms / 1000
@@ -494,6 +519,11 @@ class HandlerNovaSonic(HandlerBase):
             assert isinstance(context, NovaSonicContext)
             if inputs.type == ChatDataType.MIC_AUDIO:
                 audio = _mic_audio(context, inputs)
+                if audio is not None and context.trace.enabled:
+                    level = float(
+                        np.sqrt(np.mean(np.square(pcm.to_float32(audio) if audio.dtype == np.int16 else audio)))
+                    )
+                    context.trace.mark("mic", context.session_id, ts=inputs.timestamp[0], n=len(audio), rms=level)
                 if audio is not None:
                     context.hear(audio, received_at)  # first: a pause should not wait for the send
                     context.send_audio(audio)
@@ -521,6 +551,7 @@ class HandlerNovaSonic(HandlerBase):
         """Stop the warm workers (OAC's shutdown)."""
         if self.pool is not None:
             self.pool.close()
+        self.trace.close()
 
 
 def _mic_audio(context: NovaSonicContext, inputs: ChatData) -> np.ndarray[Any, Any] | None:
@@ -603,6 +634,9 @@ def _on_event(context: NovaSonicContext, event: SonicEvent) -> None:
     if isinstance(event, AudioOut):
         samples = pcm.to_float32(np.frombuffer(event.pcm, dtype="<i2"))
         answer = _answer(context, event.turn_id)
+        if not answer.audio_received:
+            answer.audio_received = True
+            context.trace.mark("answer_audio", context.session_id, speech_id=answer.speech_id)
         step = round(SLICE_S * OUTPUT_RATE)
         for offset in range(0, len(samples), step):
             answer.audio.append(samples[offset : offset + step])
@@ -652,8 +686,9 @@ def _run_tool(context: NovaSonicContext, tool: Tool, call: ToolCall) -> None:
 def _submit_due_audio(context: NovaSonicContext) -> None:
     """Hand the avatar what keeps it ``lead_s`` ahead of real time; end finished answers.
 
-    Called with `NovaSonicContext.pacing_lock` held. While a barge-in pause holds, no audio is submitted (an
-    answer with none left may still end).
+    Called with `NovaSonicContext.pacing_lock` held. While a barge-in pause holds, no audio of an answer is
+    submitted (an answer with none left may still end). With ``idle_audio``, silence fills in whenever nothing else
+    keeps the avatar `IDLE_LEAD_S` ahead.
     """
     now = time.monotonic()
     context.playout_until = max(context.playout_until, now)
@@ -663,14 +698,21 @@ def _submit_due_audio(context: NovaSonicContext) -> None:
         while answer.audio and not paused and context.playout_until - now < context.lead_s:
             chunk = answer.audio.popleft()
             _submit_audio(context, chunk.reshape(1, -1), answer.speech_id, end=False)
+            if not answer.audio_submitted:
+                answer.audio_submitted = True
+                context.trace.mark("avatar_audio", context.session_id, speech_id=answer.speech_id)
             context.playout_until += len(chunk) / OUTPUT_RATE
         if answer.audio or not answer.finished:
-            return
+            break
         _submit_audio(context, np.zeros((1, END_MARKER_SAMPLES), np.float32), answer.speech_id, end=True)
         if answer.text_started:
             _submit_text(context, ChatDataType.AVATAR_TEXT, "avatar_text", "", answer.speech_id, end=True)
         context.answers.popleft()
         context.by_turn = {turn: a for turn, a in context.by_turn.items() if a is not answer}
+    if context.idle_audio:
+        while context.playout_until - now < IDLE_LEAD_S:  # nothing else is due: silence keeps the stream going
+            _submit_audio(context, SILENCE, "", end=False)
+            context.playout_until += SILENCE.shape[1] / OUTPUT_RATE
 
 
 def _submit_audio(context: NovaSonicContext, audio: np.ndarray[Any, Any], speech_id: str, *, end: bool) -> None:
