@@ -5,9 +5,11 @@
 //   heard:  the RMS of the remote stream's audio, with whether the page's <video> element (which plays it) is
 //           playing: audio counts as heard only while it is;
 //   texts:  what arrives on the page's data channels;
+//   jitter: the browser's audio jitter buffer every 500 ms (its cumulative delay and target delay in seconds and
+//           the samples they cover: differences give the delay over each interval);
 //   events: peer connection and media element milestones.
 (() => {
-  const log = { timeOrigin: performance.timeOrigin, mic: [], heard: [], texts: [], events: [] };
+  const log = { timeOrigin: performance.timeOrigin, mic: [], heard: [], texts: [], events: [], jitter: [] };
   window.__novabridgeProbe = log;
   const now = () => performance.now();
   let audioContext = null;
@@ -32,6 +34,13 @@
       super(...args);
       log.events.push([now(), 'peer-connection']);
       this.addEventListener('connectionstatechange', () => log.events.push([now(), 'pc-' + this.connectionState]));
+      setInterval(async () => {
+        const stats = await this.getStats();
+        stats.forEach((r) => {
+          if (r.type !== 'inbound-rtp' || r.kind !== 'audio' || !r.jitterBufferEmittedCount) return;
+          log.jitter.push([now(), r.jitterBufferDelay, r.jitterBufferTargetDelay, r.jitterBufferEmittedCount]);
+        });
+      }, 500);
       this.addEventListener('track', (event) => {
         if (event.track.kind !== 'audio') return;
         log.events.push([now(), 'remote-audio-track']);

@@ -41,8 +41,10 @@ TAIL_S = 8.0
 ENDPOINTING_S = 0.45
 THINK_S = 0.2
 """The emulator's settings: silence that ends a user turn, and time from then to the answer's first audio."""
-QUIET_BOUND_S = 0.6
+QUIET_BOUND_S = 0.4
 """The page must be quiet this soon after the user's voice starts over an answer (the goal is 0.25 s)."""
+CLICK_S = 0.025
+CLICK_AFTER_S = 2.5
 ANSWER_BOUND_S = 3.0
 """Each answer must be heard this soon after the end of the user's speech."""
 SPARE_WORKERS = 1
@@ -91,6 +93,14 @@ class Results:
     recording: list[dict[str, float]] = field(default_factory=list)
     leaks: dict[str, Any] = field(default_factory=dict)
     log_lines_above_info: list[str] = field(default_factory=list)
+    hops: list[dict[str, float]] = field(default_factory=list)
+    """Per turn, where the time from the end of the user's speech to the first audio heard went (seconds)."""
+    barge_in_hops: dict[str, float] = field(default_factory=dict)
+    oac_pump_delay_s: dict[str, float] = field(default_factory=dict)
+    false_barge_in: dict[str, Any] = field(default_factory=dict)
+    jitter_buffer_delay_s: dict[str, float] = field(default_factory=dict)
+    """The browser's audio jitter buffer delay over 500 ms intervals: at the first answer, at the end, the most."""
+    """How long microphone chunks waited in OpenAvatarChat between its WebRTC track and the handler."""
     failures: list[str] = field(default_factory=list)
 
 
@@ -165,13 +175,17 @@ class LoggedProcess:
 # ------------------------------------------------------------------------------------------------------ set-up
 
 
-def user_wav(out: Path) -> tuple[np.ndarray, list[Turn]]:
-    """The user's side: the demo's three utterances in a synthetic voice after `LEAD_S` of silence."""
+def user_wav(out: Path) -> tuple[np.ndarray, list[Turn], float]:
+    """The user's side: the demo's three utterances in a synthetic voice after `LEAD_S` of silence, and a click.
+
+    The click (`CLICK_S` long, `CLICK_AFTER_S` after the first utterance: during the first answer) is the false
+    barge-in: loud enough for the handler's voice detector, too short for Nova Sonic's. Returns the audio, the turns
+    and where the click is (WAV seconds).
+    """
     from novabridge.demo import DEMO_TURNS, demo_user_audio, write_wav
 
     speech = demo_user_audio()
     audio = np.concatenate([np.zeros(round(LEAD_S * RATE), np.int16), speech])
-    write_wav(out / "user.wav", audio, RATE)
     segments = analysis.voice_segments(audio, RATE)
     if len(segments) != len(DEMO_TURNS):
         raise Failed(f"the user WAV has {len(segments)} utterances, the script {len(DEMO_TURNS)}")
@@ -179,7 +193,12 @@ def user_wav(out: Path) -> tuple[np.ndarray, list[Turn]]:
         Turn(user_text=said, answer_text=answer, wav_start_s=s.start_s, wav_end_s=s.end_s)
         for (said, answer), s in zip(DEMO_TURNS, segments, strict=True)
     ]
-    return audio, turns
+    click_s = turns[0].wav_end_s + CLICK_AFTER_S
+    start = round(click_s * RATE)
+    click = np.sin(np.arange(round(CLICK_S * RATE)) * 2 * np.pi * 900 / RATE) * 0.5 * 32767
+    audio[start : start + len(click)] = click.astype(np.int16)
+    write_wav(out / "user.wav", audio, RATE)
+    return audio, turns, click_s
 
 
 def novabridge(*args: str, env: dict[str, str]) -> str:
@@ -202,6 +221,9 @@ def prepare_checkout(oac_dir: Path, out: Path, worker_python: str, env: dict[str
     # The run's own choices: the emulator's voice, a port known in advance, one spare worker to count.
     text = re.sub(r"(?m)^(\s+spare_workers:) \d+", rf"\1 {SPARE_WORKERS}", text)
     text = re.sub(r"(?m)^(\s+port:) \d+", rf"\1 {PORT}", text)
+    # Per-hop timings of the handler, for the latency breakdown.
+    handler = "        module: nova_sonic/handler_novasonic\n"
+    text = text.replace(handler, f'{handler}        trace_file: "{out / "trace.jsonl"}"\n')
     config.write_text(text)
     return config
 
@@ -332,6 +354,109 @@ def page_clock_turns(probe: dict[str, Any], audio: np.ndarray, turns: list[Turn]
     results.turns = turns
 
 
+def read_trace(path: Path) -> list[dict[str, Any]]:
+    """The handler's per-hop trace (`novabridge.openavatarchat.trace`), in order."""
+    if not path.exists():
+        raise Failed(f"the handler wrote no trace to {path}")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def hop_breakdown(trace: list[dict[str, Any]], probe: dict[str, Any], audio: np.ndarray, results: Results) -> None:
+    """Split each turn's latency into the hops before, inside and after the handler, on the wall clock.
+
+    The page's clock becomes the wall clock through ``performance.timeOrigin``; the handler stamps with
+    ``time.time()``. The microphone chunks the handler received are placed in the user's WAV by their content
+    (aligned like the page's meter), so the handler's moment for any WAV position is known.
+    """
+    mics = [e for e in trace if e["event"] == "mic"]
+    if not mics or not results.turns:
+        raise Failed("the trace has no microphone chunks")
+    page_to_wall = probe["timeOrigin"] / 1000
+    jitter = np.asarray(probe["jitter"], dtype=np.float64).reshape(-1, 4)
+    emitted = np.diff(jitter[:, 3])
+    if emitted.size and (emitted > 0).any():
+        recent = np.diff(jitter[:, 1])[emitted > 0] / emitted[emitted > 0]
+        results.jitter_buffer_delay_s = {
+            "first": float(recent[0]),
+            "last": float(recent[-1]),
+            "max": float(recent.max()),
+        }
+    # Chunk i holds WAV samples [start_i, start_i + n_i) where start_i = cumulative + shift; find shift by content.
+    ends = np.cumsum([e["n"] for e in mics])
+    rms = np.array([e["rms"] for e in mics])
+    arrival = np.array([e["t"] for e in mics])
+    shift_s, correlation = analysis.align(
+        analysis.envelope(audio, RATE), (ends - np.array([e["n"] for e in mics])) / RATE, rms, max_lag_s=LEAD_S + 10
+    )
+    if correlation < 0.8:
+        raise Failed(f"the handler's microphone chunks do not follow the WAV (correlation {correlation:.2f})")
+
+    def at_handler(wav_s: float) -> float:
+        """When the handler had the WAV's audio up to ``wav_s``."""
+        index = int(np.searchsorted(ends / RATE, wav_s + shift_s, side="left"))
+        return float(arrival[min(index, len(arrival) - 1)])
+
+    page_offset = results.turns[0].speech_start_s - results.turns[0].wav_start_s
+    answers = [e for e in trace if e["event"] == "answer_audio"]
+    handed = [e for e in trace if e["event"] == "avatar_audio"]
+    for turn in results.turns:
+        decided_wav_s = turn.wav_end_s + ENDPOINTING_S  # the audio the service needs to end the turn
+        at_mic = page_to_wall + page_offset + decided_wav_s
+        at_handler_s = at_handler(decided_wav_s)
+        answer = next((e["t"] for e in answers if e["t"] > at_handler_s), None)
+        avatar = next((e["t"] for e in handed if answer is not None and e["t"] >= answer), None)
+        if answer is None or avatar is None or turn.first_heard_s is None:
+            continue
+        results.hops.append(
+            {
+                "browser_to_handler": at_handler_s - at_mic,
+                "handler_to_answer_less_think": answer - at_handler_s - THINK_S,
+                "pacing": avatar - answer,
+                "avatar_to_heard": page_to_wall + turn.first_heard_s - avatar,
+                "overhead": (turn.overhead_s or 0.0),
+            }
+        )
+    # OAC stamps each chunk when its WebRTC track delivers it (monotonic, samples since the session's input began);
+    # the least gap to the handler's stamp is the clock offset, the rest is the wait in OAC's queues and pumps.
+    waits = arrival - np.array([e["ts"] for e in mics]) / RATE
+    waits -= waits.min()
+    results.oac_pump_delay_s = {"p50": float(np.percentile(waits, 50)), "p99": float(np.percentile(waits, 99))}
+    barge = next((t for t in results.turns if t.quiet_s is not None), None)
+    if barge is not None and barge.quiet_s is not None:
+        onset_wall = page_to_wall + barge.speech_start_s
+        onset_at_handler = at_handler(barge.wav_start_s)
+        pause = next((e["t"] for e in trace if e["event"] == "local_pause" and e["t"] > onset_wall), None)
+        results.barge_in_hops = {
+            "browser_to_handler": onset_at_handler - onset_wall,
+            "quiet": barge.quiet_s - barge.speech_start_s,
+        }
+        if pause is not None:
+            results.barge_in_hops["handler_to_pause"] = pause - onset_at_handler
+            results.barge_in_hops["pause_to_quiet"] = page_to_wall + barge.quiet_s - pause
+
+
+def check_false_barge_in(trace: list[dict[str, Any]], probe: dict[str, Any], click_s: float, results: Results) -> None:
+    """The click during answer 1: if the handler paused for it, the pause lifted and answer 1 went on uncut."""
+    first, second = results.turns[0], results.turns[1]
+    click_wall = probe["timeOrigin"] / 1000 + first.speech_start_s - first.wav_start_s + click_s
+    pauses = [e["t"] for e in trace if e["event"] == "local_pause" and click_wall - 0.5 < e["t"] < click_wall + 1.0]
+    resumes = [e["t"] for e in trace if e["event"] == "local_resume" and pauses and e["t"] > pauses[0]]
+    heard = analysis.heard_segments([(t / 1000, rms, playing) for t, rms, playing in probe["heard"]], min_gap_s=1.0)
+    answer = next((s for s in heard if first.first_heard_s is not None and s.end_s > first.first_heard_s), None)
+    results.false_barge_in = {
+        "paused": bool(pauses),
+        "resumed": bool(resumes),
+        "pause_s": (resumes[0] - pauses[0]) if pauses and resumes else None,
+        "answer_1_heard_s": (answer.end_s - answer.start_s) if answer is not None else None,
+    }
+    if first.interrupted:
+        results.failures.append("the click cut answer 1: a false barge-in ended it")
+    if pauses and not resumes:
+        results.failures.append("the handler paused answer 1 for the click and never resumed it")
+    if answer is None or answer.end_s > second.speech_start_s:
+        results.failures.append("answer 1 was not heard whole before the user's next turn")
+
+
 def check_turns(probe: dict[str, Any], results: Results) -> None:
     """Each answer heard soon and shown with its question; the barge-in cut answer 2 and the page went quiet."""
     page_text = probe["page_text"]
@@ -407,6 +532,11 @@ def check_teardown(server: LoggedProcess, states: dict[str, dict[str, Any]], res
 # ------------------------------------------------------------------------------------------------------ report
 
 
+def ms(seconds: float | None) -> str:
+    """Seconds shown in whole milliseconds."""
+    return "n/a" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
 def report(results: Results, out: Path) -> str:
     """Write `report.md` (returned) and `results.json`."""
     lines = [
@@ -419,11 +549,47 @@ def report(results: Results, out: Path) -> str:
         lines.append(
             f"| {number} | {turn.user_text} | {latency} | {overhead} | {'yes' if turn.interrupted else 'no'} |"
         )
-    quiet = results.barge_in_to_quiet_s
+    if results.hops:
+        lines += [
+            "",
+            (
+                "| turn | browser to handler | handler to answer audio (bridge, SDK, service; less think) | pacing "
+                "| handler to heard in the page | overhead |"
+            ),
+            "|---|--:|--:|--:|--:|--:|",
+        ]
+        for number, hop in enumerate(results.hops, 1):
+            lines.append(
+                f"| {number} | {ms(hop['browser_to_handler'])} | {ms(hop['handler_to_answer_less_think'])} "
+                f"| {ms(hop['pacing'])} | {ms(hop['avatar_to_heard'])} | {ms(hop['overhead'])} |"
+            )
     lines.append("")
-    lines.append(
-        f"User's voice onset over answer 2 to quiet in the page: {quiet * 1000:.0f} ms" if quiet else "No barge-in"
-    )
+    lines.append(f"User's voice onset over answer 2 to quiet in the page: {ms(results.barge_in_to_quiet_s)}")
+    barge = results.barge_in_hops
+    if barge:
+        lines.append(
+            f"  browser to handler {ms(barge.get('browser_to_handler'))}, handler to pause "
+            f"{ms(barge.get('handler_to_pause'))}, pause to quiet in the page {ms(barge.get('pause_to_quiet'))}"
+        )
+    click = results.false_barge_in
+    if click:
+        lines.append(
+            f"Click during answer 1 (a false barge-in): paused {'yes' if click['paused'] else 'no'}, resumed "
+            f"{'yes' if click['resumed'] else 'no'} after {ms(click['pause_s'])}; answer 1 heard for "
+            f"{ms(click['answer_1_heard_s'])}"
+        )
+    pumps = results.oac_pump_delay_s
+    if pumps:
+        lines.append(
+            f"Microphone chunks waiting in OpenAvatarChat (track to handler): p50 {ms(pumps['p50'])}, "
+            f"p99 {ms(pumps['p99'])}"
+        )
+    buffer = results.jitter_buffer_delay_s
+    if buffer:
+        lines.append(
+            f"Browser jitter buffer delay: {ms(buffer['first'])} at first, {ms(buffer['last'])} at the end, "
+            f"{ms(buffer['max'])} at most"
+        )
     lines.append(f"Emulator: endpointing {ENDPOINTING_S * 1000:.0f} ms, think {THINK_S * 1000:.0f} ms")
     text = "\n".join(lines) + "\n"
     (out / "report.md").write_text(text)
@@ -481,7 +647,7 @@ def main() -> int:
     home.mkdir()
     env = dict(os.environ, HOME=str(home))
     results = Results()
-    audio, turns = user_wav(out)
+    audio, turns, click_s = user_wav(out)
     config = prepare_checkout(args.oac_dir.resolve(), out, args.worker_python, env)
     try:
         with (
@@ -500,6 +666,9 @@ def main() -> int:
         page_clock_turns(probe, audio, turns, results)
         check_turns(probe, results)
         check_recording(records, audio, turns, results)
+        trace = read_trace(out / "trace.jsonl")
+        hop_breakdown(trace, probe, audio, results)
+        check_false_barge_in(trace, probe, click_s, results)
         draw(results, probe, audio, out)
     except Failed as failure:
         results.failures.append(str(failure))
