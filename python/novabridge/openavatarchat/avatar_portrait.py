@@ -231,7 +231,12 @@ def use_openable_h264_encoder(opens: Callable[[str], bool] = h264_encoder_opens)
 
 
 def _send_frames(context: PortraitAvatarContext) -> None:
-    """Submit a frame every 1/fps on a fixed schedule; a late tick is skipped, never sent in a burst."""
+    """Submit exactly ``fps`` frames a second, on the wall clock; frames due while this thread was held up go at once.
+
+    OAC's WebRTC client stamps video frames by their count (1/fps apart), not by the clock. A skipped frame would
+    put the stamps behind real time for good, and the browser, which plays audio and video of one stream in sync,
+    would hold the voice back to match the lagging video.
+    """
     assert context.frames is not None
     assert context.definition is not None
     tick_s = 1.0 / context.fps
@@ -243,7 +248,7 @@ def _send_frames(context: PortraitAvatarContext) -> None:
         if due > now:
             context.stopping.wait(due - now)
             continue
-        ticks = max(ticks + 1, int((now - started) / tick_s))
+        ticks += 1
         blink = (now - started) % BLINK_EVERY_S < BLINK_S
         frame = context.frames.frame(context.envelope.level_at(now), blink=blink)
         try:
