@@ -4,6 +4,7 @@ the emulator as a subprocess."""
 
 import contextlib
 import json
+import math
 import os
 import queue
 import signal
@@ -35,6 +36,7 @@ from chat_engine.data_models.chat_engine_config_data import (
 )
 from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBundleDefinition, DataBundleEntry
 from chat_engine.data_models.session_info_data import IOQueueType, SessionInfoData
+from novabridge.emulator.voice import synthesize
 from novabridge.openavatarchat.handler_novasonic import HandlerNovaSonic, NovaSonicConfig, NovaSonicContext
 
 FRAME = 960  # what OAC's RTC client delivers: 60 ms at 16 kHz
@@ -276,6 +278,42 @@ def test_a_barge_in_leaves_at_most_the_pacing_lead_of_stale_audio(
     # Audio handed to the avatar but not yet played when the answer was cut: at most the lead and a slice.
     assert stale_s <= 0.1 + 0.02 + 0.03, (submitted_s, played_s)
     assert submitted_s < 6.0  # far less than the whole answer
+
+
+def test_an_interrupted_answer_shows_only_the_words_it_spoke(tmp_path: Path, make_handler: Any) -> None:
+    # The emulator sends each sentence's text ahead of its audio, and the audio at 4x real time: when the user cuts
+    # in a second into the answer, the words of several sentences have arrived that the avatar never says.
+    sentence = "One two three four."
+    scenario = tmp_path / "short.json"
+    scenario.write_text(json.dumps({"turns": [{"assistant": f"{sentence} " * 12}]}))
+    emulator = EmulatorProcess(tmp_path / "recordings", "--scenario", str(scenario), "--speed", "4")
+    try:
+        handler = make_handler(emulator)
+        session = Session(handler, "oac-words")
+        try:
+            session.speak(np.concatenate([tone(0.6), np.zeros(8000, np.int16)]), speed=1.0)
+            session.collect(lambda seen: len(audio_of(seen)) >= 50)  # a second of the answer handed over
+            session.speak(np.concatenate([tone(0.6), np.zeros(8000, np.int16)]), speed=1.0)
+            session.collect(ends(ChatDataType.AVATAR_AUDIO, 1))
+            session.collect(ends(ChatDataType.AVATAR_TEXT, 1))
+        finally:
+            session.stop()
+        recording, _, _ = emulator.recording(1)
+    finally:
+        emulator.stop()
+    turn = recording["turns"][0]  # type: ignore[index]
+    assert turn["interrupted"]
+    first = audio_of(session.seen)[0][0]
+    handed_s = sum(a.shape[1] for sid, a, end in audio_of(session.seen) if not end and sid == first) / 24000
+    sentence_s = len(synthesize(sentence, voice="matthew", rate=24000)) / 2 / 24000
+    texts = [
+        s.data
+        for s in session.seen
+        if s.type == ChatDataType.AVATAR_TEXT and s.data is not None and s.data.get_meta("speech_id") == first
+    ]
+    shown = "".join(str(t.get_main_data()) for t in texts)
+    assert 1 <= shown.count(sentence) <= math.ceil(handed_s / sentence_s), (shown, handed_s, sentence_s)
+    assert texts[-1].get_meta("avatar_text_end")  # and the answer's text is ended all the same
 
 
 def test_typed_text_is_answered(emulator: EmulatorProcess, make_handler: Any) -> None:

@@ -227,6 +227,11 @@ class _Answer:
 
     speech_id: str
     audio: collections.deque[np.ndarray[Any, Any]] = field(default_factory=collections.deque)
+    texts: collections.deque[tuple[int, str]] = field(default_factory=collections.deque)
+    """The answer's words not shown yet, each with the slice of audio it precedes: words appear as they are spoken,
+    and those of audio a barge-in dropped never appear."""
+    slices_received: int = 0
+    slices_submitted: int = 0
     text_started: bool = False
     audio_received: bool = False
     audio_submitted: bool = False
@@ -640,20 +645,20 @@ def _on_event(context: NovaSonicContext, event: SonicEvent) -> None:
         step = round(SLICE_S * OUTPUT_RATE)
         for offset in range(0, len(samples), step):
             answer.audio.append(samples[offset : offset + step])
+            answer.slices_received += 1
     elif isinstance(event, Transcript) and event.role == "USER" and event.stage is Stage.FINAL:
         speech_id = str(uuid.uuid4())
         _submit_text(context, ChatDataType.HUMAN_TEXT, "human_text", event.text, speech_id, end=False)
         _submit_text(context, ChatDataType.HUMAN_TEXT, "human_text", "", speech_id, end=True)
     elif isinstance(event, Transcript) and event.role == "ASSISTANT" and event.stage is Stage.SPECULATIVE:
         answer = _answer(context, event.turn_id)
-        text = event.text if not answer.text_started else " " + event.text
-        answer.text_started = True
-        _submit_text(context, ChatDataType.AVATAR_TEXT, "avatar_text", text, answer.speech_id, end=False)
+        answer.texts.append((answer.slices_received, event.text))  # shown when its audio starts playing
     elif isinstance(event, Interrupted):
         context.confirm_barge_in()
         interrupted = context.by_turn.get(event.turn_id)
         if interrupted is not None:
-            interrupted.audio.clear()  # what the avatar has not been given is dropped at once
+            interrupted.audio.clear()  # what the avatar has not been given is dropped at once, and its words
+            interrupted.texts.clear()
             interrupted.finished = True
     elif isinstance(event, TurnEnd):
         ended = context.by_turn.get(event.turn_id)
@@ -697,13 +702,16 @@ def _submit_due_audio(context: NovaSonicContext) -> None:
         answer = context.answers[0]
         while answer.audio and not paused and context.playout_until - now < context.lead_s:
             chunk = answer.audio.popleft()
+            _show_text(context, answer, answer.slices_submitted)
             _submit_audio(context, chunk.reshape(1, -1), answer.speech_id, end=False)
+            answer.slices_submitted += 1
             if not answer.audio_submitted:
                 answer.audio_submitted = True
                 context.trace.mark("avatar_audio", context.session_id, speech_id=answer.speech_id)
             context.playout_until += len(chunk) / OUTPUT_RATE
         if answer.audio or not answer.finished:
             break
+        _show_text(context, answer, answer.slices_received)  # words after the last audio, or of a text-only answer
         _submit_audio(context, np.zeros((1, END_MARKER_SAMPLES), np.float32), answer.speech_id, end=True)
         if answer.text_started:
             _submit_text(context, ChatDataType.AVATAR_TEXT, "avatar_text", "", answer.speech_id, end=True)
@@ -713,6 +721,15 @@ def _submit_due_audio(context: NovaSonicContext) -> None:
         while context.playout_until - now < IDLE_LEAD_S:  # nothing else is due: silence keeps the stream going
             _submit_audio(context, SILENCE, "", end=False)
             context.playout_until += SILENCE.shape[1] / OUTPUT_RATE
+
+
+def _show_text(context: NovaSonicContext, answer: _Answer, upto: int) -> None:
+    """Hand the avatar the answer's words that precede audio slice ``upto``."""
+    while answer.texts and answer.texts[0][0] <= upto:
+        _, text = answer.texts.popleft()
+        shown = text if not answer.text_started else " " + text
+        answer.text_started = True
+        _submit_text(context, ChatDataType.AVATAR_TEXT, "avatar_text", shown, answer.speech_id, end=False)
 
 
 def _submit_audio(context: NovaSonicContext, audio: np.ndarray[Any, Any], speech_id: str, *, end: bool) -> None:
