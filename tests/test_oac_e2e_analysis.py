@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from e2e.openavatarchat import analysis
 
 RATE = 16000
