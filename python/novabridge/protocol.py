@@ -48,7 +48,15 @@ VOICES: dict[str, frozenset[str]] = {
 }
 
 TEXT_INPUT_LIMIT_BYTES = 1024
+"""One ``textInput`` holds at most 1 KB of text (Nova 2 user guide, "Managing chat history")."""
 HISTORY_LIMIT_BYTES = 40 * 1024
+"""The chat history given to a new stream is at most 40 KB in all (Nova 2 user guide, "Managing chat history")."""
+EVENT_LIMIT_BYTES = 1_000_000
+"""The largest input event: ``BidirectionalInputPayloadPart.bytes`` has a maximum length of 1,000,000 (Amazon
+Bedrock API Reference)."""
+TOOL_RESULT_LIMIT_BYTES = EVENT_LIMIT_BYTES - 1024
+"""The largest tool result, counted as it travels (its JSON text as the toolResult event's escaped content string):
+the event's names and fields keep 1 KB of the event limit."""
 
 
 class ProtocolError(ValueError):

@@ -145,6 +145,25 @@ async def test_instability_fails_the_stream_after_s(emulator: Emulator, connect:
     assert 0.3 <= recording.closed_at - recording.opened_at < 1.5
 
 
+async def test_reject_input_refuses_the_first_input_after_s(emulator: Emulator, connect: ClientFactory) -> None:
+    emulator.inject("reject-input", after_s=0.3)
+    client = await connect()
+    await client.start_conversation(P)
+    started = time.monotonic()
+    await client.stream_audio(silence(1.0), speed=1.0)  # one 32 ms frame at a time, in real time
+    error = await client.wait_closed(timeout=5)
+    assert isinstance(error, ValidationException), repr(error)
+    assert error.message == Message.INVALID_INPUT
+    recording = emulator.recordings[0]
+    assert recording.error == ("validationException", Message.INVALID_INPUT, "fault reject-input: audioInput")
+    assert recording.closed_at is not None
+    assert 0.3 <= recording.closed_at - recording.opened_at < 1.0
+    # The frames before the deadline were taken; the refused one and any after it were not.
+    taken_s = len(recording.user_audio) / 32000
+    assert 0.2 <= taken_s <= time.monotonic() - started
+    assert emulator.faults.pending() == []
+
+
 async def test_expire_times_the_model_out_after_s(emulator: Emulator, connect: ClientFactory) -> None:
     emulator.inject("expire", after_s=0.3)
     client = await connect()
@@ -532,6 +551,7 @@ def test_fault_parse_reads_kind_and_parameters() -> None:
     assert Fault.parse("model-stream-error:after_chunks=3,count=2") == Fault(
         FaultKind.MODEL_STREAM_ERROR, count=2, after_chunks=3
     )
+    assert Fault.parse("reject-input:after_s=2") == Fault(FaultKind.REJECT_INPUT, after_s=2.0)
     with pytest.raises(ValueError, match="unknown fault"):
         Fault.parse("meltdown")
     with pytest.raises(ValueError, match="expected one of"):

@@ -6,6 +6,7 @@ which rule fired. The positive controls send well-formed conversations at the li
 """
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -388,12 +389,10 @@ async def test_chat_history_over_40_kb_is_rejected_when_audio_starts(
     assert recording.input_events[-1] == ev.audio_start(P, "audio")
 
 
-@pytest.mark.parametrize(
-    "content", [pytest.param("sunny, 20 degrees", id="not-json"), pytest.param({"temp": 20}, id="object-not-string")]
-)
-async def test_a_tool_result_that_is_not_a_json_string_is_a_parse_error(
-    make_emulator: EmulatorFactory, connect: ClientFactory, content: Any
-) -> None:
+async def asked_for_the_weather(
+    make_emulator: EmulatorFactory, connect: ClientFactory
+) -> tuple[Emulator, SonicTestClient, str]:
+    """A stream whose first spoken turn asks for getWeather: the emulator, the client, and the toolUseId."""
     scenario = Scenario(turns=(Turn(assistant="It is {result[temp]} degrees.", tool=ToolCall("getWeather", {})),))
     emulator = await make_emulator(scenario=scenario)
     client = await connect(emulator)
@@ -401,7 +400,23 @@ async def test_a_tool_result_that_is_not_a_json_string_is_a_parse_error(
     await client.stream_audio(tone(0.5) + silence(0.4))
     tool_use = (await client.wait_for_name("toolUse"))["event"]["toolUse"]
     assert tool_use["toolName"] == "getWeather"
-    start, result, _ = ev.tool_result(P, "tool-result", tool_use["toolUseId"], "{}")
+    return emulator, client, str(tool_use["toolUseId"])
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param("sunny, 20 degrees", id="not-json"),
+        pytest.param({"temp": 20}, id="object-not-string"),
+        pytest.param('{"temp": NaN}', id="nan-is-not-json"),
+        pytest.param('{"temp": -Infinity}', id="infinity-is-not-json"),
+    ],
+)
+async def test_a_tool_result_that_is_not_a_json_string_is_a_parse_error(
+    make_emulator: EmulatorFactory, connect: ClientFactory, content: Any
+) -> None:
+    emulator, client, tool_use_id = await asked_for_the_weather(make_emulator, connect)
+    start, result, _ = ev.tool_result(P, "tool-result", tool_use_id, "{}")
     result["event"]["toolResult"]["content"] = content
     error = await rejected(client, [start, result])
     assert error.message == Message.TOOL_RESULT_PARSE
@@ -414,11 +429,54 @@ async def test_a_tool_result_that_is_not_a_json_string_is_a_parse_error(
     assert recording.turns[0].tool_result is None
 
 
+async def test_a_tool_result_after_its_turn_was_interrupted_is_refused(
+    make_emulator: EmulatorFactory, connect: ClientFactory
+) -> None:
+    emulator, client, tool_use_id = await asked_for_the_weather(make_emulator, connect)
+    await client.stream_audio(tone(0.3))  # the user speaks again while the tool runs: the turn is interrupted
+    ended = await client.wait_for_name("completionEnd")
+    assert ended["event"]["completionEnd"]["stopReason"] == "INTERRUPTED"
+    error = await rejected(client, ev.tool_result(P, "late-result", tool_use_id, '{"temp": 20}'))
+    assert error.message == Message.INVALID_INPUT
+    recording = emulator.recordings[0]
+    assert recording.error == (
+        "validationException",
+        Message.INVALID_INPUT,
+        f"toolUseId {tool_use_id!r} does not answer a pending toolUse",
+    )
+    assert recording.turns[0].interrupted
+    assert recording.turns[0].tool_result is None
+
+
+async def test_a_tool_result_event_of_exactly_1000000_bytes_is_taken(
+    make_emulator: EmulatorFactory, connect: ClientFactory
+) -> None:
+    emulator, client, tool_use_id = await asked_for_the_weather(make_emulator, connect)
+    start, result, end = ev.tool_result(P, "big-result", tool_use_id, '{"temp": 20, "pad": ""}')
+    pad = 1_000_000 - len(json.dumps(result).encode())  # each "x" adds one byte, escaped or not
+    result["event"]["toolResult"]["content"] = '{"temp": 20, "pad": "' + "x" * pad + '"}'
+    assert len(json.dumps(result).encode()) == 1_000_000
+    await client.send(start, result, end)
+    await client.wait_for(lambda e: "It is 20 degrees." in json.dumps(e))
+    recording = emulator.recordings[0]
+    assert recording.error is None
+    assert recording.turns[0].tool_result == result["event"]["toolResult"]["content"]
+
+
+# The API takes events of at most 1,000,000 bytes (BidirectionalInputPayloadPart.bytes); this one is just over.
+OVERSIZED_EVENT = json.dumps(ev.text_input(P, "system", "x" * 1_000_000)).encode()
+
+
 @pytest.mark.parametrize(
     ("payload", "rule"),
     [
         pytest.param(b"\xff\xfe\x00 garbage", "malformed event stream: chunk payload is not base64 JSON", id="garbage"),
         pytest.param(b"[1, 2, 3]", "malformed event stream: the event is not a JSON object", id="json-array"),
+        pytest.param(
+            OVERSIZED_EVENT,
+            f"the event is {len(OVERSIZED_EVENT)} bytes, over the 1000000 an input event may hold",
+            id="event-over-1000000-bytes",
+        ),
     ],
 )
 async def test_a_chunk_that_is_not_a_json_event_is_invalid_input(

@@ -726,6 +726,7 @@ KNOWN_KINDS = [
     "rst-531",
     "expire",
     "slow",
+    "reject-input",
 ]
 
 

@@ -80,6 +80,10 @@ def _object(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _string(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise invalid_input(f"{where} must be a non-empty string")
@@ -126,6 +130,8 @@ class Conversation:
         self._extra_think_s = 0.0
         self._speed = options.output_speed
         self._pending_tools: dict[str, asyncio.Future[str]] = {}
+        self._reject_input_at: float | None = None
+        """A reject-input fault: the first input event from this time (``time.monotonic()``) on is refused."""
         self._wake = asyncio.Event()
         self._turn: _TurnState | None = None
         self._responder: asyncio.Task[None] | None = None
@@ -155,6 +161,9 @@ class Conversation:
         if name != "audioInput":
             self._record(body)
         try:
+            if self._reject_input_at is not None and self.last_input >= self._reject_input_at:
+                self._reject_input_at = None
+                raise invalid_input(f"fault reject-input: {name}")
             if self._stage == "ended":
                 raise invalid_input(f"{name} after sessionEnd")
             if name not in ("sessionStart", "promptStart", "sessionEnd"):
@@ -355,9 +364,10 @@ class Conversation:
         _expect(block is not None and block.type == "TOOL", "toolResult outside an open TOOL block")
         content = p.get("content")
         try:
-            json.loads(content) if isinstance(content, str) else None
+            # Strict JSON (RFC 8259): Python's own NaN and Infinity are not JSON.
+            json.loads(content, parse_constant=_refuse_constant) if isinstance(content, str) else None
             ok = isinstance(content, str)
-        except ValueError:
+        except (ValueError, RecursionError):
             ok = False
         if not ok:
             raise validation(Message.TOOL_RESULT_PARSE, "toolResult.content is not a JSON string")
@@ -379,8 +389,8 @@ class Conversation:
             _expect(block.result is not None, "a TOOL block ended without a toolResult")
             assert block.tool_use_id is not None
             assert block.result is not None
-            future = self._pending_tools.pop(block.tool_use_id)
-            if not future.done():
+            future = self._pending_tools.pop(block.tool_use_id, None)
+            if future is not None and not future.done():  # its turn may have been interrupted since contentStart
                 future.set_result(block.result)
 
     def _on_prompt_end(self, p: dict[str, Any]) -> None:
@@ -599,6 +609,8 @@ class Conversation:
             finally:
                 interrupted.cancel()
             if not future.done():
+                # The service stops waiting for the tools of an interrupted turn: a late result is refused.
+                self._pending_tools.pop(tool_use_id, None)
                 self._end_interrupted(state, ids, totals, played=[])
                 return
             record.tool_result = future.result()
@@ -739,6 +751,8 @@ class Conversation:
                 self._silence_limit_s = fault.after_s
             elif fault.kind is FaultKind.INSTABILITY:
                 self._deadlines.append((now + fault.after_s, validation(Message.INSTABILITY, "fault instability")))
+            elif fault.kind is FaultKind.REJECT_INPUT:
+                self._reject_input_at = now + fault.after_s
             else:
                 error = ServiceError("modelTimeoutException", Message.MODEL_TIMEOUT, "fault expire")
                 self._deadlines.append((now + fault.after_s, error))

@@ -32,10 +32,15 @@ class FaultKind(StrEnum):
     """modelTimeoutException ``after_s`` after a stream claims it, as at the end of the 8-minute lifetime."""
     SLOW = "slow"
     """Responses start ``delay_s`` later than usual and stream at real time instead of faster."""
+    REJECT_INPUT = "reject-input"
+    """ValidationException "Invalid input request" for the first input event ``after_s`` after a stream claims it,
+    as the service answers an input it will not take."""
 
 
 CONNECT_FAULTS = frozenset({FaultKind.THROTTLE})
-STREAM_FAULTS = frozenset({FaultKind.INSTABILITY, FaultKind.RST_531, FaultKind.EXPIRE, FaultKind.SLOW})
+STREAM_FAULTS = frozenset(
+    {FaultKind.INSTABILITY, FaultKind.RST_531, FaultKind.EXPIRE, FaultKind.SLOW, FaultKind.REJECT_INPUT}
+)
 MID_TURN_FAULTS = frozenset({FaultKind.MODEL_STREAM_ERROR, FaultKind.CORRUPT_FRAME, FaultKind.RESET})
 
 

@@ -10,6 +10,7 @@ from enum import StrEnum
 # The facts the client's config checks too (model ids, voices, limits, the barge-in marker): one source for both.
 from novabridge.protocol import (
     BARGE_IN_MARKER,
+    EVENT_LIMIT_BYTES,
     HISTORY_LIMIT_BYTES,
     MODEL_IDS,
     NOVA_2_SONIC,
@@ -86,6 +87,7 @@ def validation(message: Message, detail: str = "") -> ServiceError:
 __all__ = [
     "BARGE_IN_MARKER",
     "CONNECTION_LIFETIME_S",
+    "EVENT_LIMIT_BYTES",
     "HISTORY_LIMIT_BYTES",
     "INPUT_TIMEOUT_S",
     "MODEL_IDS",

@@ -19,6 +19,8 @@ from typing import Any
 from smithy_aws_event_stream.events import Event, EventMessage
 from smithy_aws_event_stream.exceptions import EventError
 
+from novabridge.emulator.service import EVENT_LIMIT_BYTES, invalid_input
+
 # The service caps one event-stream message well below this; a larger prelude is garbage, not a big event.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 _PRELUDE = struct.Struct("!I")
@@ -49,6 +51,7 @@ class InputDecoder:
 
         Raises:
             WireError: a frame is malformed, fails its checksum, or does not hold a JSON event.
+            ServiceError: an event larger than the API takes (``EVENT_LIMIT_BYTES``).
         """
         self._buffer += data
         events: list[InputEvent] = []
@@ -95,8 +98,13 @@ def _decode_envelope(frame: bytes) -> dict[str, Any] | None:
         wrapper = json.loads(inner.payload)
         encoded = wrapper["bytes"]
         raw = base64.b64decode(encoded, validate=True)
+    except (ValueError, KeyError, TypeError, binascii.Error) as error:
+        raise WireError(f"chunk payload is not base64 JSON: {type(error).__name__}") from None
+    if len(raw) > EVENT_LIMIT_BYTES:
+        raise invalid_input(f"the event is {len(raw)} bytes, over the {EVENT_LIMIT_BYTES} an input event may hold")
+    try:
         body = json.loads(raw)
-    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as error:
+    except (ValueError, RecursionError) as error:
         raise WireError(f"chunk payload is not base64 JSON: {type(error).__name__}") from None
     if not isinstance(body, dict):
         raise WireError("the event is not a JSON object")
