@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -82,6 +83,28 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--speed", type=float, metavar="X", help="assistant audio sent at X times real time")
     emulator.add_argument("--max-streams", type=int, metavar="N", help="concurrent streams before throttling")
     emulator.add_argument("--credentials", type=_credentials, metavar="KEY:SECRET", help="verify SigV4 with these")
+    emulator.add_argument(
+        "--credentials-expire-in",
+        type=float,
+        metavar="S",
+        help="the --credentials expire S seconds after start (0: already), then are refused as expired tokens",
+    )
+    emulator.add_argument(
+        "--region", help="the region served: requests signed for another are refused, as a regional endpoint does"
+    )
+    emulator.add_argument(
+        "--models",
+        type=lambda value: frozenset(filter(None, value.split(","))),
+        metavar="ID,...",
+        help="the models offered (default: both Nova Sonic models); others are an invalid model identifier",
+    )
+    emulator.add_argument(
+        "--deny-model",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="answer this model with AccessDeniedException (access not granted); repeatable",
+    )
     emulator.add_argument("--fault", action="append", default=[], metavar="SPEC", help="arm a fault; repeatable")
     emulator.add_argument("--record-dir", type=Path, help="write each stream's recording here when it ends")
     demo = commands.add_parser(
@@ -199,7 +222,12 @@ async def _serve_emulator(args: argparse.Namespace) -> int:
         "output_speed": args.speed,
         "max_streams": args.max_streams,
         "credentials": args.credentials,
+        "region": args.region,
+        "models": args.models,
+        "denied_models": frozenset(args.deny_model) or None,
     }
+    if args.credentials_expire_in is not None:
+        overrides["credentials_expire_at"] = time.time() + args.credentials_expire_in
     try:
         options = EmulatorOptions(**{k: v for k, v in overrides.items() if v is not None})
         scenario = Scenario.load(args.scenario) if args.scenario else Scenario()

@@ -31,6 +31,18 @@ class EmulatorOptions:
     """Concurrent streams; one more is throttled at connect."""
     credentials: tuple[str, str] | None = None
     """(access key id, secret key): when set, requests must carry a SigV4 signature made with them (else 403)."""
+    credentials_expire_at: float | None = None
+    """When ``credentials`` stop working (``time.time()``), as temporary credentials do: a request signed with them
+    afterwards is refused with 403 ExpiredTokenException "The security token included in the request is expired"."""
+    region: str | None = None
+    """The region this endpoint serves: a request signed for another is refused with 403 InvalidSignatureException
+    "Credential should be scoped to a valid region, not '...'.", as a regional endpoint refuses it. None: any."""
+    models: frozenset[str] = service.MODEL_IDS
+    """The models offered here: a request for another is refused with 400 ValidationException "The provided model
+    identifier is invalid.", the service's answer for a model its region does not offer."""
+    denied_models: frozenset[str] = frozenset()
+    """Models this account was not granted: refused with 403 AccessDeniedException "You don't have access to the
+    model with the specified model ID."."""
 
     def __post_init__(self) -> None:
         positive = {
@@ -46,3 +58,7 @@ class EmulatorOptions:
                 raise ValueError(f"{name} must be positive, got {value}")
         if self.think_s < 0 or (self.endpointing_s is not None and not self.endpointing_s > 0):
             raise ValueError("think_s must be >= 0 and endpointing_s positive")
+        if self.credentials_expire_at is not None and self.credentials is None:
+            raise ValueError("credentials_expire_at needs credentials to expire")
+        object.__setattr__(self, "models", frozenset(self.models))
+        object.__setattr__(self, "denied_models", frozenset(self.denied_models))

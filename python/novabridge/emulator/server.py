@@ -19,6 +19,7 @@ import ssl
 import struct
 import tempfile
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterable
@@ -37,7 +38,7 @@ from novabridge.emulator.options import EmulatorOptions
 from novabridge.emulator.recording import StreamRecording
 from novabridge.emulator.scenario import Scenario
 from novabridge.emulator.service import Message, invalid_input
-from novabridge.emulator.sigv4 import SignatureError, verify_request
+from novabridge.emulator.sigv4 import SignatureError, check_region, verify_request
 from novabridge.emulator.wire import InputDecoder, WireError, encode_exception, encode_output_event, truncated_frame
 
 logger = logging.getLogger("novabridge.emulator")
@@ -315,17 +316,25 @@ class _App:
             await self._reject(send, 404, "UnknownOperationException", "Unknown operation")
             return
         model_id = urllib.parse.unquote(match.group(1))
-        if emulator.options.credentials is not None:
-            try:
-                verify_request(scope, *emulator.options.credentials)
-            except SignatureError as error:
-                await self._reject(send, 403, error.error_type, error.message)
-                return
+        options = emulator.options
+        try:
+            # The service's order: the credential scope's region, then the key, its expiry and the signature.
+            if options.region is not None:
+                check_region(scope, options.region)
+            if options.credentials is not None:
+                expired = options.credentials_expire_at is not None and time.time() >= options.credentials_expire_at
+                verify_request(scope, *options.credentials, expired=expired)
+        except SignatureError as error:
+            await self._reject(send, 403, error.error_type, error.message)
+            return
         if emulator.faults.take(CONNECT_FAULTS) is not None:
             await self._reject(send, 429, "ThrottlingException", Message.THROTTLED)
             return
-        if model_id not in service.MODEL_IDS:
+        if model_id not in service.MODEL_IDS or model_id not in options.models:
             await self._reject(send, 400, "ValidationException", Message.UNKNOWN_MODEL)
+            return
+        if model_id in options.denied_models:
+            await self._reject(send, 403, "AccessDeniedException", Message.NO_MODEL_ACCESS)
             return
         if emulator.active_streams >= emulator.options.max_streams:
             await self._reject(send, 429, "ThrottlingException", Message.TOO_MANY_STREAMS)

@@ -57,6 +57,13 @@ class Message(StrEnum):
     UNKNOWN_MODEL = "The provided model identifier is invalid."
     BAD_SIGNATURE = "The request signature we calculated does not match the signature you provided."
     UNKNOWN_KEY = "The security token included in the request is invalid."
+    EXPIRED_TOKEN = "The security token included in the request is expired"
+    NO_MODEL_ACCESS = "You don't have access to the model with the specified model ID."
+
+
+def wrong_region(region: str) -> str:
+    """The refusal of a request signed for a region the endpoint does not serve (403 InvalidSignatureException)."""
+    return f"Credential should be scoped to a valid region, not '{region}'."
 
 
 class ServiceError(Exception):
@@ -102,4 +109,5 @@ __all__ = [
     "ServiceError",
     "invalid_input",
     "validation",
+    "wrong_region",
 ]

@@ -12,6 +12,8 @@ import re
 import urllib.parse
 from typing import Any
 
+from novabridge.emulator.service import Message, wrong_region
+
 _AUTHORIZATION = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<scope>[^,]+), ?"
     r"SignedHeaders=(?P<headers>[^,]+), ?Signature=(?P<signature>[0-9a-f]{64})$"
@@ -31,22 +33,47 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
-def verify_request(scope: dict[str, Any], access_key_id: str, secret_access_key: str) -> None:
-    """Check the Authorization header of an ASGI HTTP scope against the credentials.
-
-    Raises:
-        SignatureError: unsigned, signed with another key, or the signature does not match.
-    """
+def _headers(scope: dict[str, Any]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
         headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
+
+
+def check_region(scope: dict[str, Any], region: str) -> None:
+    """Check that a signed request is scoped to ``region``, as a regional endpoint checks it before the signature.
+
+    Raises:
+        SignatureError: the credential scope names another region (unsigned requests are left to `verify_request`).
+    """
+    match = _AUTHORIZATION.match(_headers(scope).get("authorization", ""))
+    if match is None:
+        return
+    parts = match["scope"].split("/")
+    signed_for = parts[1] if len(parts) == 4 else ""
+    if signed_for != region:
+        raise SignatureError("InvalidSignatureException", wrong_region(signed_for))
+
+
+def verify_request(scope: dict[str, Any], access_key_id: str, secret_access_key: str, *, expired: bool = False) -> None:
+    """Check the Authorization header of an ASGI HTTP scope against the credentials.
+
+    ``expired``: the credentials are temporary ones past their expiry; a request signed with them is refused.
+
+    Raises:
+        SignatureError: unsigned, signed with another key, with expired credentials, or the signature does not
+            match.
+    """
+    headers = _headers(scope)
     match = _AUTHORIZATION.match(headers.get("authorization", ""))
     if match is None:
         raise SignatureError("AccessDeniedException", "Missing or malformed Authorization header.")
     if not hmac.compare_digest(match["key"], access_key_id):
-        raise SignatureError("UnrecognizedClientException", "The security token included in the request is invalid.")
+        raise SignatureError("UnrecognizedClientException", Message.UNKNOWN_KEY)
+    if expired:
+        raise SignatureError("ExpiredTokenException", Message.EXPIRED_TOKEN)
     scope_parts = match["scope"].split("/")
     amz_date = headers.get("x-amz-date", "")
     if len(scope_parts) != 4 or scope_parts[3] != "aws4_request" or not amz_date.startswith(scope_parts[0]):
@@ -77,10 +104,7 @@ def verify_request(scope: dict[str, Any], access_key_id: str, secret_access_key:
         key = _hmac(key, part)
     expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, match["signature"]):
-        raise SignatureError(
-            "InvalidSignatureException",
-            "The request signature we calculated does not match the signature you provided.",
-        )
+        raise SignatureError("InvalidSignatureException", Message.BAD_SIGNATURE)
 
 
 def _canonical_query(query: str) -> str:
