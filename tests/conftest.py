@@ -307,3 +307,20 @@ def oac_log() -> Iterator[list[tuple[str, str]]]:
     sink = logger.add(lambda message: lines.append((message.record["level"].name, message.record["message"])))
     yield lines
     logger.remove(sink)
+
+
+# ------------------------------------------------------------------------------------------- AWS settings
+
+
+def without_aws_settings(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """No credentials anywhere: no AWS_* variables, an empty home, empty shared files, no instance metadata."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    home.mkdir()
+    (home / "config").write_text("")
+    (home / "credentials").write_text("")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

@@ -26,7 +26,9 @@ from novabridge._novabridge import (
 from novabridge.bridge import BridgeMetrics, SonicBridge
 from novabridge.exceptions import (
     BridgeError,
+    CredentialsError,
     EmulatorNotRunning,
+    EndpointError,
     NovaBridgeError,
     RecordTooLarge,
     RingAlreadyAttached,
@@ -34,6 +36,8 @@ from novabridge.exceptions import (
     RingCorrupt,
     RingError,
     RingFull,
+    SessionError,
+    WorkerError,
 )
 from novabridge.pool import WorkerPool
 from novabridge.ring import RecordKind
@@ -47,7 +51,9 @@ __all__ = [
     "RECORD_HEADER_LEN",
     "BridgeError",
     "BridgeMetrics",
+    "CredentialsError",
     "EmulatorNotRunning",
+    "EndpointError",
     "NovaBridgeError",
     "Record",
     "RecordKind",
@@ -60,8 +66,10 @@ __all__ = [
     "RingError",
     "RingFull",
     "RingStats",
+    "SessionError",
     "SonicBridge",
     "SonicConfig",
+    "WorkerError",
     "WorkerPool",
     "__version__",
     "monotonic_ns",

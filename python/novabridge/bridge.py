@@ -24,7 +24,7 @@ import numpy as np
 
 from novabridge import pcm, protocol
 from novabridge._novabridge import Record, Resampler
-from novabridge.exceptions import BridgeError, RingClosed
+from novabridge.exceptions import BridgeError, RingClosed, WorkerError, session_error
 from novabridge.pool import WorkerPool, WorkerProcess
 from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
 from novabridge.ring import RecordKind, aread
@@ -41,6 +41,8 @@ HELD_LIMIT_S = 30.0
 MAX_RESTARTS_UNREADY = 3
 """Workers that die before their session is up, in a row, before the bridge gives up (a crash loop)."""
 LATENCY_SAMPLES = 20_000
+WORKER_FAILED = "WorkerFailed"
+"""The ``kind`` of the fatal `Error` when no worker can run the session (a `WorkerError` from `start`)."""
 _AUDIO_STAMP_BYTES = 8
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -173,10 +175,19 @@ class SonicBridge:
     def start(self, *, wait: bool = True, timeout: float = START_TIMEOUT_S) -> None:
         """Take a warm worker and give it the session.
 
-        With ``wait`` (the default), return once the session is connected, or raise `BridgeError` with the reason
-        it could not be. Without, return at once: audio sent meanwhile waits in the ring, and a failure arrives
-        as a fatal `Error` event. OpenAvatarChat's ``start_context`` runs on the server's event loop, so it does
-        not wait.
+        With ``wait`` (the default), return once the session is connected. Without, return at once: audio sent
+        meanwhile waits in the ring, and a failure to connect arrives as a fatal `Error` event (the ``kind`` and
+        message `SessionError` would carry). OpenAvatarChat's ``start_context`` runs on the server's event loop, so
+        it does not wait.
+
+        Raises:
+            SessionError: (waiting) the session could not connect, within the config's ``connect_timeout_s``:
+                ``kind`` names the cause and the message the fix (`CredentialsError`, `EndpointError`, ...).
+            WorkerError: no worker could run the session (its Python is missing, too old or lacks
+                ``novabridge[sonic]``, or it died starting); known before `start` returns, so raised with or
+                without ``wait``.
+            BridgeError: the bridge is closed or already started, or the session gave no answer within
+                ``timeout``.
         """
         if self._closed:
             raise BridgeError("the bridge is closed")
@@ -189,9 +200,13 @@ class SonicBridge:
         while not self._ready:
             left = deadline - time.monotonic()
             if self._ended or self._closed or left <= 0:
-                errors = [e for e in self._pending if isinstance(e, Error)]
-                detail = errors[-1].message if errors else (self._worker_output() or "timed out")
+                fatal = [e for e in self._pending if isinstance(e, Error) and e.fatal]
+                detail = self._worker_output() or f"no answer within {timeout:g} s"
                 self.close()
+                if fatal and fatal[-1].kind == WORKER_FAILED:
+                    raise WorkerError(fatal[-1].message)
+                if fatal:
+                    raise session_error(fatal[-1].kind, fatal[-1].message)
                 raise BridgeError(f"the session did not start: {detail}")
             self._pending += self._read(min(left, 0.1))
 
@@ -500,7 +515,7 @@ class SonicBridge:
                 self._ended = True
                 self._worker = None
                 self._closed = True
-                return [Error("WorkerFailed", f"workers keep exiting before the session is up: {output}", True)]
+                return [Error(WORKER_FAILED, f"workers keep exiting before the session is up: {output}", True)]
             replay = protocol.trim_history([(m.role, m.text) for m in self._history])
             history = tuple(HistoryMessage(role=role, text=text) for role, text in replay)
             try:
@@ -509,7 +524,7 @@ class SonicBridge:
                 self._ended = True
                 self._closed = True
                 self._worker = None
-                return [Error("WorkerFailed", str(error), True)]
+                return [Error(WORKER_FAILED, str(error), True)]
             assert self._worker is not None
             # The turn in progress, and what arrived while the worker was dead, go to the replacement first.
             replayed = 0

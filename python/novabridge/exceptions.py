@@ -8,7 +8,9 @@ calls raise `OSError` with its errno.
 
 __all__ = [
     "BridgeError",
+    "CredentialsError",
     "EmulatorNotRunning",
+    "EndpointError",
     "NovaBridgeError",
     "RecordTooLarge",
     "RingAlreadyAttached",
@@ -16,6 +18,9 @@ __all__ = [
     "RingCorrupt",
     "RingError",
     "RingFull",
+    "SessionError",
+    "WorkerError",
+    "session_error",
 ]
 
 
@@ -50,8 +55,69 @@ class RecordTooLarge(RingError, ValueError):
 class BridgeError(NovaBridgeError):
     """A `SonicBridge` or its worker could not do what was asked.
 
-    No worker could start, the session did not come up, or the bridge was used before `start` or after `close`.
+    No worker could start (`WorkerError`), or the bridge was used before `start` or after `close`. A session that
+    could not connect raises `SessionError` instead.
     """
+
+
+class WorkerError(BridgeError):
+    """No worker process could run the session.
+
+    Its Python is missing or older than 3.12, lacks ``novabridge[sonic]``, or died while starting; the message names
+    which, and how to fix it.
+    """
+
+
+class SessionError(NovaBridgeError):
+    """The Nova Sonic session could not start, or ended with a fatal error.
+
+    ``kind`` names the cause: the service's error type where the service gave one (``AccessDeniedException``,
+    ``ValidationException``, ``ThrottlingException``, ...), else novabridge's own (``NoCredentials``,
+    ``EndpointUnreachable``, ``ConnectTimeout``, ...). The message says what happened and what to change; it never
+    holds a secret. `SonicSession.start` and `SonicBridge.start` raise it, and the same ``kind`` and message arrive
+    as the fatal `novabridge.protocol.Error` event of a session that was not waited for.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+class CredentialsError(SessionError):
+    """No credentials were found, or the service refused the ones given (unknown key, wrong secret, expired)."""
+
+
+class EndpointError(SessionError):
+    """The endpoint could not be reached: refused connection, unknown name, TLS failure, or no answer in time."""
+
+
+CREDENTIAL_KINDS = frozenset(
+    {
+        "NoCredentials",
+        "ProfileNotFound",
+        "AwsConfigError",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "ExpiredTokenException",
+        "ExpiredToken",
+    }
+)
+"""Kinds that mean the credentials: missing, unknown to the service, signed wrongly, or expired."""
+ENDPOINT_KINDS = frozenset({"EndpointUnreachable", "EndpointNotFound", "TlsFailure", "NoHttp2", "ConnectTimeout"})
+"""Kinds that mean the endpoint could not be reached."""
+
+
+def session_error(kind: str, message: str) -> SessionError:
+    """The `SessionError` subclass for a failure's ``kind`` (so the host rebuilds what the worker classified)."""
+    if kind in CREDENTIAL_KINDS:
+        return CredentialsError(kind, message)
+    if kind in ENDPOINT_KINDS:
+        return EndpointError(kind, message)
+    return SessionError(kind, message)
 
 
 class EmulatorNotRunning(NovaBridgeError):

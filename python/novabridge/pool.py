@@ -1,6 +1,6 @@
 """Worker processes for `SonicBridge`, started ahead of need so a session never waits for an interpreter to boot.
 
-A worker is a ``python -m novabridge.worker`` process with its two rings. It imports the SDK, attaches the rings and
+A worker is a process running `novabridge.worker` (through `BOOTSTRAP`) with its two rings. It imports the SDK, attaches the rings and
 says it is warm, then waits for a session's config on stdin. `WorkerPool` keeps ``spare`` such workers per
 interpreter; `claim` hands one over at once and starts its replacement on a thread of its own, so neither OAC's
 server loop (`start_context`) nor a supervisor replacing a dead worker waits for a process to start.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import signal
 import subprocess
 import tempfile
 import threading
@@ -18,7 +19,7 @@ import time
 from typing import ClassVar
 
 from novabridge._novabridge import Ring
-from novabridge.exceptions import BridgeError, RingClosed
+from novabridge.exceptions import BridgeError, RingClosed, WorkerError
 from novabridge.ring import RecordKind
 from novabridge.sonic.config import SonicConfig
 
@@ -26,6 +27,25 @@ RING_BYTES = 1 << 21
 """Per direction: about 65 s of 16 kHz input or 43 s of 24 kHz output, so a host that stalls loses nothing."""
 WARM_TIMEOUT_S = 60.0
 _SECRETS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+EXIT_TOO_OLD = 3
+"""The worker's exit status when its Python is older than the SDK's 3.12."""
+EXIT_MISSING_MODULE = 4
+"""The worker's exit status when a module it needs is not installed (novabridge, or its ``sonic`` extra)."""
+BOOTSTRAP = f"""
+import sys
+if sys.version_info < (3, 12):
+    sys.stderr.write("novabridge worker: Python %d.%d\\n" % sys.version_info[:2])
+    sys.exit({EXIT_TOO_OLD})
+try:
+    from novabridge import worker
+except ModuleNotFoundError as error:
+    sys.stderr.write("novabridge worker: no module named %s\\n" % error.name)
+    sys.exit({EXIT_MISSING_MODULE})
+worker.main()
+"""
+"""What a worker runs (``python -c``): a Python too old for the SDK, and a missing module, end with a status of
+their own, so the host can say which, and the fix. Written for any Python: the version is checked first."""
+_FIX = "pass worker_python= a Python >= 3.12 with novabridge[sonic] (`novabridge setup-worker` makes one)"
 
 
 def config_json(config: SonicConfig) -> bytes:
@@ -49,7 +69,7 @@ class WorkerProcess:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker; closed in close()
         try:
             self.process = subprocess.Popen(
-                [python, "-m", "novabridge.worker", *map(str, fds)],
+                [python, "-c", BOOTSTRAP, *map(str, fds)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=self.log,
@@ -57,7 +77,8 @@ class WorkerProcess:
             )
         except OSError as error:
             self._release_files()
-            raise BridgeError(f"cannot start the worker with {python}: {error}") from None
+            reason = "does not exist" if isinstance(error, FileNotFoundError) else f"cannot run ({error.strerror})"
+            raise WorkerError(f"the worker Python {python} {reason}. Fix: {_FIX}") from None
 
     @property
     def pid(self) -> int:
@@ -79,9 +100,41 @@ class WorkerProcess:
             except RingClosed:
                 break
         if record is None or record.kind != RecordKind.CONTROL or json.loads(record.payload).get("state") != "warm":
-            detail = self.output()
+            error = self._start_failure(timeout_s)
             self.close(0.0)
-            raise BridgeError(f"the worker ({self.python}) did not start: {detail or 'no output'}")
+            raise error
+
+    def _start_failure(self, timeout_s: float) -> WorkerError:
+        """Why the worker did not come up, and what to do about it."""
+        code = self.process.poll()
+        detail = self.output() or "no output"
+        python = self.python
+        if code == EXIT_TOO_OLD:
+            found = detail.rsplit(":", 1)[-1].strip()
+            return WorkerError(f"the worker Python {python} is {found}; the Nova Sonic SDK needs >= 3.12. Fix: {_FIX}")
+        if code == EXIT_MISSING_MODULE:
+            module = detail.rsplit(" ", 1)[-1]
+            top = module.split(".")[0]
+            if top == "novabridge":
+                what = "novabridge is not installed for it"
+            elif top in ("aws_sdk_bedrock_runtime", "awscrt") or top.startswith("smithy_"):
+                what = f"it lacks novabridge[sonic] (no module named {module})"
+            else:
+                what = f"a module novabridge needs is missing (no module named {module})"
+            return WorkerError(
+                f"the worker Python {python} cannot run the session: {what}. Fix: `{python} -m pip install "
+                f"'novabridge[sonic]'`, or {_FIX}"
+            )
+        if code is None:
+            return WorkerError(f"the worker ({python}) was not ready within {timeout_s:g} s: {detail}")
+        if code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with status {code}"
+        return WorkerError(f"the worker ({python}) {how} while starting: {detail}")
 
     def hand_over(self, config: SonicConfig) -> None:
         """Give the worker its session (it connects at once); the worker is then the caller's."""

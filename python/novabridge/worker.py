@@ -1,6 +1,7 @@
 """The worker process: one `SonicSession`, joined to the host by two shared-memory rings.
 
-``python -m novabridge.worker UPLINK_FDS DOWNLINK_FDS`` (three descriptors each, passed with ``pass_fds``) imports
+``python -m novabridge.worker UPLINK_FDS DOWNLINK_FDS`` (three descriptors each, passed with ``pass_fds``; the pool
+runs it through `novabridge.pool.BOOTSTRAP`, which first checks the Python and the modules it needs) imports
 the SDK, attaches the rings and announces itself warm; then it waits for its `SonicConfig` as JSON on stdin (so
 credentials never appear in argv or the environment, and a pool can start workers before it knows their
 sessions). EOF on stdin without a config (the pool was shut down, or the host died) ends it quietly.
@@ -148,7 +149,7 @@ async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
     try:
         await session.start()
     except Exception as error:  # noqa: BLE001 - reported to the host as the session's fatal error
-        failure = classify(error)
+        failure = classify(error, config)
         await downlink.write(
             RecordKind.EVENT, protocol.event_to_json(protocol.Error(failure.kind, failure.message, True))
         )

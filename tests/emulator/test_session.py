@@ -322,15 +322,6 @@ async def test_a_fatal_validation_error_ends_the_session_with_the_services_messa
         await session.send_audio(silence(0.02))
 
 
-async def test_wrong_credentials_fail_at_start(make_emulator: EmulatorFactory) -> None:
-    emulator = await make_emulator()
-    config = config_for(emulator).model_copy(update={"aws_access_key_id": pydantic.SecretStr("AKIDWRONG")})
-    session = SonicSession(config)
-    with pytest.raises(Exception, match=r"403.*UnrecognizedClientException"):
-        await session.start()
-    await session.close()
-
-
 async def test_text_input_is_answered_and_audio_input_is_validated(
     make_emulator: EmulatorFactory, open_session: SessionFactory
 ) -> None:

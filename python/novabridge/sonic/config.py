@@ -7,6 +7,9 @@ Importable without the SDK (the 3.11 host builds the config, the 3.12 worker run
 from __future__ import annotations
 
 import os
+import re
+import ssl
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -21,6 +24,9 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 Rate = Literal[8000, 16000, 24000]
+
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
+"""An AWS region name: us-east-1, ap-northeast-1, us-gov-west-1, ..."""
 
 
 class _Model(BaseModel):
@@ -103,21 +109,62 @@ class SonicConfig(_Model):
     renewal_after_s: float = Field(360.0, gt=0.0, le=470.0)
     """Move to a fresh stream after this long, ahead of the 8-minute connection limit."""
     retry: RetryPolicy = RetryPolicy()
+    connect_timeout_s: float = Field(4.0, gt=0.0, le=120.0)
+    """How long connecting may take: each attempt (DNS, TCP, TLS, the service's answer), and at `start` all of its
+    attempts together. By then a connection that cannot be made has failed with its cause named."""
     frame_ms: int = Field(32, ge=10, le=200)
     """Audio is sent to the service in frames of this duration (the docs suggest about 32 ms)."""
+
+    @property
+    def endpoint(self) -> str:
+        """Where a session connects: ``endpoint_uri``, else Bedrock's runtime endpoint in ``region``."""
+        return self.endpoint_uri or f"https://bedrock-runtime.{self.region}.amazonaws.com"
 
     @field_validator("endpoint_uri")
     @classmethod
     def _https(cls, uri: str | None) -> str | None:
-        if uri is not None and not uri.startswith("https://"):
+        if uri is None:
+            return None
+        if not uri.startswith("https://"):
             raise ValueError("endpoint_uri must be https:// (the stream needs HTTP/2, which the SDK speaks over TLS)")
+        parts = urllib.parse.urlsplit(uri)
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"endpoint_uri {uri!r} has an invalid port") from None
+        if not parts.hostname:
+            raise ValueError(f"endpoint_uri {uri!r} names no host")
+        if port == 443:
+            # The SDK's signer fails on an explicit default port (it rebuilds the URI with a method the URI type
+            # lacks), and then the stream never opens: the port is implied by https anyway.
+            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+            uri = urllib.parse.urlunsplit(parts._replace(netloc=host))
         return uri
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, region: str) -> str:
+        if not _REGION.match(region):
+            raise ValueError(f"region {region!r} is not an AWS region name (like us-east-1)")
+        return region
 
     @field_validator("ca_file")
     @classmethod
     def _readable(cls, path: Path | None) -> Path | None:
-        if path is not None and not path.is_file():
+        if path is None:
+            return None
+        if not path.is_file():
             raise ValueError(f"ca_file {path} is not a readable file")
+        # Refused here rather than as a TLS failure at connect: a file that holds no certificate can trust nothing.
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+        except ssl.SSLError:
+            raise ValueError(
+                f"ca_file {path} holds no PEM certificate: it must be the CA certificate that signed the endpoint's "
+                "certificate (the emulator prints its own as ca_file)"
+            ) from None
+        except OSError as error:
+            raise ValueError(f"ca_file {path} cannot be read: {error.strerror or error}") from None
         return path
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from typing import Any, Self
 import numpy as np
 
 from novabridge import protocol
+from novabridge.exceptions import SessionError
 from novabridge.protocol import (
     NOVA_2_SONIC,
     AudioOut,
@@ -35,7 +36,7 @@ from novabridge.protocol import (
     TurnEnd,
 )
 from novabridge.sonic.config import SonicConfig
-from novabridge.sonic.errors import Failure, classify
+from novabridge.sonic.errors import Failure, classify, gave_up
 from novabridge.sonic.history import History
 from novabridge.sonic.stream import CLOSE_TIMEOUT_S, SonicStream, make_client
 from novabridge.sonic.tools import Tool, run_tool
@@ -49,6 +50,8 @@ REPLAY_LIMIT_S = 3.0
 """At most this much recent user audio is replayed to a new stream (the AWS session-continuation window)."""
 BACKLOG_LIMIT_S = 30.0
 """Audio queued while no stream can take it; beyond this the oldest is dropped, and reported."""
+MIN_ATTEMPT_S = 0.5
+"""A connection attempt at `start` gets at least this long; with less of ``connect_timeout_s`` left, none is made."""
 RENEWAL_GRACE_S = 60.0
 """How long a due renewal waits for the assistant to finish its turn before it goes ahead anyway."""
 
@@ -181,10 +184,21 @@ class SonicSession:
         await self.close()
 
     async def start(self) -> None:
-        """Connect and send the init sequence; raises what makes the first connection impossible."""
-        self._transport = SonicTransport(ca_file=self.config.ca_file)
-        self._client = await make_client(self.config, self._transport)
-        stream = await self._connect()
+        """Connect and send the init sequence.
+
+        Transient failures (throttling, a network error) are tried again with the retry policy's backoff while
+        ``config.connect_timeout_s`` lasts: by then the session is up, or closed with the cause named.
+
+        Raises:
+            SessionError: what keeps the session from starting, with the fix: a `CredentialsError`, an
+                `EndpointError`, or the service's refusal (kind ``AccessDeniedException``, ``ValidationException``,
+                ``ThrottlingException``, ...). The session is closed.
+        """
+        try:
+            stream = await self._first_stream()
+        except SessionError:
+            await self.close()
+            raise
         self._last_audio_in = time.monotonic()  # idle time is counted from when the caller can first send
         self._install(stream)
         self._spawn(self._pump(), self._workers)
@@ -369,7 +383,7 @@ class SonicSession:
             try:
                 raw = await stream.receive()
             except Exception as error:  # noqa: BLE001 - classified below; the session outlives the stream
-                await self._stream_failed(stream, classify(error))
+                await self._stream_failed(stream, classify(error, self.config))
                 return
             if raw is None:
                 if stream is self._stream and not self._closed:
@@ -430,10 +444,36 @@ class SonicSession:
 
     # --------------------------------------------------------------------------------------- streams and recovery
 
-    async def _connect(self) -> SonicStream:
+    async def _first_stream(self) -> SonicStream:
+        """The session's first stream, within ``connect_timeout_s``; raises the typed failure of the last attempt."""
+        config = self.config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + config.connect_timeout_s
+        try:
+            self._transport = SonicTransport(ca_file=config.ca_file)
+            self._client = await make_client(config, self._transport)
+        except Exception as error:  # classified: a profile that does not exist, a transport that cannot be made
+            raise classify(error, config).exception() from error
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._connect(timeout_s=max(MIN_ATTEMPT_S, deadline - loop.time()))
+            except Exception as error:  # noqa: BLE001 - classified: transient ones are tried again
+                failure, cause = classify(error, config), error
+            backoff = config.retry.backoff_s(attempt)
+            if not failure.transient:
+                raise failure.exception() from cause
+            if attempt > config.retry.max_attempts or loop.time() + backoff + MIN_ATTEMPT_S > deadline:
+                spent = config.connect_timeout_s - (deadline - loop.time())
+                raise gave_up(failure, attempt, spent, config).exception() from cause
+            logger.info("connect attempt %d failed: %s: %s", attempt, failure.kind, failure.message)
+            await asyncio.sleep(backoff)
+
+    async def _connect(self, timeout_s: float | None = None) -> SonicStream:
         self._generation += 1
         stream = SonicStream(self._client, self.config, self._generation)
-        await stream.open(self.history.for_replay(), tools=self._tool_specs)
+        await stream.open(self.history.for_replay(), tools=self._tool_specs, timeout_s=timeout_s)
         return stream
 
     def _install(self, stream: SonicStream) -> None:
@@ -469,7 +509,7 @@ class SonicSession:
                     await self._replay_to(new)
                     self._install(new)
             except Exception as error:  # noqa: BLE001 - classified: transient errors try again
-                last = classify(error)
+                last = classify(error, self.config)
                 if not last.transient:
                     await self._fail(Error(last.kind, last.message, True))
                     return

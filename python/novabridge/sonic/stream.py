@@ -20,9 +20,12 @@ from aws_sdk_bedrock_runtime.models import (
     InvokeModelWithBidirectionalStreamInputChunk,
     InvokeModelWithBidirectionalStreamOperationInput,
 )
+from smithy_core.exceptions import CallError
 
 from novabridge import protocol
 from novabridge.sonic.config import SonicConfig
+from novabridge.sonic.connect import Attempt, RequestWatch, probe_endpoint
+from novabridge.sonic.errors import ConnectTimedOut
 from novabridge.sonic.transport import SonicTransport
 
 logger = logging.getLogger("novabridge.sonic")
@@ -34,7 +37,7 @@ CLOSE_TIMEOUT_S = 1.0
 
 async def make_client(config: SonicConfig, transport: SonicTransport) -> AsyncBedrockRuntimeClient:
     """The SDK client for ``config``: explicit keys if given, else the SDK's standard sources (env, profile)."""
-    overrides: dict[str, Any] = {"region": config.region, "transport": transport}
+    overrides: dict[str, Any] = {"region": config.region, "transport": transport, "interceptors": [RequestWatch()]}
     if config.endpoint_uri is not None:
         overrides["endpoint_uri"] = config.endpoint_uri
     if config.aws_access_key_id is not None and config.aws_secret_access_key is not None:
@@ -61,15 +64,46 @@ class SonicStream:
         self._audio_open = False
         self.closing = False
 
-    async def open(self, history: list[tuple[str, str]], *, tools: list[dict[str, Any]]) -> None:
+    async def open(
+        self, history: list[tuple[str, str]], *, tools: list[dict[str, Any]], timeout_s: float | None = None
+    ) -> None:
         """Open the stream and send sessionStart, promptStart, the system prompt, the history and the audio start.
 
         The init events go out back to back: the service needs no pauses between them (the samples' sleeps are
         superstition), and the audio contentStart waits for the response headers, as LiveKit does.
+
+        Raises, within ``timeout_s`` (default ``config.connect_timeout_s``) and a second to probe the endpoint, what
+        kept the stream from opening (`novabridge.sonic.errors.classify` names it): the SDK's errors, the service's
+        refusal (`ServiceRefusal`), or `ConnectTimedOut` with the step of reaching the endpoint that fails.
         """
         config = self.config
-        self._stream = await self.client.invoke_model_with_bidirectional_stream(
-            InvokeModelWithBidirectionalStreamOperationInput(model_id=config.model_id)
+        timeout_s = config.connect_timeout_s if timeout_s is None else timeout_s
+        attempt = Attempt()
+        deadline = asyncio.timeout(timeout_s)
+        try:
+            async with deadline:
+                await self._open(attempt, history, tools)
+        except Exception as error:
+            attempt.abandon()
+            if isinstance(error, TimeoutError) and deadline.expired():
+                kind, finding = await probe_endpoint(config.endpoint, config.ca_file)
+                raise ConnectTimedOut(kind, f"no stream within {timeout_s:.1f} s: {finding}") from None
+            if attempt.responded and self._stream is not None:
+                # Refused (throttled, unauthorised, ...): end our side too, so the server can let the stream go.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                        await self._stream.input_stream.close()
+            if attempt.refusal is not None and type(error) is CallError:
+                raise attempt.refusal from error  # an error the SDK does not model: it dropped the service's message
+            raise
+        await self.send(protocol.audio_start(self.prompt, AUDIO_CONTENT, input_rate=config.input_rate))
+        self._audio_open = True
+
+    async def _open(self, attempt: Attempt, history: list[tuple[str, str]], tools: list[dict[str, Any]]) -> None:
+        """The request, the opening events and the service's response headers."""
+        config = self.config
+        self._stream = await attempt.invoke(
+            self.client, InvokeModelWithBidirectionalStreamOperationInput(model_id=config.model_id)
         )
         inference = config.inference
         events = [
@@ -84,17 +118,8 @@ class SonicStream:
         ]
         for role, text in history:
             events += protocol.text_block(self.prompt, self._content_name(), text, role=role)
-        try:
-            await self.send(*events)
-            _, self._receiver = await self._stream.await_output()
-        except Exception:
-            # Refused (throttled, unauthorised, ...): end our side too, so the server can let the stream go.
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await self._stream.input_stream.close()
-            raise
-        await self.send(protocol.audio_start(self.prompt, AUDIO_CONTENT, input_rate=config.input_rate))
-        self._audio_open = True
+        await self.send(*events)
+        _, self._receiver = await attempt.output(self._stream)
 
     def _content_name(self) -> str:
         self._blocks += 1
