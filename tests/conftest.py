@@ -263,6 +263,26 @@ class EmulatorProcess(emulator_process.EmulatorProcess):
         return json.loads(path.read_text()), user, assistant
 
 
+def user_audio_reached(streams: list[bytes], sent: bytes, replay_limit: int) -> int:
+    """How far into ``sent`` the user audio of successive streams reached, each continuing where the last stopped.
+
+    A stream may first repeat up to ``replay_limit`` bytes its predecessor had (a replay); anything else, a gap or
+    a reordering, fails.
+    """
+    position = 0
+    for number, audio in enumerate(streams, start=1):
+        for overlap in range(min(len(audio), replay_limit, position), -1, -2):
+            if (
+                audio[:overlap] == sent[position - overlap : position]
+                and audio[overlap:] == sent[position : position + len(audio) - overlap]
+            ):
+                break
+        else:
+            raise AssertionError(f"stream {number} is not a continuation at byte {position}")
+        position += len(audio) - overlap
+    return position
+
+
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
     process = EmulatorProcess(tmp_path / "recordings")

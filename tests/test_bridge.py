@@ -5,11 +5,14 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EmulatorProcess, python_for, this_version, tone
+from conftest import EmulatorProcess, python_for, this_version, tone, user_audio_reached
 from novabridge.bridge import BridgeError, SonicBridge
+from novabridge.exceptions import InvalidInput, RecordTooLarge
 from novabridge.pool import WorkerPool
 from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
 from novabridge.sonic import SonicConfig
@@ -18,17 +21,34 @@ FRAME = 320  # 20 ms at 16 kHz
 
 
 def converse(bridge: SonicBridge, audio: np.ndarray, turns: int, timeout: float = 20.0) -> list[SonicEvent]:
-    """Stream ``audio`` at about 4x real time in 20 ms frames of OAC's shape, collecting events."""
+    """Stream ``audio`` at about 4x real time in 20 ms frames of OAC's shape, collecting events until ``turns``
+    `TurnEnd` events came."""
+    return until(bridge, feed(bridge, audio), lambda events: turns_ended(events) >= turns, timeout)
+
+
+def feed(bridge: SonicBridge, audio: np.ndarray) -> list[SonicEvent]:
+    """Stream ``audio`` at about 4x real time in 20 ms frames of OAC's shape; the events that came meanwhile."""
     events: list[SonicEvent] = []
     for offset in range(0, len(audio), FRAME):
         bridge.send_audio(audio[offset : offset + FRAME].reshape(1, -1))
         time.sleep(0.005)
         events += bridge.poll()
+    return events
+
+
+def until(
+    bridge: SonicBridge, events: list[SonicEvent], done: Callable[[list[SonicEvent]], bool], timeout: float
+) -> list[SonicEvent]:
+    """``events`` and those that follow, until ``done`` says they are enough."""
     deadline = time.monotonic() + timeout
-    while sum(isinstance(e, TurnEnd) for e in events) < turns:
+    while not done(events):
         assert time.monotonic() < deadline, [e for e in events if not isinstance(e, AudioOut)]
         events += bridge.poll(timeout=0.1)
     return events
+
+
+def turns_ended(events: list[SonicEvent]) -> int:
+    return sum(isinstance(e, TurnEnd) for e in events)
 
 
 def test_a_conversation_through_the_worker_accounts_for_every_byte(emulator: EmulatorProcess) -> None:
@@ -294,14 +314,96 @@ def test_bad_tool_results_and_configs_raise_typed_errors(emulator: EmulatorProce
     with pytest.raises(ValueError, match="rate"):
         SonicBridge(emulator.config(), worker_python=python_for("312"), host_rate=12345)
     with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
-        with pytest.raises(ValueError, match="tool_use_id"):
+        with pytest.raises(InvalidInput, match="tool_use_id"):
             bridge.send_tool_result("", {})
-        with pytest.raises(TypeError, match="JSON"):
+        with pytest.raises(InvalidInput, match="not strict JSON"):
             bridge.send_tool_result("id", object())
         with pytest.raises(BridgeError, match="already started"):
             bridge.start()
         events = converse(bridge, np.concatenate([tone(0.6), np.zeros(16000 * 4, np.int16)]), turns=1)
         assert any(isinstance(e, TurnEnd) for e in events)
+
+
+def test_calls_the_service_would_reject_are_refused_on_the_host_and_lose_nothing(emulator: EmulatorProcess) -> None:
+    first = np.concatenate([tone(0.6), np.zeros(16000 * 4, np.int16)])
+    second = np.concatenate([tone(0.5, 300), np.zeros(16000 * 4, np.int16)])
+    with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
+        events = feed(bridge, first)
+        with pytest.raises(InvalidInput, match=r"not valid UTF-8: .*'\\ud800' at index 3"):
+            bridge.send_text("hi \ud800 there")
+        with pytest.raises(InvalidInput, match="10240 bytes of UTF-8, over the 1024 bytes Nova Sonic takes"):
+            bridge.send_text("x" * 10240)
+        with pytest.raises(InvalidInput, match="not strict JSON"):
+            bridge.send_tool_result("t1", float("nan"))
+        with pytest.raises(InvalidInput, match="not strict JSON"):
+            bridge.send_tool_result("t1", {"when": object()})
+        with pytest.raises(InvalidInput, match="at most 1000000 bytes per input event") as too_large:
+            bridge.send_tool_result("t1", {"rows": "x" * 2_000_000})
+        assert not isinstance(too_large.value, RecordTooLarge)
+        bridge.send_tool_result("nope", {"temp": 20})  # only the session knows that nothing asked for it
+        events = until(bridge, events + feed(bridge, second), lambda events: turns_ended(events) >= 2, 20.0)
+        bridge_errors = [e for e in events if isinstance(e, Error)]
+    assert bridge_errors == [
+        Error("ToolResultDropped", "the result for tool use 'nope' was not sent: the service never asked for it", False)
+    ]
+    assert [e.stop_reason for e in events if isinstance(e, TurnEnd)] == ["END_TURN", "END_TURN"]
+    summary, user, _ = emulator.recording(1)
+    assert (summary["outcome"], summary["error"]) == ("completed", None)
+    names = [next(iter(e["event"])) for e in summary["input_events"]]  # type: ignore[attr-defined]
+    assert "toolResult" not in names
+    assert names.count("textInput") == 1  # the system prompt alone
+    sent = first.tobytes() + second.tobytes()
+    assert user == sent + bytes(len(user) - len(sent))  # every frame once and in order, then the keep-alive
+    assert not (emulator.record_dir / "stream-2.json").exists()
+
+
+def last_utterance_answered(events: list[SonicEvent]) -> bool:
+    asked = [e.turn_id for e in events if isinstance(e, Transcript) and e.text == "(speech, 0.4 seconds)"]
+    return bool(asked) and any(isinstance(e, TurnEnd) and e.turn_id == asked[-1] for e in events)
+
+
+@pytest.fixture
+def rejecting_emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    """Refuses the first input 2.5 s into the first stream, which has worked by then (output, or 2 s open)."""
+    process = EmulatorProcess(tmp_path / "recordings", "--fault", "reject-input:after_s=2.5")
+    yield process
+    process.stop()
+
+
+def test_an_input_the_service_rejects_mid_stream_resumes_the_conversation(
+    rejecting_emulator: EmulatorProcess,
+) -> None:
+    emulator = rejecting_emulator
+    pause = np.zeros(16000 * 4, np.int16)
+    # About 1.3 s each at the pace of `feed`: the refusal comes in the second or third utterance.
+    sent = np.concatenate([tone(0.6), pause, tone(0.5, 300), pause, tone(0.4, 260), pause])
+    with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
+        # A turn cut by the refusal has no TurnEnd (the Reconnecting ends it): wait for the last utterance's.
+        events = until(bridge, feed(bridge, sent), last_utterance_answered, 20.0)
+        restarts = bridge.metrics().restarts
+    errors = [e for e in events if isinstance(e, Error)]
+    assert len(errors) == 1
+    assert (errors[0].kind, errors[0].fatal) == ("ValidationException", False)
+    assert "rejected an input mid-stream: Invalid input request" in errors[0].message
+    assert sum(isinstance(e, Reconnecting) for e in events) == 1
+    assert restarts == 0  # the worker's session recovered by itself
+    users = [e.text for e in events if isinstance(e, Transcript) and e.role == "USER"]
+    # The new stream first hears the user's audio since the last completed turn again (at most 3 s), as after any
+    # reconnection, so what it transcribes first may repeat part of what the old stream heard.
+    assert users[0] == "(speech, 0.6 seconds)"
+    assert "(speech, 0.5 seconds)" in users
+    assert users[-1] == "(speech, 0.4 seconds)"
+    old, old_user, _ = emulator.recording(1)
+    new, new_user, _ = emulator.recording(2)
+    assert str(old["error"][2]).startswith("fault reject-input: ")  # type: ignore[index]
+    assert (new["outcome"], new["error"]) == ("completed", None)
+    assert new["turns"]  # the conversation went on, on the new stream
+    history = [e["event"]["textInput"]["content"] for e in new["input_events"] if "textInput" in e["event"]]  # type: ignore[attr-defined]
+    assert "(speech, 0.6 seconds)" in history
+    # Every frame reached a stream once and in order; the new one first heard the turn in progress again.
+    audio = sent.tobytes()
+    reached = user_audio_reached([old_user, new_user], audio + bytes(len(new_user)), replay_limit=3 * 32000)
+    assert reached >= len(audio)
 
 
 def test_a_bridge_and_its_pool_leave_no_process_fd_or_thread_behind(emulator: EmulatorProcess) -> None:

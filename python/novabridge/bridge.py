@@ -306,22 +306,29 @@ class SonicBridge:
         return dropped
 
     def send_text(self, text: str) -> None:
-        """Typed user text (Nova 2 cross-modal input), answered like speech."""
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("text must be a non-empty string")
-        self._command({"op": "text", "text": text})
+        """Typed user text (Nova 2 cross-modal input), answered like speech.
+
+        Raises:
+            InvalidInput: text the service would reject: empty, not valid UTF-8, over the 1 KB one text input
+                takes, or a model other than Nova 2 (nothing is sent).
+        """
+        self._command({"op": "text", "text": protocol.check_text(text, self.config.model_id)})
 
     def send_tool_result(self, tool_use_id: str, result: Any) -> None:
-        """Answer a `ToolCall` event (``result``: anything JSON can carry)."""
-        if not isinstance(tool_use_id, str) or not tool_use_id:
-            raise ValueError("tool_use_id must be the id of a ToolCall")
-        self._command({"op": "tool_result", "tool_use_id": tool_use_id, "result": result})
+        """Answer a `ToolCall` event: ``result`` is anything JSON carries, or JSON text.
+
+        A result for a tool use the service no longer waits for (its turn was interrupted, or it was never asked)
+        is not sent: the session reports it as a non-fatal `Error` ("ToolResultDropped") naming the id.
+
+        Raises:
+            InvalidInput: an id that is not a string, a result that is not strict JSON (NaN, infinity, a type JSON
+                cannot carry, a lone surrogate), or one too large for the service's input event (nothing is sent).
+        """
+        content = protocol.tool_result_content(result)
+        self._command({"op": "tool_result", "tool_use_id": protocol.check_tool_use_id(tool_use_id), "result": content})
 
     def _command(self, command: dict[str, Any]) -> None:
-        try:
-            payload = json.dumps(command).encode()
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"not JSON-serialisable: {error}") from None
+        payload = json.dumps(command).encode()
         with self._send_lock:
             self._require_worker().uplink.write(RecordKind.EVENT, payload, timeout=0.0)
 

@@ -11,6 +11,7 @@ __all__ = [
     "CredentialsError",
     "EmulatorNotRunning",
     "EndpointError",
+    "InvalidInput",
     "NovaBridgeError",
     "RecordTooLarge",
     "RingAlreadyAttached",
@@ -122,3 +123,12 @@ def session_error(kind: str, message: str) -> SessionError:
 
 class EmulatorNotRunning(NovaBridgeError):
     """A client was told to use the local emulator, and none is running where it looked (`novabridge emulator`)."""
+
+
+class InvalidInput(NovaBridgeError, ValueError):
+    """Text or a tool result that Nova Sonic would reject, refused before anything was sent.
+
+    Not valid UTF-8 (a lone surrogate), not strict JSON (NaN, infinity, a type JSON cannot carry), or over one of
+    the service's documented size limits (`novabridge.protocol`). The conversation goes on as if the call had not
+    been made.
+    """

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
+from novabridge.exceptions import InvalidInput
+
 BARGE_IN_MARKER = '{ "interrupted" : true }'
 """The textOutput content by which the service announces a barge-in."""
 
@@ -182,6 +184,100 @@ def event_from_json(data: bytes) -> SonicEvent:
         return cls(**fields)
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ProtocolError(f"not a typed event: {error}") from None
+
+
+# ------------------------------------------------------------------------------------------------ input checks
+# What the service would reject in the caller's text and tool results is refused before it is sent: a rejected
+# input ends the service's stream, so one bad call would otherwise cost the conversation its stream.
+
+
+def check_text(text: object, model_id: str) -> str:
+    """``text`` as Nova 2 cross-modal input (the user's typed text), checked against what the service takes.
+
+    Raises:
+        InvalidInput: the model is not Nova 2, the text is empty, not valid UTF-8, or longer than one textInput
+            (`TEXT_INPUT_LIMIT_BYTES`).
+    """
+    if model_id != NOVA_2_SONIC:
+        raise InvalidInput(f"text input during a session needs Nova 2 ({NOVA_2_SONIC}); this session runs {model_id}")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput("text must be a non-empty string")
+    size = len(_utf8(text, "the text"))
+    if size > TEXT_INPUT_LIMIT_BYTES:
+        raise InvalidInput(
+            f"the text is {size} bytes of UTF-8, over the {TEXT_INPUT_LIMIT_BYTES} bytes Nova Sonic takes in one "
+            "text input; send it as shorter messages"
+        )
+    return text
+
+
+def check_tool_use_id(tool_use_id: object) -> str:
+    """``tool_use_id`` if it can name a `ToolCall`.
+
+    Raises:
+        InvalidInput: not a non-empty string of valid UTF-8.
+    """
+    if not isinstance(tool_use_id, str) or not tool_use_id:
+        raise InvalidInput("tool_use_id must be the id of a ToolCall")
+    _utf8(tool_use_id, "tool_use_id")
+    return tool_use_id
+
+
+def tool_result_content(result: object) -> str:
+    """The toolResult content for ``result``: strict JSON text, within `TOOL_RESULT_LIMIT_BYTES`.
+
+    A string that is strict JSON text goes as it is; any other string is plain text and goes as
+    ``{"result": text}``; anything else is serialised as JSON.
+
+    Raises:
+        InvalidInput: NaN or infinity, a value JSON cannot carry, a lone surrogate, or too large for one event.
+    """
+    if isinstance(result, str):
+        _utf8(result, "the tool result")
+        try:
+            parsed = json.loads(result, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            text = json.dumps({"result": result}, ensure_ascii=False)
+        else:
+            _strict_json(parsed)  # its escapes may still spell a lone surrogate
+            text = result
+    else:
+        text = _strict_json(result)
+    size = len(json.dumps(text))
+    if size > TOOL_RESULT_LIMIT_BYTES:
+        raise InvalidInput(
+            f"the tool result is {size} bytes as it travels, over the {TOOL_RESULT_LIMIT_BYTES} that fit in one "
+            f"toolResult event (the service takes at most {EVENT_LIMIT_BYTES} bytes per input event); return less"
+        )
+    return text
+
+
+def _strict_json(value: object) -> str:
+    """``value`` as JSON text that any strict parser reads back (RFC 8259), keeping non-ASCII characters."""
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise InvalidInput(f"the tool result is not strict JSON: {error}") from None
+    try:
+        text.encode()
+    except UnicodeEncodeError as error:
+        raise InvalidInput(
+            f"the tool result is not valid UTF-8: a string in it holds a lone surrogate {text[error.start]!r}"
+        ) from None
+    return text
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError as error:
+        raise InvalidInput(
+            f"{what} is not valid UTF-8: it holds a lone surrogate {text[error.start]!r} at index {error.start}"
+        ) from None
 
 
 # ------------------------------------------------------------------------------------------------ input builders

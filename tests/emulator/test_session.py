@@ -9,8 +9,20 @@ from typing import Any, TypeVar
 import numpy as np
 import pydantic
 import pytest
-from novabridge.emulator import Emulator, Scenario, StreamRecording
-from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, Renewed, SonicEvent, Transcript, TurnEnd
+from conftest import user_audio_reached
+from novabridge.emulator import Emulator, Scenario
+from novabridge.exceptions import InvalidInput
+from novabridge.protocol import (
+    AudioOut,
+    Error,
+    Interrupted,
+    Reconnecting,
+    Renewed,
+    SonicEvent,
+    ToolCall,
+    Transcript,
+    TurnEnd,
+)
 from novabridge.sonic import SessionClosed, SonicConfig, SonicSession, Tool, ToolSpec
 
 from emulator.client import TEST_KEY, silence, tone
@@ -75,23 +87,6 @@ async def stream(session: SonicSession, pcm: bytes, *, speed: float = 4.0) -> No
 def utterance(seconds: float = 0.6, pause: float = 4.5) -> bytes:
     """Speech, then a pause long enough for the answer to play out (no barge-in)."""
     return tone(seconds) + silence(pause)
-
-
-def assert_user_audio_accounted(recordings: list[StreamRecording], sent: bytes, replay_limit: int) -> None:
-    """Each stream got a contiguous continuation of the audio sent, after at most ``replay_limit`` replayed bytes."""
-    position = 0
-    for recording in recordings:
-        audio = bytes(recording.user_audio)
-        for overlap in range(min(len(audio), replay_limit, position), -1, -2):
-            if (
-                audio[:overlap] == sent[position - overlap : position]
-                and audio[overlap:] == sent[position : position + len(audio) - overlap]
-            ):
-                break
-        else:
-            raise AssertionError(f"stream {recording.stream_id} is not a continuation at byte {position}")
-        position += len(audio) - overlap
-    assert position == len(sent), f"{len(sent) - position} bytes never reached a stream"
 
 
 @pytest.fixture
@@ -251,7 +246,8 @@ async def test_renewals_keep_every_user_frame_in_order(
     assert [r.outcome for r in recordings] == ["completed"] * len(recordings)
     assert all(r.error is None for r in recordings)
     tail = session.metrics.silence_frames * 1024
-    assert_user_audio_accounted(recordings, sent + bytes(tail), replay_limit=3 * 32000)
+    received = [bytes(r.user_audio) for r in recordings]
+    assert user_audio_reached(received, sent + bytes(tail), replay_limit=3 * 32000) == len(sent) + tail
     # History followed the conversation onto each new stream.
     later = [e for e in recordings[-1].input_events if "textInput" in e["event"]]
     assert any("(speech" in e["event"]["textInput"]["content"] for e in later)
@@ -385,3 +381,183 @@ def test_credentials_never_show_in_repr() -> None:
     assert "topsecret" not in repr(config)
     assert "AKIDSECRETVALUE" not in repr(config)
     assert ToolSpec(name="t", description="d").input_schema["type"] == "object"
+
+
+# ------------------------------------------------------------------------- inputs the service would reject
+
+
+async def test_inputs_the_service_would_reject_are_refused_before_anything_is_sent(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    emulator = await make_emulator()
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    first, second = utterance(), utterance()
+    await stream(session, first)
+    refused: list[tuple[Callable[[], Awaitable[None]], str]] = [
+        (lambda: session.send_text("hi \ud800 there"), r"not valid UTF-8: .*'\\ud800' at index 3"),
+        (lambda: session.send_text("x" * 1025), "1025 bytes of UTF-8, over the 1024"),
+        (lambda: session.send_text("é" * 513), "1026 bytes of UTF-8, over the 1024"),
+        (lambda: session.send_tool_result("t1", float("nan")), "not strict JSON"),
+        (lambda: session.send_tool_result("t1", {"temp": float("inf")}), "not strict JSON"),
+        (lambda: session.send_tool_result("t1", {"when": object()}), "not strict JSON"),
+        (lambda: session.send_tool_result("t1", {"name": "\udc00"}), "lone surrogate"),
+        (lambda: session.send_tool_result("t1", {"rows": "x" * 2_000_000}), "over the 998976"),
+        (lambda: session.send_tool_result("", {}), "tool_use_id"),
+    ]
+    for call, message in refused:
+        with pytest.raises(InvalidInput, match=message):
+            await call()
+    await session.send_text("y" * 1024)  # exactly one textInput's worth is taken (its answer is barged into)
+    await stream(session, second)
+    await events.wait_for(lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN", count=2)
+    await session.close()
+    await events.finished()
+
+    assert not events.of(Error)
+    (recording,) = emulator.recordings
+    assert (recording.outcome, recording.error) == ("completed", None)
+    assert [(turn.source, turn.user_text) for turn in recording.turns] == [
+        ("speech", "(speech, 0.6 seconds)"),
+        ("text", "y" * 1024),
+        ("speech", "(speech, 0.6 seconds)"),
+    ]
+    assert not [e for e in recording.input_events if "toolResult" in e["event"]]
+    tail = session.metrics.silence_frames * 1024
+    assert bytes(recording.user_audio) == first + second + bytes(tail)
+
+
+WEATHER_TURN = {"assistant": "It is {result[temp]} degrees.", "tool": {"name": "getWeather", "input": {}}}
+WEATHER_SPEC = {"name": "getWeather", "description": "The weather.", "input_schema": {"type": "object"}}
+
+
+async def test_a_result_for_a_tool_use_no_longer_pending_is_dropped_and_reported(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    emulator = await make_emulator(scenario=Scenario.from_dict({"turns": [WEATHER_TURN]}))
+    session = await open_session(config_for(emulator, tools=[WEATHER_SPEC]))
+    events = Collector(session)
+    asking = tone(0.6) + silence(0.5)
+    await stream(session, asking)
+    await events.wait_for(lambda e: isinstance(e, ToolCall))
+    (call,) = events.of(ToolCall)
+    barge_in = utterance()  # the user speaks again before the result: the service stops waiting for it
+    await stream(session, barge_in)
+    await events.wait_for(lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN")
+    assert [e.stop_reason for e in events.of(TurnEnd)] == ["INTERRUPTED", "END_TURN"]
+
+    await session.send_tool_result(call.tool_use_id, {"temp": 20})
+    await session.send_tool_result("nope", {"temp": 20})
+    await events.wait_for(lambda e: isinstance(e, Error), count=2)
+    late, unknown = events.of(Error)
+    assert late == Error(
+        "ToolResultDropped",
+        f"the result for tool use {call.tool_use_id!r} was not sent: the user interrupted the turn that asked for it",
+        False,
+    )
+    assert unknown == Error(
+        "ToolResultDropped", "the result for tool use 'nope' was not sent: the service never asked for it", False
+    )
+    after = utterance()
+    await stream(session, after)
+    await events.wait_for(lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN", count=2)
+    await session.close()
+    await events.finished()
+
+    (recording,) = emulator.recordings  # the same stream all along
+    assert (recording.outcome, recording.error) == ("completed", None)
+    assert not [e for e in recording.input_events if "toolResult" in e["event"]]
+    tail = session.metrics.silence_frames * 1024
+    assert bytes(recording.user_audio) == asking + barge_in + after + bytes(tail)
+
+
+async def test_a_result_for_a_pending_tool_use_is_sent_once(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    emulator = await make_emulator(scenario=Scenario.from_dict({"turns": [WEATHER_TURN]}))
+    session = await open_session(config_for(emulator, tools=[WEATHER_SPEC]))
+    events = Collector(session)
+    await stream(session, tone(0.6) + silence(0.5))
+    await events.wait_for(lambda e: isinstance(e, ToolCall))
+    (call,) = events.of(ToolCall)
+    await session.send_tool_result(call.tool_use_id, {"temp": 20})
+    await session.send_tool_result(call.tool_use_id, {"temp": 21})
+    await stream(session, silence(3.0))
+    await events.wait_for(lambda e: isinstance(e, TurnEnd))
+    spoken = [t.text for t in events.of(Transcript) if t.role == "ASSISTANT" and t.stage == "FINAL"]
+    assert spoken == ["It is 20 degrees."]
+    assert events.of(Error) == [
+        Error(
+            "ToolResultDropped",
+            f"the result for tool use {call.tool_use_id!r} was not sent: it was answered already",
+            False,
+        )
+    ]
+    assert emulator.recordings[0].turns[0].tool_result == '{"temp": 20}'
+
+
+@pytest.mark.parametrize("output_first", [True, False], ids=["after-a-turn", "after-2.5-s-without-output"])
+async def test_an_input_rejected_mid_stream_resumes_on_a_new_stream_with_the_history(
+    make_emulator: EmulatorFactory, open_session: SessionFactory, output_first: bool
+) -> None:
+    emulator = await make_emulator()
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    # Either a turn first, or only silence (no output) for longer than a refused setup could take.
+    first, second = (utterance(), utterance()) if output_first else (silence(3.2), utterance())
+
+    async def converse() -> None:
+        await stream(session, first, speed=4.0 if output_first else 1.0)
+        await stream(session, second)
+
+    sending = asyncio.create_task(converse())
+    if output_first:
+        await events.wait_for(lambda e: isinstance(e, TurnEnd))
+        emulator.inject("reject-input", after_s=0.0)  # the next input the stream receives is refused
+    else:
+        emulator.inject("reject-input", after_s=2.5)
+    await events.wait_for(lambda e: isinstance(e, Reconnecting))
+    await sending
+    await events.wait_for(
+        lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN", count=2 if output_first else 1
+    )
+    await session.close()
+    await events.finished()
+
+    (rejected,) = events.of(Error)
+    assert rejected.kind == "ValidationException"
+    assert not rejected.fatal
+    assert "rejected an input mid-stream: Invalid input request" in rejected.message
+    assert session.metrics.reconnects == 1
+    old, new = emulator.recordings
+    assert old.error is not None
+    member, message, rule = old.error
+    assert (member, message) == ("validationException", "Invalid input request, please fix your input and try again.")
+    assert rule.startswith("fault reject-input: ")
+    assert (new.outcome, new.error) == ("completed", None)
+    # The audio sent before and after the refused input reached the two streams once and in order (the new stream
+    # first hears the turn in progress again).
+    tail = session.metrics.silence_frames * 1024
+    sent = first + second + bytes(tail)
+    assert user_audio_reached([bytes(old.user_audio), bytes(new.user_audio)], sent, 3 * 32000) == len(sent)
+    heard = [t.text for t in events.of(Transcript) if t.role == "USER"]
+    assert heard == ["(speech, 0.6 seconds)"] * (2 if output_first else 1)
+    if output_first:  # the new stream resumed from the conversation so far
+        history = [e["event"]["textInput"]["content"] for e in new.input_events if "textInput" in e["event"]]
+        assert history[1:3] == ["(speech, 0.6 seconds)", "This is answer 1. I heard 0.6 seconds of speech."]
+
+
+async def test_an_input_rejected_at_the_start_of_the_conversation_is_fatal(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    emulator = await make_emulator()
+    emulator.inject("reject-input", after_s=0.0)  # the stream's first event: the setup itself is refused
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    await events.finished()
+    assert [e for e in events.events if isinstance(e, (Error, Reconnecting))] == [
+        Error("ValidationException", "Invalid input request, please fix your input and try again.", True)
+    ]
+    assert len(emulator.recordings) == 1
+    with pytest.raises(SessionClosed):
+        await session.send_text("hello")

@@ -89,6 +89,8 @@ class Failure:
     """The exception's class name, e.g. ``ModelStreamErrorException``."""
     message: str
     transient: bool
+    input_rejected: bool = False
+    """The service refused an input: a ValidationException other than the transient ones."""
 
     def exception(self) -> SessionError:
         """The typed exception of this failure (`novabridge.exceptions.session_error`)."""
@@ -108,7 +110,8 @@ def classify(error: BaseException, config: SonicConfig | None = None) -> Failure
     kind = type(error).__name__
     message = str(getattr(error, "message", "") or error) or kind
     if isinstance(error, models.ValidationException):
-        return Failure(kind, message, any(m in message for m in _TRANSIENT_VALIDATION_MESSAGES))
+        transient = any(m in message for m in _TRANSIENT_VALIDATION_MESSAGES)
+        return Failure(kind, message, transient, input_rejected=not transient)
     if isinstance(error, _TRANSIENT_SERVICE_ERRORS):
         return Failure(kind, message, True)
     if isinstance(error, (EventError, AwsCrtError, OSError, TimeoutError, concurrent.futures.InvalidStateError)):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -24,7 +25,6 @@ import numpy as np
 from novabridge import protocol
 from novabridge.exceptions import SessionError
 from novabridge.protocol import (
-    NOVA_2_SONIC,
     AudioOut,
     Error,
     Interrupted,
@@ -54,6 +54,8 @@ MIN_ATTEMPT_S = 0.5
 """A connection attempt at `start` gets at least this long; with less of ``connect_timeout_s`` left, none is made."""
 RENEWAL_GRACE_S = 60.0
 """How long a due renewal waits for the assistant to finish its turn before it goes ahead anyway."""
+SETTLED_TOOL_CALLS = 256
+"""Tool uses no longer pending whose fate is remembered, to say why a late result for one is dropped."""
 
 
 class SessionClosed(RuntimeError):
@@ -171,6 +173,10 @@ class SonicSession:
         self._closed = False
         self._fatal: Error | None = None
         self._last_audio_in = time.monotonic()
+        self._tool_calls: dict[str, tuple[int, str]] = {}
+        """The tool uses the service waits for: id -> (generation of the stream that asked, turn id)."""
+        self._settled_tool_calls: collections.OrderedDict[str, str] = collections.OrderedDict()
+        """Tool uses no longer pending, newest last: id -> why a result for it is not sent."""
 
     # ----------------------------------------------------------------------------------------------- lifecycle
 
@@ -225,6 +231,7 @@ class SonicSession:
                     if self._on_audio_sent is not None:
                         self._on_audio_sent(self._audio_settled, time.monotonic_ns())
             await stream.close()
+        self._stream_ready.set()  # whoever waits for a stream learns that there is none
         # Receive tasks end when the service ends the response; give them a moment, then stop waiting.
         receivers = {task for task in self._receivers if task is not current}
         if receivers:
@@ -289,23 +296,71 @@ class SonicSession:
         self._backlog_changed.set()
 
     async def send_text(self, text: str) -> None:
-        """Nova 2 cross-modal input: the user's typed text, answered like speech."""
+        """Nova 2 cross-modal input: the user's typed text, answered like speech.
+
+        Raises:
+            InvalidInput: text the service would reject (`protocol.check_text`); nothing was sent.
+            SessionClosed: the session is closed.
+        """
         if self._closed:
             raise SessionClosed("the session is closed")
-        if self.config.model_id != NOVA_2_SONIC:
-            raise ValueError("text input during a session needs Nova 2 (amazon.nova-2-sonic-v1:0)")
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("text must be a non-empty string")
-        await self._stream_ready.wait()
-        assert self._stream is not None
-        await self._stream.send_text(text)
+        text = protocol.check_text(text, self.config.model_id)
+        stream = await self._current_stream()
+        try:
+            await stream.send_text(text)
+        except Exception as error:  # noqa: BLE001 - the stream is failing; its receive task recovers
+            self._events.put(
+                Error("InputNotDelivered", f"the text was not delivered: the stream failed ({error!r})", False)
+            )
+            return
         self.history.add("USER", text)
 
     async def send_tool_result(self, tool_use_id: str, result: Any) -> None:
-        """Answer a `ToolCall` that no registered tool handled."""
+        """Answer a `ToolCall` that no registered tool handled.
+
+        ``result`` is anything JSON carries, or JSON text (`protocol.tool_result_content`). A result for a tool use
+        the service no longer waits for (its turn was interrupted, it was asked on a stream since replaced, it was
+        answered already, or it was never asked) is not sent, since the service would end the stream for it: it is
+        reported as a non-fatal `Error` ("ToolResultDropped") naming the id.
+
+        Raises:
+            InvalidInput: a result the service would reject; nothing was sent.
+            SessionClosed: the session is closed.
+        """
+        if self._closed:
+            raise SessionClosed("the session is closed")
+        await self._send_tool_result(protocol.check_tool_use_id(tool_use_id), protocol.tool_result_content(result))
+
+    async def _current_stream(self) -> SonicStream:
         await self._stream_ready.wait()
-        assert self._stream is not None
-        await self._stream.send_tool_result(tool_use_id, result if isinstance(result, str) else _json(result))
+        if self._stream is None:
+            raise SessionClosed("the session is closed")
+        return self._stream
+
+    async def _send_tool_result(self, tool_use_id: str, content: str) -> None:
+        stream = await self._current_stream()
+        asked_on, _ = self._tool_calls.get(tool_use_id, (None, ""))
+        if asked_on != stream.generation:
+            reason = self._settled_tool_calls.get(tool_use_id, "the service never asked for it")
+            if asked_on is not None:
+                reason = "it was asked on a stream the session has since replaced"
+            message = f"the result for tool use {tool_use_id!r} was not sent: {reason}"
+            self._events.put(Error("ToolResultDropped", message, False))
+            return
+        self._settle_tool_call(tool_use_id, "it was answered already")
+        try:
+            await stream.send_tool_result(tool_use_id, content)
+        except Exception as error:  # noqa: BLE001 - the stream is failing; its receive task recovers
+            message = f"the result for tool use {tool_use_id!r} was not delivered: the stream failed ({error!r})"
+            self._events.put(Error("InputNotDelivered", message, False))
+
+    def _settle_tool_call(self, tool_use_id: str, reason: str) -> None:
+        """The service no longer waits for this tool use."""
+        self._tool_calls.pop(tool_use_id, None)
+        self._settled_tool_calls[tool_use_id] = reason
+        self._settled_tool_calls.move_to_end(tool_use_id)
+        while len(self._settled_tool_calls) > SETTLED_TOOL_CALLS:
+            self._settled_tool_calls.popitem(last=False)
 
     async def _next_frame(self) -> tuple[bytes, bool]:
         """The next frame to send, and whether it is the caller's audio (not silence fill)."""
@@ -321,7 +376,6 @@ class SonicSession:
                     frame = bytes(self._backlog)
                     self._backlog.clear()
                     return frame, True
-                self.metrics.silence_frames += 1
                 await asyncio.sleep(frame_s)
                 return bytes(self._frame_bytes), False
             self._backlog_changed.clear()
@@ -351,6 +405,8 @@ class SonicSession:
                         self._audio_settled += len(frame)
                         if self._on_audio_sent is not None:
                             self._on_audio_sent(self._audio_settled, time.monotonic_ns())
+                    else:  # counted once sent: a close may cancel the pump while it waits to send the filler
+                        self.metrics.silence_frames += 1
                     self._since_turn += frame
                     if len(self._since_turn) > replay_limit:
                         del self._since_turn[: len(self._since_turn) - replay_limit]
@@ -418,10 +474,14 @@ class SonicSession:
             dropped = self._events.drop_audio(event.turn_id)
             self.metrics.interrupted_audio_bytes += dropped
             event = Interrupted(event.turn_id, dropped)
+            # The service stops waiting for the tools of an interrupted turn.
+            for tool_use_id in [i for i, (_, turn) in self._tool_calls.items() if turn == event.turn_id]:
+                self._settle_tool_call(tool_use_id, "the user interrupted the turn that asked for it")
         elif isinstance(event, ToolCall):
+            self._tool_calls[event.tool_use_id] = (stream.generation, event.turn_id)
             tool = self._tools.get(event.name)
             if tool is not None:
-                self._spawn(self._run_tool(stream, tool, event), self._workers)
+                self._spawn(self._run_tool(tool, event), self._workers)
         elif isinstance(event, TurnEnd):
             self._turn_active = False
             self._turn_idle.set()
@@ -432,15 +492,10 @@ class SonicSession:
         self._turn_active = True
         self._turn_idle.clear()
 
-    async def _run_tool(self, stream: SonicStream, tool: Tool, call: ToolCall) -> None:
+    async def _run_tool(self, tool: Tool, call: ToolCall) -> None:
         result = await run_tool(tool, call.input, timeout_s=self._tool_timeout_s)
-        target = stream if stream is self._stream else self._stream
-        if target is None:
-            return
-        try:
-            await target.send_tool_result(call.tool_use_id, result)
-        except Exception as error:  # noqa: BLE001 - the stream is failing; its receive task recovers
-            logger.info("tool result for %s not delivered: %r", call.name, error)
+        with contextlib.suppress(SessionClosed):
+            await self._send_tool_result(call.tool_use_id, result)
 
     # --------------------------------------------------------------------------------------- streams and recovery
 
@@ -479,6 +534,9 @@ class SonicSession:
     def _install(self, stream: SonicStream) -> None:
         self._stream = stream
         self._stream_opened_at = time.monotonic()
+        # A new stream waits for no tool: the uses the old one asked for are gone with it.
+        for tool_use_id in [i for i, (generation, _) in self._tool_calls.items() if generation != stream.generation]:
+            self._settle_tool_call(tool_use_id, "it was asked on a stream the session has since replaced")
         self._spawn(self._receive(stream), self._receivers)
         self._stream_ready.set()
 
@@ -493,6 +551,12 @@ class SonicSession:
             return  # a retired stream's end, or our own close
         self._stream_ready.clear()
         logger.info("stream %d failed: %s: %s", stream.generation, failure.kind, failure.message)
+        if failure.input_rejected and stream.settled:
+            # An input refused on a stream whose setup the service had accepted: the conversation is sound, so it
+            # resumes on a new stream from its history. Refused before that, it is the setup itself: fatal.
+            message = f"the service rejected an input mid-stream: {failure.message}; resuming on a new stream"
+            self._events.put(Error(failure.kind, message, False))
+            failure = dataclasses.replace(failure, transient=True)
         if not failure.transient:
             await self._fail(Error(failure.kind, failure.message, True))
             return
@@ -566,9 +630,3 @@ class SonicSession:
             self._events.put(Renewed(new.generation))
             # The old stream's receive task delivers what it still sends, and ends when the service closes it.
             await old.close()
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)

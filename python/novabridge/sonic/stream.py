@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -33,6 +34,9 @@ logger = logging.getLogger("novabridge.sonic")
 AUDIO_CONTENT = "audio"
 CLOSE_TIMEOUT_S = 1.0
 """How long closing a stream may wait on the connection; a dead one is abandoned after this."""
+SETTLED_AFTER_S = 2.0
+"""A stream open this long without a complaint has had its setup accepted: the service checks the opening events
+as they arrive, so a configuration it refuses is refused at once."""
 
 
 async def make_client(config: SonicConfig, transport: SonicTransport) -> AsyncBedrockRuntimeClient:
@@ -63,6 +67,10 @@ class SonicStream:
         self._blocks = 0
         self._audio_open = False
         self.closing = False
+        self.opened_at: float | None = None
+        """When `open` returned (``time.monotonic()``)."""
+        self.received = 0
+        """Output events received so far."""
 
     async def open(
         self, history: list[tuple[str, str]], *, tools: list[dict[str, Any]], timeout_s: float | None = None
@@ -98,6 +106,7 @@ class SonicStream:
             raise
         await self.send(protocol.audio_start(self.prompt, AUDIO_CONTENT, input_rate=config.input_rate))
         self._audio_open = True
+        self.opened_at = time.monotonic()
 
     async def _open(self, attempt: Attempt, history: list[tuple[str, str]], tools: list[dict[str, Any]]) -> None:
         """The request, the opening events and the service's response headers."""
@@ -120,6 +129,13 @@ class SonicStream:
             events += protocol.text_block(self.prompt, self._content_name(), text, role=role)
         await self.send(*events)
         _, self._receiver = await attempt.output(self._stream)
+
+    @property
+    def settled(self) -> bool:
+        """The service has accepted this stream's setup: it has sent output, or `SETTLED_AFTER_S` went by."""
+        return self.received > 0 or (
+            self.opened_at is not None and time.monotonic() - self.opened_at >= SETTLED_AFTER_S
+        )
 
     def _content_name(self) -> str:
         self._blocks += 1
@@ -149,6 +165,7 @@ class SonicStream:
         result = await self._receiver.receive()
         if result is None:
             return None
+        self.received += 1
         data: bytes = result.value.bytes_
         return data
 

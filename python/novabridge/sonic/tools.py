@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from novabridge.protocol import tool_result_content
 from novabridge.sonic.config import ToolSpec
 
 ToolHandler = Callable[[dict[str, Any]], Any] | Callable[[dict[str, Any]], Awaitable[Any]]
@@ -40,10 +41,11 @@ class Tool:
 
 
 async def run_tool(tool: Tool, arguments: dict[str, Any], *, timeout_s: float) -> str:
-    """Run a tool and return its result as the JSON string the service expects.
+    """Run a tool and return its result as the JSON string the service expects (`tool_result_content`).
 
-    A sync handler runs in a thread so it never blocks the audio. A failure, a timeout or a result that is not
-    JSON-serialisable becomes ``{"error": ...}`` for the model to talk about, instead of ending the stream.
+    A sync handler runs in a thread so it never blocks the audio. A failure, a timeout or a result the service
+    would reject (not strict JSON, too large) becomes ``{"error": ...}`` for the model to talk about, instead of
+    ending the stream.
     """
     try:
         async with asyncio.timeout(timeout_s):
@@ -53,18 +55,10 @@ async def run_tool(tool: Tool, arguments: dict[str, Any], *, timeout_s: float) -
                 result = await asyncio.to_thread(tool.handler, arguments)
                 if inspect.isawaitable(result):
                     result = await result
-        return json.dumps(result) if not isinstance(result, str) else _as_json_text(result)
+        return tool_result_content(result)
     except TimeoutError:
         return json.dumps({"error": f"tool {tool.spec.name} timed out after {timeout_s} s"})
     except asyncio.CancelledError:
         raise
     except Exception as error:  # noqa: BLE001 - a tool's failure is reported to the model, not raised
         return json.dumps({"error": f"{type(error).__name__}: {error}"})
-
-
-def _as_json_text(result: str) -> str:
-    try:
-        json.loads(result)
-    except ValueError:
-        return json.dumps({"result": result})
-    return result
