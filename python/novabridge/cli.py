@@ -138,6 +138,31 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--dir", type=Path, help="where to make it (default ~/.novabridge/worker)")
     setup.add_argument("--python", help="the Python >= 3.12 to base it on (default: found on the PATH)")
     setup.add_argument("--wheel", type=Path, help="install this novabridge wheel instead of the index's")
+    doctor = commands.add_parser(
+        "doctor",
+        help="check everything a session needs, each with a verdict and the fix",
+        description="Check, in one table, what a Nova Sonic session needs: the host's and the worker's Python and "
+        "packages, where the worker's credentials come from (the source, never a value), the region, the "
+        "endpoint's DNS, TCP, TLS and HTTP/2, and a real stream to the service's first answer. Exit status 1 if any "
+        "check fails. The endpoint is the running emulator if one is published, else Bedrock, unless said here.",
+    )
+    doctor_target = doctor.add_mutually_exclusive_group()
+    doctor_target.add_argument(
+        "--emulator", action="store_true", help="check the running emulator (as published in the state folder)"
+    )
+    doctor_target.add_argument("--aws", action="store_true", help="check Bedrock's runtime endpoint in the region")
+    doctor_target.add_argument("--endpoint-uri", metavar="URI", help="check another https:// endpoint")
+    doctor.add_argument("--ca-file", type=Path, metavar="PEM", help="with --endpoint-uri: the CA to trust")
+    doctor.add_argument(
+        "--state-dir", type=Path, metavar="DIR", help="where the emulator publishes (as given to `novabridge emulator`)"
+    )
+    doctor.add_argument(
+        "--worker-python",
+        metavar="PYTHON",
+        help="the worker's Python (default: this one if >= 3.12, else `novabridge setup-worker`'s)",
+    )
+    doctor.add_argument("--region", help="the region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)")
+    doctor.add_argument("--profile", help="the shared-config profile to take credentials from (default: AWS_PROFILE)")
     oac = commands.add_parser(
         "openavatarchat",
         aliases=["oac"],
@@ -302,6 +327,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         from novabridge import setup_worker
 
         return setup_worker.main(args.dir or setup_worker.DEFAULT_DIR, args.python, args.wheel)
+    if args.command == "doctor":
+        from novabridge import doctor
+
+        if args.ca_file is not None and args.endpoint_uri is None:
+            print("novabridge doctor: --ca-file goes with --endpoint-uri", file=sys.stderr)
+            return 2
+        target: doctor.Target | None = "emulator" if args.emulator else "aws" if args.aws else None
+        return doctor.main(
+            doctor.DoctorOptions(
+                target=target,
+                endpoint_uri=args.endpoint_uri,
+                ca_file=args.ca_file,
+                state_dir=args.state_dir,
+                worker_python=args.worker_python,
+                region=args.region,
+                profile=args.profile,
+            )
+        )
     if args.command in ("openavatarchat", "oac"):
         from novabridge.openavatarchat import install
 

@@ -49,6 +49,13 @@ VOICES: dict[str, frozenset[str]] = {
     ),
 }
 
+REGIONS: dict[str, tuple[str, ...]] = {
+    NOVA_SONIC_V1: ("us-east-1", "ap-northeast-1"),
+    NOVA_2_SONIC: ("us-east-1", "us-west-2", "ap-northeast-1"),
+}
+"""Where Bedrock offers each model (../shared/notes/nova-sonic.md); the list grows, so a region outside it is worth a
+warning, not a refusal."""
+
 TEXT_INPUT_LIMIT_BYTES = 1024
 """One ``textInput`` holds at most 1 KB of text (Nova 2 user guide, "Managing chat history")."""
 HISTORY_LIMIT_BYTES = 40 * 1024
