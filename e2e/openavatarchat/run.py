@@ -41,7 +41,7 @@ TAIL_S = 8.0
 ENDPOINTING_S = 0.45
 THINK_S = 0.2
 """The emulator's settings: silence that ends a user turn, and time from then to the answer's first audio."""
-QUIET_BOUND_S = 0.4
+QUIET_BOUND_S = 0.5
 """The page must be quiet this soon after the user's voice starts over an answer (the goal is 0.25 s)."""
 CLICK_S = 0.025
 CLICK_AFTER_S = 2.5
