@@ -90,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the --credentials expire S seconds after start (0: already), then are refused as expired tokens",
     )
     emulator.add_argument(
+        "--credentials-file",
+        type=Path,
+        metavar="JSON",
+        help="temporary credentials issued to the account, read for each request: a JSON list of credential_process "
+        "documents (AccessKeyId, SecretAccessKey, SessionToken, Expiration); rewrite it to rotate them",
+    )
+    emulator.add_argument(
         "--region", help="the region served: requests signed for another are refused, as a regional endpoint does"
     )
     emulator.add_argument(
@@ -247,6 +254,7 @@ async def _serve_emulator(args: argparse.Namespace) -> int:
         "output_speed": args.speed,
         "max_streams": args.max_streams,
         "credentials": args.credentials,
+        "credentials_file": args.credentials_file,
         "region": args.region,
         "models": args.models,
         "denied_models": frozenset(args.deny_model) or None,

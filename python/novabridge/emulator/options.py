@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from novabridge.emulator import service
 
@@ -34,6 +35,11 @@ class EmulatorOptions:
     credentials_expire_at: float | None = None
     """When ``credentials`` stop working (``time.time()``), as temporary credentials do: a request signed with them
     afterwards is refused with 403 ExpiredTokenException "The security token included in the request is expired"."""
+    credentials_file: Path | None = None
+    """Temporary credentials issued to the account, read anew for each request: a JSON list of the documents a
+    ``credential_process`` prints (`novabridge.emulator.sigv4.read_issued_keys`). A request must be signed with one
+    of them (or with ``credentials``), send its session token, and come before its expiry, else 403 as the service
+    answers (UnrecognizedClientException, ExpiredTokenException). Rewriting the file rotates the credentials."""
     region: str | None = None
     """The region this endpoint serves: a request signed for another is refused with 403 InvalidSignatureException
     "Credential should be scoped to a valid region, not '...'.", as a regional endpoint refuses it. None: any."""

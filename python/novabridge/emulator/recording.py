@@ -54,6 +54,10 @@ class StreamRecording:
     ``client-disconnected``, ``connection-closed`` (cut by either side), ``error``, ``reset``, ``corrupt-frame``."""
     error: tuple[str, str, str] | None = None
     """(output union member, message on the wire, which rule or fault fired)."""
+    access_key_id: str | None = None
+    """The key that signed the request, when the emulator checks signatures."""
+    credentials_left_s: float | None = None
+    """How long the credentials that signed the request had left when the stream opened (None: no expiry)."""
 
     @property
     def user_audio_sha256(self) -> str:
@@ -80,6 +84,8 @@ class StreamRecording:
             "model_id": self.model_id,
             "outcome": self.outcome,
             "error": self.error,
+            "access_key_id": self.access_key_id,
+            "credentials_left_s": self.credentials_left_s,
             "user_audio_bytes": len(self.user_audio),
             "user_audio_sha256": self.user_audio_sha256,
             "assistant_audio_bytes": len(self.assistant_audio),

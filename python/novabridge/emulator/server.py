@@ -38,7 +38,7 @@ from novabridge.emulator.options import EmulatorOptions
 from novabridge.emulator.recording import StreamRecording
 from novabridge.emulator.scenario import Scenario
 from novabridge.emulator.service import Message, invalid_input
-from novabridge.emulator.sigv4 import SignatureError, check_region, verify_request
+from novabridge.emulator.sigv4 import IssuedKey, SignatureError, check_region, read_issued_keys, verify_request
 from novabridge.emulator.wire import InputDecoder, WireError, encode_exception, encode_output_event, truncated_frame
 
 logger = logging.getLogger("novabridge.emulator")
@@ -317,15 +317,21 @@ class _App:
             return
         model_id = urllib.parse.unquote(match.group(1))
         options = emulator.options
+        signer: IssuedKey | None = None
+        now = time.time()
         try:
             # The service's order: the credential scope's region, then the key, its expiry and the signature.
             if options.region is not None:
                 check_region(scope, options.region)
-            if options.credentials is not None:
-                expired = options.credentials_expire_at is not None and time.time() >= options.credentials_expire_at
-                verify_request(scope, *options.credentials, expired=expired)
+            keys = _issued_keys(options)
+            if keys is not None:
+                signer = verify_request(scope, keys, now)
         except SignatureError as error:
             await self._reject(send, 403, error.error_type, error.message)
+            return
+        except ValueError as error:  # a credentials file being written by hand: the service's own fault
+            logger.error("%s", error)
+            await self._reject(send, 500, "InternalServerException", "An internal server error occurred.")
             return
         if emulator.faults.take(CONNECT_FAULTS) is not None:
             await self._reject(send, 429, "ThrottlingException", Message.THROTTLED)
@@ -342,6 +348,9 @@ class _App:
 
         self.stream_ids += 1
         recording = StreamRecording(self.stream_ids, model_id)
+        if signer is not None:
+            recording.access_key_id = signer.access_key_id
+            recording.credentials_left_s = None if signer.expires_at is None else signer.expires_at - now
         emulator.recordings.append(recording)
         conversation = Conversation(
             recording=recording, options=emulator.options, scenario=emulator.scenario, faults=emulator.faults
@@ -422,6 +431,23 @@ class _App:
                 if "audioOutput" not in item["event"]:
                     recording.output_events.append(item)
             await send({"type": "http.response.body", "body": frame, "more_body": True})
+
+
+def _issued_keys(options: EmulatorOptions) -> dict[str, IssuedKey] | None:
+    """The credentials a request may be signed with, the file's read now; None: signatures are not checked.
+
+    Raises:
+        ValueError: the credentials file cannot be read.
+    """
+    if options.credentials is None and options.credentials_file is None:
+        return None
+    keys: dict[str, IssuedKey] = {}
+    if options.credentials is not None:
+        access_key_id, secret_access_key = options.credentials
+        keys[access_key_id] = IssuedKey(access_key_id, secret_access_key, expires_at=options.credentials_expire_at)
+    if options.credentials_file is not None:
+        keys.update(read_issued_keys(options.credentials_file))
+    return keys
 
 
 def _sever_connection(scope: Scope) -> None:

@@ -2,14 +2,25 @@
 
 Only the request signature is checked (the per-event chunk signatures chain from it); that is enough to prove a
 client signs with the credentials it was given, and to answer 403 as the service does when it does not.
+
+Temporary credentials (an assumed role, SSO, an instance or container role) are a key id, a secret and a session
+token with an expiry. `read_issued_keys` reads them in the document a ``credential_process`` prints (the AWS CLI's
+"Sourcing credentials with an external process": ``Version`` 1, ``AccessKeyId``, ``SecretAccessKey``,
+``SessionToken``, ``Expiration`` in ISO 8601), as a JSON list, so a test can hand the same documents to the client's
+credential process and to the emulator.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from novabridge.emulator.service import Message, wrong_region
@@ -27,6 +38,50 @@ class SignatureError(Exception):
         super().__init__(message)
         self.error_type = error_type
         self.message = message
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """Credentials the emulated account issued: a key, its secret, and for temporary ones a token and an expiry."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+    """Temporary credentials carry one; a request signed with them must send it (``X-Amz-Security-Token``)."""
+    expires_at: float | None = None
+    """When they stop working (``time.time()``); None: never."""
+
+    def __repr__(self) -> str:
+        return f"IssuedKey({self.access_key_id!r}, expires_at={self.expires_at!r})"
+
+
+def read_issued_keys(path: Path) -> dict[str, IssuedKey]:
+    """The temporary credentials in ``path``: a JSON list of credential process documents, by access key id.
+
+    Raises:
+        ValueError: the file cannot be read or is not such a list.
+    """
+    try:
+        documents = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"credentials file {path}: {error}") from None
+    if not isinstance(documents, list):
+        raise ValueError(f"credentials file {path}: expected a JSON list of credential process documents")  # noqa: TRY004 - the file's content, not an argument
+    keys: dict[str, IssuedKey] = {}
+    for document in documents:
+        try:
+            expiration = document.get("Expiration")
+            expires_at = None
+            if expiration is not None:
+                moment = datetime.fromisoformat(expiration)
+                expires_at = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+            key = IssuedKey(
+                str(document["AccessKeyId"]), str(document["SecretAccessKey"]), document.get("SessionToken"), expires_at
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"credentials file {path}: not a credential process document ({error!r})") from None
+        keys[key.access_key_id] = key
+    return keys
 
 
 def _hmac(key: bytes, text: str) -> bytes:
@@ -57,22 +112,25 @@ def check_region(scope: dict[str, Any], region: str) -> None:
         raise SignatureError("InvalidSignatureException", wrong_region(signed_for))
 
 
-def verify_request(scope: dict[str, Any], access_key_id: str, secret_access_key: str, *, expired: bool = False) -> None:
-    """Check the Authorization header of an ASGI HTTP scope against the credentials.
-
-    ``expired``: the credentials are temporary ones past their expiry; a request signed with them is refused.
+def verify_request(scope: dict[str, Any], keys: Mapping[str, IssuedKey], now: float) -> IssuedKey:
+    """Check the Authorization header of an ASGI HTTP scope against the credentials issued; the key that signed it.
 
     Raises:
-        SignatureError: unsigned, signed with another key, with expired credentials, or the signature does not
-            match.
+        SignatureError: unsigned, signed with a key not issued, without its session token, with credentials past
+            their expiry at ``now`` (``time.time()``), or the signature does not match.
     """
     headers = _headers(scope)
     match = _AUTHORIZATION.match(headers.get("authorization", ""))
     if match is None:
         raise SignatureError("AccessDeniedException", "Missing or malformed Authorization header.")
-    if not hmac.compare_digest(match["key"], access_key_id):
+    issued = keys.get(match["key"])
+    if issued is None:
         raise SignatureError("UnrecognizedClientException", Message.UNKNOWN_KEY)
-    if expired:
+    if issued.session_token is not None and not hmac.compare_digest(
+        headers.get("x-amz-security-token", ""), issued.session_token
+    ):
+        raise SignatureError("UnrecognizedClientException", Message.UNKNOWN_KEY)
+    if issued.expires_at is not None and now >= issued.expires_at:
         raise SignatureError("ExpiredTokenException", Message.EXPIRED_TOKEN)
     scope_parts = match["scope"].split("/")
     amz_date = headers.get("x-amz-date", "")
@@ -99,12 +157,13 @@ def verify_request(scope: dict[str, Any], access_key_id: str, secret_access_key:
             hashlib.sha256(canonical_request.encode()).hexdigest(),
         ]
     )
-    key = _hmac(("AWS4" + secret_access_key).encode(), scope_parts[0])
+    key = _hmac(("AWS4" + issued.secret_access_key).encode(), scope_parts[0])
     for part in scope_parts[1:]:
         key = _hmac(key, part)
     expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, match["signature"]):
         raise SignatureError("InvalidSignatureException", Message.BAD_SIGNATURE)
+    return issued
 
 
 def _canonical_query(query: str) -> str:
