@@ -3,6 +3,7 @@ as a subprocess."""
 
 import json
 import os
+import secrets
 import select
 import signal
 import subprocess
@@ -10,8 +11,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import novabridge as nb
 import numpy as np
@@ -344,3 +346,48 @@ def without_aws_settings(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+_PRINT_FILE = "import sys; sys.stdout.write(open(sys.argv[1]).read())"
+
+
+class CredentialSource:
+    """The account's side of temporary credentials: issues them to the emulator and to the client's process.
+
+    The client's ``credential_process`` (`configure`) prints the last issued document; the emulator
+    (``--credentials-file``) reads the list of all issued. Both files are replaced whole, so neither reader sees half a
+    document.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.issued_file = directory / "issued.json"
+        self.current_file = directory / "current.json"
+        self.issued: list[dict[str, Any]] = []
+
+    def configure(self, config_file: Path) -> None:
+        """Make the default profile of ``config_file`` take its credentials from this source."""
+        command = f"{sys.executable} -c {json.dumps(_PRINT_FILE)} {self.current_file}"
+        config_file.write_text(f"[default]\ncredential_process = {command}\n")
+
+    def issue(self, lifetime_s: float) -> dict[str, Any]:
+        document = {
+            "Version": 1,
+            "AccessKeyId": f"ASIANOVABRIDGE{len(self.issued) + 1:04d}",
+            "SecretAccessKey": secrets.token_hex(20),
+            "SessionToken": secrets.token_urlsafe(48),
+            "Expiration": (datetime.now(UTC) + timedelta(seconds=lifetime_s)).isoformat(),
+        }
+        self.issued.append(document)
+        _replace(self.issued_file, json.dumps(self.issued))
+        _replace(self.current_file, json.dumps(document))
+        return document
+
+    def expiry(self, access_key_id: str) -> float:
+        document = next(d for d in self.issued if d["AccessKeyId"] == access_key_id)
+        return datetime.fromisoformat(document["Expiration"]).timestamp()
+
+
+def _replace(path: Path, text: str) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    partial.replace(path)

@@ -105,11 +105,25 @@ CREDENTIAL_KINDS = frozenset(
         "IncompleteSignature",
         "ExpiredTokenException",
         "ExpiredToken",
+        "ExpiredCredentials",
     }
 )
 """Kinds that mean the credentials: missing, unknown to the service, signed wrongly, or expired."""
 ENDPOINT_KINDS = frozenset({"EndpointUnreachable", "EndpointNotFound", "TlsFailure", "NoHttp2", "ConnectTimeout"})
 """Kinds that mean the endpoint could not be reached."""
+SERVICE_FAILURE_KINDS = (
+    "ThrottlingException",
+    "ModelStreamErrorException",
+    "ModelTimeoutException",
+    "ServiceUnavailableException",
+    "InternalServerException",
+    "ModelNotReadyException",
+    "ModelErrorException",
+)
+"""The service's errors that say it is busy or failing, not that the request is wrong: worth another stream."""
+EXPIRED_CREDENTIAL_KINDS = frozenset({"ExpiredTokenException", "ExpiredToken", "ExpiredCredentials"})
+"""Kinds that mean temporary credentials past their expiry: the service's, and ``ExpiredCredentials`` when their
+source gave them already expired (nothing was sent: the SDK does not sign with them)."""
 
 
 def session_error(kind: str, message: str) -> SessionError:

@@ -108,6 +108,9 @@ class SonicConfig(_Model):
     history: tuple[HistoryMessage, ...] = ()
     renewal_after_s: float = Field(360.0, gt=0.0, le=470.0)
     """Move to a fresh stream after this long, ahead of the 8-minute connection limit."""
+    credentials_refresh_s: float = Field(180.0, gt=0.0, le=3600.0)
+    """With temporary credentials from the SDK's sources (no keys given here), move to a stream signed with fresh
+    ones this long before the current stream's expire (LiveKit's plugin recycles its session 3 minutes ahead)."""
     retry: RetryPolicy = RetryPolicy()
     connect_timeout_s: float = Field(4.0, gt=0.0, le=120.0)
     """How long connecting may take: each attempt (DNS, TCP, TLS, the service's answer), and at `start` all of its

@@ -51,18 +51,20 @@ class Attempt:
         """The service's answer when it refused the request (set by the transport, which still has the body)."""
         self.responded = False
         """The service answered the request (so there is a stream whose end can be sent)."""
+        self.resolving_credentials = False
+        """The attempt is waiting for its credentials' source (`novabridge.sonic.signing.FreshCredentials`)."""
 
     @staticmethod
     def current() -> Attempt | None:
         """The attempt whose call is running in this task, if any (for the transport and the interceptor)."""
         return _ATTEMPT.get()
 
-    async def invoke(self, client: Any, request: Any) -> Any:
-        """``client.invoke_model_with_bidirectional_stream(request)``, raising at once if its request task fails."""
+    async def invoke(self, client: Any, request: Any, plugins: list[Any] | None = None) -> Any:
+        """``client.invoke_model_with_bidirectional_stream(request, plugins)``, raising if its request task fails."""
         context = contextvars.copy_context()
         context.run(_ATTEMPT.set, self)
         call = asyncio.get_running_loop().create_task(
-            client.invoke_model_with_bidirectional_stream(request), context=context
+            client.invoke_model_with_bidirectional_stream(request, plugins), context=context
         )
         ended = asyncio.ensure_future(self.ended.wait())
         try:

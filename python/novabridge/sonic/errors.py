@@ -18,8 +18,10 @@ where they come from, never by value.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 import urllib.parse
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aws_sdk_bedrock_runtime import models
 from awscrt.exceptions import AwsCrtError
@@ -28,18 +30,10 @@ from smithy_aws_event_stream.exceptions import EventError
 from smithy_core.exceptions import SmithyError, SmithyIdentityError
 from smithy_http.exceptions import SmithyHTTPError
 
-from novabridge.exceptions import SessionError, session_error
+from novabridge.exceptions import EXPIRED_CREDENTIAL_KINDS, SERVICE_FAILURE_KINDS, SessionError, session_error
 from novabridge.sonic.config import SonicConfig
 
-_TRANSIENT_SERVICE_ERRORS: tuple[type[Exception], ...] = (
-    models.ThrottlingException,
-    models.ModelStreamErrorException,
-    models.ModelTimeoutException,
-    models.ServiceUnavailableException,
-    models.InternalServerException,
-    models.ModelNotReadyException,
-    models.ModelErrorException,
-)
+_TRANSIENT_SERVICE_ERRORS: tuple[type[Exception], ...] = tuple(getattr(models, kind) for kind in SERVICE_FAILURE_KINDS)
 
 _TRANSIENT_VALIDATION_MESSAGES = (
     "System instability detected",
@@ -81,6 +75,14 @@ class ConnectTimedOut(TimeoutError):
         self.finding = finding
 
 
+class CredentialsExpired(Exception):
+    """The credential source gave credentials past their expiry (`novabridge.sonic.signing.FreshCredentials`)."""
+
+    def __init__(self, expired_at: float) -> None:
+        super().__init__(f"the credentials expired at {expired_at}")
+        self.expired_at = expired_at
+
+
 @dataclass(frozen=True)
 class Failure:
     """A classified stream failure."""
@@ -91,6 +93,11 @@ class Failure:
     transient: bool
     input_rejected: bool = False
     """The service refused an input: a ValidationException other than the transient ones."""
+
+    @property
+    def credentials_expired(self) -> bool:
+        """Temporary credentials past their expiry, as the service or their source said: fresh ones may come."""
+        return self.kind in EXPIRED_CREDENTIAL_KINDS
 
     def exception(self) -> SessionError:
         """The typed exception of this failure (`novabridge.exceptions.session_error`)."""
@@ -139,6 +146,16 @@ def _connect_failure(error: BaseException, config: SonicConfig | None) -> Failur
             "AwsConfigError",
             f"the shared AWS config could not be used ({error}). Fix: repair the files AWS_CONFIG_FILE and "
             "AWS_SHARED_CREDENTIALS_FILE name (by default ~/.aws/config and ~/.aws/credentials)",
+            False,
+        )
+    if isinstance(error, CredentialsExpired):
+        when = datetime.fromtimestamp(error.expired_at, UTC).isoformat(timespec="seconds")
+        return Failure(
+            "ExpiredCredentials",
+            f"the credentials the SDK's sources give expired at {when} ({time.time() - error.expired_at:.0f} s ago), "
+            "and none fresher are to be had: they are temporary credentials (an assumed role, SSO, an instance or "
+            "container role, a credential_process) that nothing renewed. Fix: get fresh ones (`aws sso login`, "
+            "assume the role again) or repair what refreshes them",
             False,
         )
     if isinstance(error, SmithyIdentityError):
@@ -215,7 +232,7 @@ def _refusal(error: ServiceRefusal, region: str) -> Failure:
         fix += "region, or AWS_REGION) to the endpoint's region"
     elif kind in ("InvalidSignatureException", "SignatureDoesNotMatch", "IncompleteSignature"):
         fix = "the secret access key does not match the access key id. Fix: give the secret that belongs to the key"
-    elif kind in ("ExpiredTokenException", "ExpiredToken"):
+    elif kind in EXPIRED_CREDENTIAL_KINDS:
         fix = "these are temporary credentials (an assumed role, SSO, an instance or container role) past their "
         fix += "expiry. Fix: get fresh ones (`aws sso login`, assume the role again) or refresh the session token"
     elif kind == "AccessDeniedException":

@@ -38,6 +38,7 @@ from novabridge.protocol import (
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.errors import Failure, classify, gave_up
 from novabridge.sonic.history import History
+from novabridge.sonic.signing import FreshCredentials, expires_at
 from novabridge.sonic.stream import CLOSE_TIMEOUT_S, SonicStream, make_client
 from novabridge.sonic.tools import Tool, run_tool
 from novabridge.sonic.transport import SonicTransport
@@ -70,6 +71,8 @@ class SessionMetrics:
     silence_frames: int = 0
     reconnects: int = 0
     renewals: int = 0
+    credential_renewals: int = 0
+    """Of the renewals, those made ahead of the credentials' expiry rather than the stream's lifetime."""
     dropped_audio_bytes: int = 0
     interrupted_audio_bytes: int = 0
     first_audio_latency_s: list[float] = field(default_factory=list)
@@ -154,6 +157,8 @@ class SonicSession:
         """User audio sent since the last completed turn (the replay window's source)."""
         self._events = _EventQueue()
         self._transport: SonicTransport | None = None
+        self._credentials: FreshCredentials | None = None
+        """Without keys in the config: what resolves each stream's credentials anew (`novabridge.sonic.signing`)."""
         self._client: Any = None
         self._stream: SonicStream | None = None
         self._stream_ready = asyncio.Event()
@@ -506,6 +511,10 @@ class SonicSession:
         deadline = loop.time() + config.connect_timeout_s
         try:
             self._transport = SonicTransport(ca_file=config.ca_file)
+            if config.aws_access_key_id is None:
+                self._credentials = FreshCredentials(
+                    profile=config.profile, region=config.region, http_client=self._transport
+                )
             self._client = await make_client(config, self._transport)
         except Exception as error:  # classified: a profile that does not exist, a transport that cannot be made
             raise classify(error, config).exception() from error
@@ -527,13 +536,14 @@ class SonicSession:
 
     async def _connect(self, timeout_s: float | None = None) -> SonicStream:
         self._generation += 1
-        stream = SonicStream(self._client, self.config, self._generation)
+        stream = SonicStream(self._client, self.config, self._generation, self._credentials)
         await stream.open(self.history.for_replay(), tools=self._tool_specs, timeout_s=timeout_s)
         return stream
 
     def _install(self, stream: SonicStream) -> None:
         self._stream = stream
-        self._stream_opened_at = time.monotonic()
+        # A pre-warmed stream's lifetime began at its request, before the handover.
+        self._stream_opened_at = stream.requested_at
         # A new stream waits for no tool: the uses the old one asked for are gone with it.
         for tool_use_id in [i for i, (generation, _) in self._tool_calls.items() if generation != stream.generation]:
             self._settle_tool_call(tool_use_id, "it was asked on a stream the session has since replaced")
@@ -574,7 +584,8 @@ class SonicSession:
                     self._install(new)
             except Exception as error:  # noqa: BLE001 - classified: transient errors try again
                 last = classify(error, self.config)
-                if not last.transient:
+                # Expired credentials too: each attempt resolves them anew, so a rotation meanwhile lets one in.
+                if not (last.transient or last.credentials_expired):
                     await self._fail(Error(last.kind, last.message, True))
                     return
                 continue
@@ -591,26 +602,96 @@ class SonicSession:
         self._events.put(error)
         await self.close()
 
+    def _renewal_due(self) -> tuple[float, bool]:
+        """When the stream is to be renewed (``time.monotonic()``), and whether that is for its credentials.
+
+        Before its lifetime runs out (``renewal_after_s``), and before its credentials expire (``credentials_refresh_s``
+        ahead) when they had more than that left at its opening: credentials with less are the freshest the source
+        gives, and renewing onto them would gain nothing. Past their expiry the lifetime is all that is left to wait
+        for (the open stream goes on; only a new one would be refused).
+        """
+        lifetime = self._stream_opened_at + self.config.renewal_after_s
+        stream = self._stream
+        expiry = stream.credentials_expire_at if stream is not None else None
+        if expiry is None:
+            return lifetime, False
+        monotonic_expiry = expiry - time.time() + time.monotonic()
+        refresh = monotonic_expiry - self.config.credentials_refresh_s
+        if refresh <= self._stream_opened_at or refresh >= lifetime or time.monotonic() >= monotonic_expiry:
+            return lifetime, False
+        return refresh, True
+
+    async def _credentials_refreshed(self, stream: SonicStream) -> bool:
+        """Whether the credential source now gives credentials that outlast the stream's (the next stream's, if so)."""
+        assert self._credentials is not None  # a stream's credentials expire only when they come from the source
+        try:
+            identity = await self._credentials.resolve()
+        except Exception as error:  # noqa: BLE001 - the stream's credentials still hold: asked again after a pause
+            logger.info("renewal: the credential source failed: %s", classify(error, self.config).message)
+            return False
+        fresh = expires_at(identity)
+        return fresh is None or stream.credentials_expire_at is None or fresh > stream.credentials_expire_at
+
     async def _renewals(self) -> None:
+        """Move the conversation to a new stream before the current one's lifetime or credentials run out.
+
+        The next stream is opened while the current one carries on, and takes over between turns. A failure to open
+        it is tried again with the retry policy's backoff: a transient one while the current stream lives (its end
+        brings the reconnection and its own policy), expired credentials up to the policy's attempts (each attempt
+        resolves them anew, so a rotation meanwhile lets it in); then, or at once for any other failure, the session
+        ends with the fatal error.
+        """
+        retry = self.config.retry
+        failures = 0
+        unchanged, checked = 0, 0  # credential checks in a row that found nothing fresher, for stream ``checked``
         while not self._closed:
-            due = self._stream_opened_at + self.config.renewal_after_s
+            due, for_credentials = self._renewal_due()
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             if self._closed:
                 return
-            if time.monotonic() < self._stream_opened_at + self.config.renewal_after_s:
+            if time.monotonic() < self._renewal_due()[0]:
                 continue  # a reconnection replaced the stream meanwhile
             await self._stream_ready.wait()
-            # Pre-warm the next stream while the current one carries on, then hand over between turns.
+            old = self._stream
+            if old is None or self._closed:
+                return
+            if for_credentials:
+                unchanged = 0 if checked != old.generation else unchanged
+                checked = old.generation
+                if not await self._credentials_refreshed(old):
+                    unchanged += 1
+                    logger.info(
+                        "renewal: the credential source gives nothing fresher than stream %d's (they expire in %.0f s)",
+                        old.generation,
+                        (old.credentials_expire_at or 0.0) - time.time(),
+                    )
+                    await asyncio.sleep(retry.backoff_s(unchanged))
+                    continue
             try:
                 new = await self._connect()
-            except Exception as error:  # noqa: BLE001 - the current stream still works; try again shortly
-                logger.info("renewal: could not open the next stream: %r", error)
-                await asyncio.sleep(self.config.retry.backoff_s(1))
+            except Exception as error:  # noqa: BLE001 - classified: which failures are worth another attempt
+                failure = classify(error, self.config)
+                failures += 1
+                logger.info("renewal attempt %d failed: %s: %s", failures, failure.kind, failure.message)
+                if not (failure.transient or failure.credentials_expired):
+                    await self._fail(Error(failure.kind, failure.message, True))
+                    return
+                if failure.credentials_expired and failures >= retry.max_attempts:
+                    message = f"gave up after {failures} attempts to open a new stream: {failure.message}"
+                    await self._fail(Error(failure.kind, message, True))
+                    return
+                await asyncio.sleep(retry.backoff_s(failures))
                 continue
+            failures = 0
             installed = False
             try:
+                # Between turns if the turn ends in time: within the grace, and before the old credentials expire
+                # (should the service end a stream whose credentials expired, the handover would come too late).
+                grace = RENEWAL_GRACE_S
+                if for_credentials and old.credentials_expire_at is not None:
+                    grace = min(grace, max(0.0, old.credentials_expire_at - time.time()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._turn_idle.wait(), RENEWAL_GRACE_S)
+                    await asyncio.wait_for(self._turn_idle.wait(), grace)
                 old = self._stream
                 if old is None or self._closed:
                     return
@@ -627,6 +708,10 @@ class SonicSession:
                     await new.close()
                     await new.drain(2.0)
             self.metrics.renewals += 1
+            if for_credentials:
+                self.metrics.credential_renewals += 1
+                left = (old.credentials_expire_at or 0.0) - time.time()
+                logger.info("renewed onto fresh credentials %.0f s before stream %d's expire", left, old.generation)
             self._events.put(Renewed(new.generation))
             # The old stream's receive task delivers what it still sends, and ends when the service closes it.
             await old.close()

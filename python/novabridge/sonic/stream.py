@@ -21,12 +21,13 @@ from aws_sdk_bedrock_runtime.models import (
     InvokeModelWithBidirectionalStreamInputChunk,
     InvokeModelWithBidirectionalStreamOperationInput,
 )
-from smithy_core.exceptions import CallError
+from smithy_core.exceptions import CallError, SmithyIdentityError
 
 from novabridge import protocol
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.connect import Attempt, RequestWatch, probe_endpoint
 from novabridge.sonic.errors import ConnectTimedOut
+from novabridge.sonic.signing import FreshCredentials, expires_at, signing_with
 from novabridge.sonic.transport import SonicTransport
 
 logger = logging.getLogger("novabridge.sonic")
@@ -40,7 +41,10 @@ as they arrive, so a configuration it refuses is refused at once."""
 
 
 async def make_client(config: SonicConfig, transport: SonicTransport) -> AsyncBedrockRuntimeClient:
-    """The SDK client for ``config``: explicit keys if given, else the SDK's standard sources (env, profile)."""
+    """The SDK client for ``config``: explicit keys if given, else the SDK's standard sources (env, profile).
+
+    Without keys, each stream is signed with credentials resolved for it (`SonicStream`'s ``credentials``).
+    """
     overrides: dict[str, Any] = {"region": config.region, "transport": transport, "interceptors": [RequestWatch()]}
     if config.endpoint_uri is not None:
         overrides["endpoint_uri"] = config.endpoint_uri
@@ -56,10 +60,18 @@ async def make_client(config: SonicConfig, transport: SonicTransport) -> AsyncBe
 class SonicStream:
     """A stream with its prompt, ready for audio once `open` returns."""
 
-    def __init__(self, client: AsyncBedrockRuntimeClient, config: SonicConfig, generation: int) -> None:
+    def __init__(
+        self,
+        client: AsyncBedrockRuntimeClient,
+        config: SonicConfig,
+        generation: int,
+        credentials: FreshCredentials | None = None,
+    ) -> None:
+        """A stream not yet open; with ``credentials``, it signs with what they give at its opening."""
         self.client = client
         self.config = config
         self.generation = generation
+        self.credentials = credentials
         self.prompt = f"prompt-{uuid.uuid4()}"
         self._stream: Any = None
         self._receiver: Any = None
@@ -67,8 +79,12 @@ class SonicStream:
         self._blocks = 0
         self._audio_open = False
         self.closing = False
+        self.requested_at = 0.0
+        """When `open` sent the request (``time.monotonic()``): the service's connection lifetime runs from then."""
         self.opened_at: float | None = None
         """When `open` returned (``time.monotonic()``)."""
+        self.credentials_expire_at: float | None = None
+        """When the credentials the stream was opened with expire (``time.time()``); None: never, or unknown."""
         self.received = 0
         """Output events received so far."""
 
@@ -86,6 +102,7 @@ class SonicStream:
         """
         config = self.config
         timeout_s = config.connect_timeout_s if timeout_s is None else timeout_s
+        self.requested_at = time.monotonic()
         attempt = Attempt()
         deadline = asyncio.timeout(timeout_s)
         try:
@@ -93,6 +110,11 @@ class SonicStream:
                 await self._open(attempt, history, tools)
         except Exception as error:
             attempt.abandon()
+            if isinstance(error, TimeoutError) and deadline.expired() and attempt.resolving_credentials:
+                # A source that asks the network (a container or instance role) and gets no answer.
+                raise SmithyIdentityError(
+                    f"the credential source gave no credentials within {timeout_s:.1f} s"
+                ) from None
             if isinstance(error, TimeoutError) and deadline.expired():
                 kind, finding = await probe_endpoint(config.endpoint, config.ca_file)
                 raise ConnectTimedOut(kind, f"no stream within {timeout_s:.1f} s: {finding}") from None
@@ -111,8 +133,15 @@ class SonicStream:
     async def _open(self, attempt: Attempt, history: list[tuple[str, str]], tools: list[dict[str, Any]]) -> None:
         """The request, the opening events and the service's response headers."""
         config = self.config
+        plugins = None
+        if self.credentials is not None:
+            attempt.resolving_credentials = True
+            identity = await self.credentials.for_stream()
+            attempt.resolving_credentials = False
+            self.credentials_expire_at = expires_at(identity)
+            plugins = [signing_with(identity)]
         self._stream = await attempt.invoke(
-            self.client, InvokeModelWithBidirectionalStreamOperationInput(model_id=config.model_id)
+            self.client, InvokeModelWithBidirectionalStreamOperationInput(model_id=config.model_id), plugins
         )
         inference = config.inference
         events = [
