@@ -10,9 +10,12 @@ PY312 ?= python3.12
 PY311 ?= python3.11
 VENV := .venv
 HOST_VENV := .venv-host
-OAC_VENV := .venv-oac
 # An OpenAvatarChat checkout for the end-to-end run (upstream files, see its PROVENANCE.md); a user's own works too.
 OAC_DIR ?= $(CURDIR)/../shared/third_party/openavatarchat
+# OAC's environment is 1.4 GB: kept outside the checkout, keyed by OAC's pins and our replacements, so a machine that
+# keeps its home between runs builds it once.
+OAC_KEY := $(shell cat e2e/openavatarchat/requirements.py $(OAC_DIR)/pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
+OAC_VENV ?= $(HOME)/.cache/novabridge/venv-oac-$(OAC_KEY)
 CARGO_LOOM_DIR := target/loom
 
 # Tests launch processes on both interpreters and install the wheel into fresh environments of both.
@@ -90,18 +93,18 @@ test-python: install
 ## OpenAvatarChat's own environment as its pins make it (Python 3.11), with what cannot be installed here replaced
 ## (e2e/openavatarchat/requirements.py says what and why), the test-only shims (a torch stand-in, loopback-only ICE)
 ## and playwright's Python API; then the wheel.
-$(OAC_VENV)/.created: e2e/openavatarchat/requirements.py
+$(OAC_VENV)/.created:
 	rm -rf $(OAC_VENV)
 	$(PY311) -m venv $(OAC_VENV)
 	$(OAC_VENV)/bin/python -m pip install -q --upgrade pip
 	$(OAC_VENV)/bin/python e2e/openavatarchat/requirements.py $(OAC_DIR) > $(OAC_VENV)/requirements.txt
 	$(OAC_VENV)/bin/python -m pip install -q --prefer-binary -r $(OAC_VENV)/requirements.txt playwright
 	$(OAC_VENV)/bin/python -m pip install -q --no-deps fastrtc==0.0.28
-	echo $(CURDIR)/e2e/openavatarchat/shims > \
-		"$$($(OAC_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/novabridge_oac_test_shims.pth"
 	touch $@
 
 oac-env: install $(OAC_VENV)/.created
+	echo $(CURDIR)/e2e/openavatarchat/shims > \
+		"$$($(OAC_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/novabridge_oac_test_shims.pth"
 	whl=$$(ls dist/*.whl); \
 	$(OAC_VENV)/bin/python -m pip install -q --prefer-binary "$$whl[demo]"; \
 	$(OAC_VENV)/bin/python -m pip install -q --force-reinstall --no-deps "$$whl"
@@ -133,4 +136,4 @@ bench: install
 		--benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name -q -s
 
 clean:
-	rm -rf target dist $(VENV) $(HOST_VENV) $(OAC_VENV)
+	rm -rf target dist $(VENV) $(HOST_VENV)
