@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
         "documents (AccessKeyId, SecretAccessKey, SessionToken, Expiration); rewrite it to rotate them",
     )
     emulator.add_argument(
+        "--certs-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep the CA and certificate in DIR and use them again on the next run, so clients keep their ca_file",
+    )
+    emulator.add_argument(
         "--region", help="the region served: requests signed for another are refused, as a regional endpoint does"
     )
     emulator.add_argument(
@@ -274,6 +280,7 @@ async def _serve_emulator(args: argparse.Namespace) -> int:
             allow_remote=args.allow_remote,
             record_dir=args.record_dir,
             keep_recordings=False,  # nobody reads them in this process; --record-dir writes them out
+            certs_dir=args.certs_dir,
         )
     except (ValueError, ScenarioError) as error:
         print(f"novabridge emulator: {error}", file=sys.stderr)

@@ -1,7 +1,9 @@
 """A throwaway certificate authority and a loopback server certificate, made at start.
 
 The SDK's CRT transport only speaks HTTP/2 over TLS, so the emulator needs a certificate the client can trust. A
-fresh CA per run means no private key is ever shipped or reused; clients trust it through the CA file alone.
+fresh CA per run means no private key is ever shipped or reused; clients trust it through the CA file alone. Only
+when asked (`kept_certificates`, the emulator's ``--certs-dir``) are they kept in a folder of the user's and used
+again, so that a client configured with one ``ca_file`` trusts the emulator across restarts, as it would Bedrock.
 """
 
 from __future__ import annotations
@@ -110,3 +112,14 @@ def write_certificates(directory: Path, *, hosts: tuple[str, ...] = ()) -> Certi
     )
     files.key_file.chmod(0o600)
     return files
+
+
+def kept_certificates(directory: Path, *, hosts: tuple[str, ...] = ()) -> CertificateFiles:
+    """The certificates kept in ``directory`` from an earlier run, or new ones written there for the next."""
+    files = CertificateFiles(
+        ca_file=directory / "ca.pem", cert_file=directory / "server.pem", key_file=directory / "server-key.pem"
+    )
+    if all(path.is_file() for path in (files.ca_file, files.cert_file, files.key_file)):
+        return files
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_certificates(directory, hosts=hosts)

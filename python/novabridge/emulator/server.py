@@ -31,7 +31,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from novabridge.emulator import _hypercorn, service
-from novabridge.emulator.certs import write_certificates
+from novabridge.emulator.certs import kept_certificates, write_certificates
 from novabridge.emulator.conversation import Conversation, End
 from novabridge.emulator.faults import CONNECT_FAULTS, Fault, FaultKind, FaultPlan
 from novabridge.emulator.options import EmulatorOptions
@@ -87,6 +87,7 @@ class Emulator:
         allow_remote: bool = False,
         record_dir: str | os.PathLike[str] | None = None,
         keep_recordings: bool = True,
+        certs_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise ValueError(f"refusing to serve on non-loopback address {host!r} without allow_remote=True")
@@ -102,6 +103,9 @@ class Emulator:
         self.keep_recordings = keep_recordings
         """Keep ended streams' recordings in `recordings`. A long-running server that nobody inspects in process
         (the CLI) keeps only the open ones: a day of streams would otherwise grow without bound."""
+        self.certs_dir = Path(certs_dir) if certs_dir is not None else None
+        """When set, the CA and the server certificate are kept there and used again by the next run with it, so a
+        client keeps its ``ca_file`` across restarts (`novabridge.emulator.certs.kept_certificates`)."""
         self.recordings: list[StreamRecording] = []
         """One per stream accepted, in order of arrival."""
         self.rejected: list[tuple[int, str, str]] = []
@@ -150,8 +154,11 @@ class Emulator:
         """Generate the certificates, bind, and serve in a task on the running loop."""
         if self._started:
             raise RuntimeError("the emulator is already running")
-        self._directory = Path(tempfile.mkdtemp(prefix="novabridge-emulator-"))
-        files = write_certificates(self._directory, hosts=(self.host,))
+        if self.certs_dir is not None:
+            files = kept_certificates(self.certs_dir, hosts=(self.host,))
+        else:
+            self._directory = Path(tempfile.mkdtemp(prefix="novabridge-emulator-"))
+            files = write_certificates(self._directory, hosts=(self.host,))
         self._ca_file = files.ca_file
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -162,7 +169,9 @@ class Emulator:
             sock.listen(256)
         except OSError:
             sock.close()
-            shutil.rmtree(self._directory, ignore_errors=True)
+            if self._directory is not None:
+                shutil.rmtree(self._directory, ignore_errors=True)
+                self._directory = None
             raise
         self.port = sock.getsockname()[1]
         config = Config()
@@ -191,7 +200,7 @@ class Emulator:
         self._started = True
 
     async def stop(self) -> None:
-        """Stop serving (open streams are ended) and delete the certificates."""
+        """Stop serving (open streams are ended) and delete the certificates (unless kept in ``certs_dir``)."""
         if self._server is not None and self._stop is not None:
             # hypercorn waits for open connections; end every stream so they close.
             for conversation in list(self._conversations):
