@@ -24,7 +24,7 @@ import numpy as np
 
 from novabridge import pcm, protocol
 from novabridge._novabridge import Record, Resampler
-from novabridge.exceptions import BridgeError, RingClosed, WorkerError, session_error
+from novabridge.exceptions import WORKER_FAILED, BridgeError, RingClosed, WorkerError, session_error
 from novabridge.pool import WorkerPool, WorkerProcess
 from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
 from novabridge.ring import RecordKind, aread
@@ -41,8 +41,6 @@ HELD_LIMIT_S = 30.0
 MAX_RESTARTS_UNREADY = 3
 """Workers that die before their session is up, in a row, before the bridge gives up (a crash loop)."""
 LATENCY_SAMPLES = 20_000
-WORKER_FAILED = "WorkerFailed"
-"""The ``kind`` of the fatal `Error` when no worker can run the session (a `WorkerError` from `start`)."""
 _AUDIO_STAMP_BYTES = 8
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -237,6 +235,12 @@ class SonicBridge:
     def closed(self) -> bool:
         """`close` was called, or the session ended with a fatal error (reported as the last event)."""
         return self._closed
+
+    @property
+    def history(self) -> tuple[HistoryMessage, ...]:
+        """The conversation so far (the config's history, then the transcripts), as much as a new session takes."""
+        replay = protocol.trim_history([(m.role, m.text) for m in self._history])
+        return tuple(HistoryMessage(role=role, text=text) for role, text in replay)
 
     @property
     def ready(self) -> bool:
@@ -523,10 +527,8 @@ class SonicBridge:
                 self._worker = None
                 self._closed = True
                 return [Error(WORKER_FAILED, f"workers keep exiting before the session is up: {output}", True)]
-            replay = protocol.trim_history([(m.role, m.text) for m in self._history])
-            history = tuple(HistoryMessage(role=role, text=text) for role, text in replay)
             try:
-                self._take_worker(self.config.model_copy(update={"history": history}))
+                self._take_worker(self.config.model_copy(update={"history": self.history}))
             except BridgeError as error:
                 self._ended = True
                 self._closed = True

@@ -21,6 +21,7 @@ __all__ = [
     "RingFull",
     "SessionError",
     "WorkerError",
+    "recoverable",
     "session_error",
 ]
 
@@ -84,6 +85,11 @@ class SessionError(NovaBridgeError):
         self.kind = kind
         self.message = message
 
+    @property
+    def recoverable(self) -> bool:
+        """A later session may succeed with the same configuration (`novabridge.exceptions.recoverable`)."""
+        return recoverable(self.kind)
+
 
 class CredentialsError(SessionError):
     """No credentials were found, or the service refused the ones given (unknown key, wrong secret, expired)."""
@@ -124,6 +130,30 @@ SERVICE_FAILURE_KINDS = (
 EXPIRED_CREDENTIAL_KINDS = frozenset({"ExpiredTokenException", "ExpiredToken", "ExpiredCredentials"})
 """Kinds that mean temporary credentials past their expiry: the service's, and ``ExpiredCredentials`` when their
 source gave them already expired (nothing was sent: the SDK does not sign with them)."""
+WORKER_FAILED = "WorkerFailed"
+"""The ``kind`` of the fatal `Error` when no worker can run the session (a `WorkerError` from `start`)."""
+RECOVERABLE_KINDS = frozenset(
+    {
+        *SERVICE_FAILURE_KINDS,
+        "StreamEnded",
+        "EndpointUnreachable",
+        "EndpointNotFound",
+        "ConnectTimeout",
+        "NoCredentials",
+        *EXPIRED_CREDENTIAL_KINDS,
+        WORKER_FAILED,
+    }
+)
+"""Kinds of fatal error whose cause can pass while the configuration stays as it is: the service busy or failing
+(after the session's own retries gave up), the endpoint or the network down, credentials missing or past their
+expiry (a login or the credential source's next rotation brings fresh ones), workers that crash. The other kinds
+need a change before a session can succeed: a model id the endpoint does not offer, access not granted, keys the
+service does not know, a profile or endpoint that is wrong."""
+
+
+def recoverable(kind: str) -> bool:
+    """Whether a session that ended with an error of this ``kind`` is worth starting again, later, as it is."""
+    return kind in RECOVERABLE_KINDS
 
 
 def session_error(kind: str, message: str) -> SessionError:

@@ -19,16 +19,24 @@ in its own `NovaSonicContext`, so sessions never share state.
   pacing at the voice's onset, without waiting for Nova Sonic's verdict; the service's ``Interrupted`` confirms it
   (the held audio is dropped), and without one the answer resumes where it stopped (`NovaSonicContext.barge_in_stats`
   counts both).
+- A session that ends with a fatal error comes back by itself when its cause can pass
+  (`novabridge.exceptions.recoverable`: the network or endpoint down, the service busy or failing, credentials
+  missing or expired, workers that crash): a new session, with the conversation so far, after 1, 2, 4 ... at most
+  30 s, one WARNING line per attempt; the microphone is dropped (and counted) meanwhile. A cause that needs a change
+  of configuration (a model id the endpoint does not offer, access not granted, keys the service does not know) is
+  logged once at ERROR, and the avatar stays silent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import importlib
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -47,7 +55,7 @@ from novabridge import pcm
 from novabridge._novabridge import Resampler
 from novabridge.bridge import SonicBridge, default_worker_python
 from novabridge.emulator import published
-from novabridge.exceptions import BridgeError
+from novabridge.exceptions import WORKER_FAILED, BridgeError, EmulatorNotRunning, WorkerError, recoverable
 from novabridge.openavatarchat._log import logger
 from novabridge.openavatarchat.trace import HopTrace
 from novabridge.pool import WorkerPool
@@ -63,7 +71,13 @@ from novabridge.protocol import (
     Transcript,
     TurnEnd,
 )
-from novabridge.sonic.config import DEFAULT_SYSTEM_PROMPT, InferenceConfig, SonicConfig
+from novabridge.sonic.config import (
+    DEFAULT_SYSTEM_PROMPT,
+    HistoryMessage,
+    InferenceConfig,
+    RetryPolicy,
+    SonicConfig,
+)
 from novabridge.sonic.tools import Tool, run_tool
 from novabridge.voice_activity import VoiceDetector, VoiceEnded, VoiceStarted
 
@@ -88,6 +102,9 @@ them, ten 5 s answers per lead: the 1st percentile of the time a slice arrived b
 of 2 ms in 1572 slices, 30 ms two in 786 (and a 120 ms stall of the whole machine broke even 100 ms once). Below
 60 ms the margin is less than a common stall; each 20 ms more is 20 ms more of answer heard after a barge-in."""
 EMULATOR_CREDENTIALS = ("AKIDEMULATOR", "emulator")
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 30.0
+"""A session that ended with a cause that can pass is started again after 1, 2, 4 ... seconds, at most this."""
 
 
 class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
@@ -125,6 +142,9 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     aws_profile: str | None = None
     renewal_after_s: float = 360.0
     """Nova Sonic ends a stream after 8 minutes; the session moves to a new one after this long."""
+    reconnect_attempts: int = Field(5, ge=0, le=100)
+    """How often a session whose stream failed tries a new one (after 0.25, 0.5, 1, 2, 4 s) before it ends with the
+    cause; a cause that can pass then brings a new session after 1, 2, 4 ... at most 30 s."""
     pacing_lead_ms: float = Field(PACING_LEAD_MS, ge=40.0, le=2000.0)
     """Audio handed to the avatar ahead of real time. It cannot be recalled (OAC's client queues it and plays it in
     real time), so after a barge-in it still plays: the smaller, the sooner the pause is heard. OAC's pump threads
@@ -181,6 +201,7 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
             "inference": InferenceConfig(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p),
             "tools": tuple(tool.spec for tool in tools),
             "renewal_after_s": self.renewal_after_s,
+            "retry": RetryPolicy(max_attempts=self.reconnect_attempts),
             "endpoint_uri": endpoint_uri,
             "ca_file": Path(ca_file) if ca_file else None,
             "profile": self.aws_profile,
@@ -299,6 +320,11 @@ class NovaSonicContext(HandlerContext):
     def __init__(self, session_id: str) -> None:
         super().__init__(session_id)
         self.bridge: SonicBridge | None = None
+        """The session's bridge; replaced by a new one when a session that ended fatally is started again."""
+        self.make_bridge: Callable[[tuple[HistoryMessage, ...]], SonicBridge] | None = None
+        """A bridge for a new session with the given history (set by the handler)."""
+        self.fatal: Error | None = None
+        """The fatal error the current bridge's session ended with."""
         self.tools: dict[str, Tool] = {}
         self.lead_s = 0.1
         self.started = threading.Event()
@@ -315,6 +341,7 @@ class NovaSonicContext(HandlerContext):
         self.playout_until = 0.0
         """Wall time at which the audio handed to the avatar so far has played."""
         self.dropped_inputs = 0
+        """Inputs not passed on: malformed ones, and the microphone's while no session runs (between attempts)."""
         self.detector: VoiceDetector | None = None
         """The user's voice on the microphone (None: ``local_barge_in`` is off); fed on OAC's pump thread."""
         self.resume_after_s = 0.4
@@ -413,11 +440,12 @@ class NovaSonicContext(HandlerContext):
             if not self.started.is_set():
                 self.early_audio.append(audio)
                 return
-        assert self.bridge is not None
-        if self.bridge.closed:  # the session ended fatally (logged once); OAC keeps sending until it stops
+            bridge = self.bridge
+        assert bridge is not None
+        if bridge.closed:  # the session ended (logged); until a new one runs, OAC's microphone goes nowhere
             self.dropped_inputs += 1
             return
-        self.bridge.send_audio(audio)
+        bridge.send_audio(audio)
 
     def send_text(self, text: str) -> None:
         """Typed text, like `send_audio`."""
@@ -425,8 +453,12 @@ class NovaSonicContext(HandlerContext):
             if not self.started.is_set():
                 self.early_text.append(text)
                 return
-        assert self.bridge is not None
-        self.bridge.send_text(text)
+            bridge = self.bridge
+        assert bridge is not None
+        if bridge.closed:
+            self.dropped_inputs += 1
+            return
+        bridge.send_text(text)
 
 
 class HandlerNovaSonic(HandlerBase):
@@ -473,18 +505,9 @@ class HandlerNovaSonic(HandlerBase):
         Raises:
             EmulatorNotRunning: the config says ``emulator: true`` and the emulator has stopped.
         """
-        if self.sonic_config is None or self.pool is None:
-            raise RuntimeError("the handler was not loaded")
         context = NovaSonicContext(session_context.session_info.session_id)
-        # The emulator may have been restarted since OAC's start, on another port with another CA.
-        sonic_config = self.config.sonic_config(self.tools) if self.config.emulator else self.sonic_config
-        context.bridge = SonicBridge(
-            sonic_config,
-            worker_python=self.worker_python,
-            host_rate=INPUT_RATE,
-            out_rate=OUTPUT_RATE,
-            pool=self.pool,
-        )
+        context.bridge = self._new_bridge(())
+        context.make_bridge = self._new_bridge
         context.tools = {tool.spec.name: tool for tool in self.tools}
         context.definitions = self.definitions
         context.lead_s = self.config.pacing_lead_ms / 1000
@@ -495,6 +518,22 @@ class HandlerNovaSonic(HandlerBase):
             context.resume_after_s = self.config.barge_in_resume_ms / 1000
             context.max_hold_s = self.config.barge_in_max_hold_ms / 1000
         return context
+
+    def _new_bridge(self, history: tuple[HistoryMessage, ...]) -> SonicBridge:
+        """A bridge for a new session that knows ``history`` (no process is started here).
+
+        Raises:
+            EmulatorNotRunning: the config says ``emulator: true`` and the emulator has stopped.
+        """
+        if self.sonic_config is None or self.pool is None:
+            raise RuntimeError("the handler was not loaded")
+        # The emulator may have been restarted since OAC's start, on another port with another CA.
+        sonic_config = self.config.sonic_config(self.tools) if self.config.emulator else self.sonic_config
+        if history:
+            sonic_config = sonic_config.model_copy(update={"history": history})
+        return SonicBridge(
+            sonic_config, worker_python=self.worker_python, host_rate=INPUT_RATE, out_rate=OUTPUT_RATE, pool=self.pool
+        )
 
     def start_context(self, session_context: SessionContext, handler_context: HandlerContext) -> None:
         """Start the session's thread, which takes a warm worker and paces the output."""
@@ -549,8 +588,10 @@ class HandlerNovaSonic(HandlerBase):
         context.stopping.set()
         if context.thread is not None:
             context.thread.join(STOP_TIMEOUT_S / 3)
-        if context.bridge is not None:
-            context.bridge.close(max(0.0, STOP_TIMEOUT_S - (time.monotonic() - started)))
+        with context.lock:  # a bridge the session's thread makes from now on, it closes itself
+            bridge = context.bridge
+        if bridge is not None:
+            bridge.close(max(0.0, STOP_TIMEOUT_S - (time.monotonic() - started)))
 
     def destroy(self) -> None:
         """Stop the warm workers (OAC's shutdown)."""
@@ -581,42 +622,108 @@ def _mic_audio(context: NovaSonicContext, inputs: ChatData) -> np.ndarray[Any, A
 
 
 def _run_session(context: NovaSonicContext) -> None:
+    """The session's thread: runs the session, and when it ends fatally, a new one while the cause can pass."""
+    attempts = 0  # sessions in a row that ended with a cause that can pass
     bridge = context.bridge
-    assert bridge is not None
+    history: tuple[HistoryMessage, ...] = ()
+    while True:
+        failure: tuple[str, str] | None = None
+        came_up = False
+        if bridge is None:
+            assert context.make_bridge is not None
+            try:
+                bridge = context.make_bridge(history)
+            except EmulatorNotRunning as error:  # `emulator: true`, and it is not running (yet, or again)
+                failure = ("EndpointUnreachable", str(error))
+        if bridge is not None:
+            failure, came_up = _serve(context, bridge, attempts)
+            if failure is None:
+                return  # destroy_context
+            history = bridge.history
+        assert failure is not None
+        if came_up:
+            attempts = 0  # it was up: the cause is a new one
+        kind, message = failure
+        if not recoverable(kind):
+            logger.error(
+                f"Nova Sonic session {context.session_id}: {kind}: {message} (not retried: this cause does not pass "
+                "without a change of configuration; the avatar stays silent)"
+            )
+            return
+        attempts += 1
+        delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempts - 1))
+        logger.warning(
+            f"Nova Sonic session {context.session_id}: {kind}: {message} (a cause that can pass: a new session in "
+            f"{delay:g} s, attempt {attempts}; the microphone is dropped until then)"
+        )
+        if context.stopping.wait(delay):
+            return
+        bridge = None
+
+
+def _serve(context: NovaSonicContext, bridge: SonicBridge, attempts: int) -> tuple[tuple[str, str] | None, bool]:
+    """Run a session on ``bridge`` and pace its output until it ends.
+
+    Returns the fatal error it ended with (kind, message), or None when `destroy_context` ended it; and whether it was
+    up (connected) at some point.
+    """
+    context.fatal = None
+    failure: tuple[str, str] | None = None
     try:
         bridge.start(wait=False)
-    except Exception as error:  # noqa: BLE001 - the session cannot run; OAC's session goes on without a voice
-        logger.error(f"Nova Sonic session {context.session_id} could not start: {error}")
-        return
+    except WorkerError as error:  # no worker could run it: a crash, or a worker Python that cannot
+        failure = (WORKER_FAILED, str(error))
     with context.lock:
-        for audio in context.early_audio:
-            try:
-                bridge.send_audio(audio)
-            except Exception as error:  # noqa: BLE001 - reported; the rest goes on
-                context.dropped_inputs += 1
-                logger.warning(f"Nova Sonic session {context.session_id}: early audio dropped: {error}")
-        for text in context.early_text:
-            try:
-                bridge.send_text(text)
-            except Exception as error:  # noqa: BLE001 - reported; the rest goes on
-                context.dropped_inputs += 1
-                logger.warning(f"Nova Sonic session {context.session_id}: early text dropped: {error}")
-        context.early_audio.clear()
-        context.early_text.clear()
-        context.started.set()
+        stopping = context.stopping.is_set()
+        if not stopping:
+            context.bridge = bridge  # destroy_context closes it from now on
+            _hand_over_early_input(context, bridge if failure is None else None)
+    if stopping or failure is not None:
+        bridge.close()
+        return (None if stopping else failure), False
+    came_up = False
     while not context.stopping.is_set():
         try:
             for event in bridge.poll(timeout=_wait_s(context)):
                 with context.pacing_lock:
                     _on_event(context, event)
+            if not came_up and bridge.ready:
+                came_up = True
+                if attempts:
+                    logger.info(f"Nova Sonic session {context.session_id} is back (attempt {attempts})")
             context.resume_if_unconfirmed()
             with context.pacing_lock:
                 _submit_due_audio(context)
-        except BridgeError:  # the bridge closed: destroy_context, or the session ended fatally (logged already)
-            return
+        except BridgeError:  # the bridge closed: destroy_context, or the session ended fatally
+            break
         except Exception:  # noqa: BLE001 - a bug: logged, and the session goes on
             logger.exception(f"Nova Sonic session {context.session_id}: error in the output thread")
             time.sleep(SLICE_S)
+    if context.stopping.is_set() or context.fatal is None:
+        return None, came_up
+    return (context.fatal.kind, context.fatal.message), came_up
+
+
+def _hand_over_early_input(context: NovaSonicContext, bridge: SonicBridge | None) -> None:
+    """What came before the first session had its worker: to ``bridge`` in order, or dropped (None: it has none).
+
+    Called with `NovaSonicContext.lock` held; from then on, input goes straight to the context's bridge.
+    """
+    early: list[tuple[str, Callable[[], None]]] = []
+    if bridge is not None:
+        early += [("audio", functools.partial(bridge.send_audio, audio)) for audio in context.early_audio]
+        early += [("text", functools.partial(bridge.send_text, text)) for text in context.early_text]
+    else:
+        context.dropped_inputs += len(context.early_audio) + len(context.early_text)
+    for what, send in early:
+        try:
+            send()
+        except Exception as error:  # noqa: BLE001 - reported; the rest goes on
+            context.dropped_inputs += 1
+            logger.warning(f"Nova Sonic session {context.session_id}: early {what} dropped: {error}")
+    context.early_audio.clear()
+    context.early_text.clear()
+    context.started.set()
 
 
 def _wait_s(context: NovaSonicContext) -> float:
@@ -674,9 +781,14 @@ def _on_event(context: NovaSonicContext, event: SonicEvent) -> None:
         logger.warning(f"Nova Sonic session {context.session_id} reconnecting: {event.reason}")
         for answer in context.answers:
             answer.finished = True  # an answer cut by the reconnection ends here
+    elif isinstance(event, Error) and event.fatal:
+        context.fatal = event  # the session's thread says what comes next, once the bridge has closed
+        for answer in context.answers:
+            answer.audio.clear()  # the session is over: what was not given to the avatar will not be
+            answer.texts.clear()
+            answer.finished = True
     elif isinstance(event, Error):
-        log = logger.error if event.fatal else logger.warning
-        log(f"Nova Sonic session {context.session_id}: {event.kind}: {event.message}")
+        logger.warning(f"Nova Sonic session {context.session_id}: {event.kind}: {event.message}")
 
 
 def _run_tool(context: NovaSonicContext, tool: Tool, call: ToolCall) -> None:
