@@ -23,7 +23,7 @@ export NOVABRIDGE_PY312 := $(CURDIR)/$(VENV)/bin/python
 export NOVABRIDGE_PY311 := $(CURDIR)/$(HOST_VENV)/bin/python
 
 .PHONY: all demo venvs wheel install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
-	oac-env chromium oac-e2e bench bench-report bench-bridge format clean
+	oac-venv oac-venv-build oac-env chromium oac-e2e bench bench-report bench-bridge format clean
 
 all: test
 
@@ -94,13 +94,22 @@ test-python: install
 ## (e2e/openavatarchat/requirements.py says what and why), the test-only shims (a torch stand-in, loopback-only ICE)
 ## and playwright's Python API; then the wheel.
 $(OAC_VENV)/.created:
-	rm -rf $(OAC_VENV)
-	$(PY311) -m venv $(OAC_VENV)
-	$(OAC_VENV)/bin/python -m pip install -q --upgrade pip
-	$(OAC_VENV)/bin/python e2e/openavatarchat/requirements.py $(OAC_DIR) > $(OAC_VENV)/requirements.txt
-	$(OAC_VENV)/bin/python -m pip install -q --prefer-binary -r $(OAC_VENV)/requirements.txt playwright
-	$(OAC_VENV)/bin/python -m pip install -q --no-deps fastrtc==0.0.28
-	touch $@
+	mkdir -p $(dir $(OAC_VENV))
+	flock $(OAC_VENV).lock $(MAKE) --no-print-directory oac-venv-build
+
+# Under the lock above: `make test` may find the environment being built by `make oac-venv` started beside it.
+oac-venv-build:
+	test ! -f $(OAC_VENV)/.created || exit 0; \
+	rm -rf $(OAC_VENV); \
+	$(PY311) -m venv $(OAC_VENV); \
+	$(OAC_VENV)/bin/python -m pip install -q --upgrade pip; \
+	$(OAC_VENV)/bin/python e2e/openavatarchat/requirements.py $(OAC_DIR) > $(OAC_VENV)/requirements.txt; \
+	$(OAC_VENV)/bin/python -m pip install -q --prefer-binary -r $(OAC_VENV)/requirements.txt playwright; \
+	$(OAC_VENV)/bin/python -m pip install -q --no-deps fastrtc==0.0.28; \
+	touch $(OAC_VENV)/.created
+
+## OAC's environment alone (no wheel): mostly downloads, so CI builds it while the rest of `make test` runs.
+oac-venv: $(OAC_VENV)/.created
 
 oac-env: install $(OAC_VENV)/.created
 	echo $(CURDIR)/e2e/openavatarchat/shims > \
