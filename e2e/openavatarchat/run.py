@@ -90,6 +90,8 @@ class Results:
 
     turns: list[Turn] = field(default_factory=list)
     barge_in_to_quiet_s: float | None = None
+    wav_to_page_s: float = 0.0
+    """The page's clock at the user WAV's first sample: where the fake microphone started playing it."""
     recording: list[dict[str, float]] = field(default_factory=list)
     leaks: dict[str, Any] = field(default_factory=dict)
     log_lines_above_info: list[str] = field(default_factory=list)
@@ -328,6 +330,11 @@ def converse(chromium: str, wav: Path, duration_s: float, out: Path, during: Cal
 # ---------------------------------------------------------------------------------------------------- analysis
 
 
+def heard_rows(probe: dict[str, Any]) -> list[tuple[float, float, float]]:
+    """The page's record of what it played, as ``(seconds on the page's clock, rms, playing)``."""
+    return [(t / 1000, rms, playing) for t, rms, playing in probe["heard"]]
+
+
 def page_clock_turns(probe: dict[str, Any], audio: np.ndarray, turns: list[Turn], results: Results) -> None:
     """Put the WAV's turns on the page's clock and find what the page played after each."""
     mic = np.asarray(probe["mic"], dtype=np.float64)
@@ -336,8 +343,8 @@ def page_clock_turns(probe: dict[str, Any], audio: np.ndarray, turns: list[Turn]
     )
     if correlation < 0.8:
         raise Failed(f"the page's microphone does not follow the WAV (correlation {correlation:.2f})")
-    heard = [(t / 1000, rms, playing) for t, rms, playing in probe["heard"]]
-    segments = analysis.heard_segments(heard)
+    segments = analysis.heard_segments(heard_rows(probe))
+    results.wav_to_page_s = offset
     for index, turn in enumerate(turns):
         turn.speech_start_s = turn.wav_start_s + offset
         turn.speech_end_s = turn.wav_end_s + offset
@@ -382,11 +389,12 @@ def hop_breakdown(trace: list[dict[str, Any]], probe: dict[str, Any], audio: np.
             "max": float(recent.max()),
         }
     # Chunk i holds WAV samples [start_i, start_i + n_i) where start_i = cumulative + shift; find shift by content.
-    ends = np.cumsum([e["n"] for e in mics])
+    sizes = np.array([e["n"] for e in mics])
+    ends = np.cumsum(sizes)
     rms = np.array([e["rms"] for e in mics])
     arrival = np.array([e["t"] for e in mics])
     shift_s, correlation = analysis.align(
-        analysis.envelope(audio, RATE), (ends - np.array([e["n"] for e in mics])) / RATE, rms, max_lag_s=LEAD_S + 10
+        analysis.envelope(audio, RATE), (ends - sizes) / RATE, rms, max_lag_s=LEAD_S + 10
     )
     if correlation < 0.8:
         raise Failed(f"the handler's microphone chunks do not follow the WAV (correlation {correlation:.2f})")
@@ -396,12 +404,11 @@ def hop_breakdown(trace: list[dict[str, Any]], probe: dict[str, Any], audio: np.
         index = int(np.searchsorted(ends / RATE, wav_s + shift_s, side="left"))
         return float(arrival[min(index, len(arrival) - 1)])
 
-    page_offset = results.turns[0].speech_start_s - results.turns[0].wav_start_s
     answers = [e for e in trace if e["event"] == "answer_audio"]
     handed = [e for e in trace if e["event"] == "avatar_audio"]
     for turn in results.turns:
         decided_wav_s = turn.wav_end_s + ENDPOINTING_S  # the audio the service needs to end the turn
-        at_mic = page_to_wall + page_offset + decided_wav_s
+        at_mic = page_to_wall + results.wav_to_page_s + decided_wav_s
         at_handler_s = at_handler(decided_wav_s)
         answer = next((e["t"] for e in answers if e["t"] > at_handler_s), None)
         avatar = next((e["t"] for e in handed if answer is not None and e["t"] >= answer), None)
@@ -438,10 +445,10 @@ def hop_breakdown(trace: list[dict[str, Any]], probe: dict[str, Any], audio: np.
 def check_false_barge_in(trace: list[dict[str, Any]], probe: dict[str, Any], click_s: float, results: Results) -> None:
     """The click during answer 1: if the handler paused for it, the pause lifted and answer 1 went on uncut."""
     first, second = results.turns[0], results.turns[1]
-    click_wall = probe["timeOrigin"] / 1000 + first.speech_start_s - first.wav_start_s + click_s
+    click_wall = probe["timeOrigin"] / 1000 + results.wav_to_page_s + click_s
     pauses = [e["t"] for e in trace if e["event"] == "local_pause" and click_wall - 0.5 < e["t"] < click_wall + 1.0]
     resumes = [e["t"] for e in trace if e["event"] == "local_resume" and pauses and e["t"] > pauses[0]]
-    heard = analysis.heard_segments([(t / 1000, rms, playing) for t, rms, playing in probe["heard"]], min_gap_s=1.0)
+    heard = analysis.heard_segments(heard_rows(probe), min_gap_s=1.0)
     answer = next((s for s in heard if first.first_heard_s is not None and s.end_s > first.first_heard_s), None)
     results.false_barge_in = {
         "paused": bool(pauses),
@@ -605,7 +612,7 @@ def draw(results: Results, probe: dict[str, Any], audio: np.ndarray, out: Path) 
 
     if not results.turns:
         return
-    offset = results.turns[0].speech_start_s - results.turns[0].wav_start_s
+    offset = results.wav_to_page_s
     heard = np.asarray(probe["heard"], dtype=np.float64).reshape(-1, 3)
     start = float(heard[0, 0]) / 1000
     count = int((heard[-1, 0] / 1000 - start) / analysis.HOP_S) + 1
