@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import EmulatorProcess, python_for, this_version, tone, user_audio_reached
-from novabridge.bridge import BridgeError, SonicBridge
+from novabridge.bridge import BridgeError, Latency, SonicBridge
 from novabridge.exceptions import InvalidInput, RecordTooLarge
 from novabridge.pool import WorkerPool
 from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
@@ -190,7 +190,8 @@ def test_metrics_report_hop_latency_each_way_first_audio_and_worker_cpu(emulator
         bridge.poll(timeout=0.1)
         metrics = bridge.metrics()
     audio = [e for e in events if isinstance(e, AudioOut)]
-    assert len(metrics.downlink.samples_s) == len(audio)
+    assert len(metrics.downlink.samples_s) == metrics.downlink.taken == len(audio)
+    assert metrics.uplink.taken == len(metrics.uplink.samples_s)
     # 4.6 s of audio in 32 ms frames: one timing per frame of the caller's audio (silence fill is not timed).
     assert len(metrics.uplink.samples_s) >= 4.6 / 0.032 - 2
     for latency in (metrics.uplink, metrics.downlink):
@@ -203,6 +204,14 @@ def test_metrics_report_hop_latency_each_way_first_audio_and_worker_cpu(emulator
     assert 0 < metrics.worker_cpu_percent < 200
     assert 0 <= metrics.uplink_fill < 1
     assert 0 <= metrics.downlink_fill < 1
+
+
+def test_latency_since_gives_the_samples_of_an_interval_while_they_are_kept() -> None:
+    earlier = Latency((0.1, 0.2), taken=2)
+    later = Latency((0.2, 0.3, 0.4, 0.5), taken=5)  # one sample no longer kept
+    assert later.since(earlier) == Latency((0.3, 0.4, 0.5), taken=3)
+    assert later.since(later) == Latency((), taken=0)
+    assert later.since(Latency((), taken=0)) == Latency((0.2, 0.3, 0.4, 0.5), taken=4), "only what is kept"
 
 
 def stream_realtime(bridge: SonicBridge, audio: np.ndarray, events: list[SonicEvent], *, read: bool = True) -> None:

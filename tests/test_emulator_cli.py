@@ -547,11 +547,11 @@ def test_stdin_from_dev_null_is_fine(launch: Launch) -> None:
     assert emulator.stop() == 0
 
 
-def test_record_dir_is_created_when_a_stream_ends(launch: Launch, tmp_path: Path) -> None:
+def test_record_dir_is_created_when_a_stream_begins(launch: Launch, tmp_path: Path) -> None:
     record_dir = tmp_path / "records" / "run-1"
     emulator = launch("--record-dir", str(record_dir))
     endpoint = emulator.ready()
-    assert not record_dir.exists(), "nothing is recorded before a stream ends"
+    assert not record_dir.exists(), "nothing is recorded before a stream begins"
     connection = H2Connection(endpoint)
     try:
         assert connection.post(stream_path()) == b"", "a stream closed at once gets no events"
@@ -563,6 +563,7 @@ def test_record_dir_is_created_when_a_stream_ends(launch: Launch, tmp_path: Path
         assert summary["input_events"] == []
         assert (record_dir / "stream-1-user.pcm").read_bytes() == b""
         assert (record_dir / "stream-1-assistant.pcm").read_bytes() == b""
+        assert (record_dir / "stream-1-turns.jsonl").read_bytes() == b""
         # A request refused before its stream begins is not a stream and is not recorded.
         rejected = json.loads(connection.post(stream_path("amazon.unknown-model-v9:0")))
         assert rejected == {"message": "The provided model identifier is invalid."}
@@ -573,9 +574,11 @@ def test_record_dir_is_created_when_a_stream_ends(launch: Launch, tmp_path: Path
     assert emulator.stop() == 0
     assert sorted(p.name for p in record_dir.iterdir()) == [
         "stream-1-assistant.pcm",
+        "stream-1-turns.jsonl",
         "stream-1-user.pcm",
         "stream-1.json",
         "stream-2-assistant.pcm",
+        "stream-2-turns.jsonl",
         "stream-2-user.pcm",
         "stream-2.json",
     ]
@@ -608,3 +611,25 @@ def test_a_fault_from_the_command_line_takes_effect(launch: Launch) -> None:
         assert connection.post(stream_path()) == b""
     finally:
         connection.close()
+
+
+def test_emulator_process_arms_faults_while_it_runs(tmp_path: Path) -> None:
+    from novabridge.emulator.process import EmulatorProcess as Served
+
+    record_dir = tmp_path / "records"
+    emulator = Served(python_for("312"), ["--record-dir", str(record_dir)])
+    try:
+        emulator.inject("throttle:count=2")
+        with pytest.raises(ValueError, match="unknown fault 'bogus'; known: throttle"):
+            emulator.inject("bogus")
+        endpoint = Endpoint(emulator.endpoint_uri, emulator.ca_file)
+        connection = H2Connection(endpoint)
+        try:
+            assert json.loads(connection.post(stream_path())) == {"message": THROTTLED}
+            assert json.loads(connection.post(stream_path())) == {"message": THROTTLED}
+            assert connection.post(stream_path()) == b"", "armed twice, taken twice"
+        finally:
+            connection.close()
+    finally:
+        emulator.stop()
+    assert emulator.process.returncode == 0

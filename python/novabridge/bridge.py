@@ -61,6 +61,14 @@ class Latency:
     """Recent samples of one latency, in seconds, with nearest-rank percentiles."""
 
     samples_s: tuple[float, ...]
+    taken: int = 0
+    """Samples taken since the bridge started, the ones no longer kept included: the samples of an interval are
+    the last ``later.taken - earlier.taken`` (while that is at most ``len(samples_s)``)."""
+
+    def since(self, earlier: Latency) -> Latency:
+        """The samples taken after ``earlier`` (as many as are still kept)."""
+        new = min(self.taken - earlier.taken, len(self.samples_s))
+        return Latency(self.samples_s[len(self.samples_s) - new :], new)
 
     def percentile(self, q: float) -> float | None:
         """The nearest-rank ``q``-th percentile (0 < q <= 100), or None without samples."""
@@ -163,6 +171,7 @@ class SonicBridge:
         self._restarts_unready = 0
         self._uplink_s: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
         self._downlink_s: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
+        self._uplink_taken = self._downlink_taken = 0
         self._first_audio_s: list[float] = []
         self._user_final_at: float | None = None
         self._dropped_output = 0
@@ -448,6 +457,7 @@ class SonicBridge:
         if record.kind == RecordKind.AUDIO:
             stamp = int.from_bytes(record.payload[:_AUDIO_STAMP_BYTES], "little")
             self._downlink_s.append((time.monotonic_ns() - stamp) / 1e9)
+            self._downlink_taken += 1
             samples = np.frombuffer(record.payload, dtype="<i2", offset=_AUDIO_STAMP_BYTES)
             if self._from_service is not None:
                 samples = self._from_service.process(samples)
@@ -488,6 +498,7 @@ class SonicBridge:
             self._turns[int(message["turn"])] = str(message["turn_id"])
         elif "uplink_s" in message:
             self._uplink_s.extend(float(s) for s in message["uplink_s"])
+            self._uplink_taken += len(message["uplink_s"])
 
     def _remember(self, role: str, text: str) -> None:
         if self._history and self._history[-1].role == role:
@@ -567,8 +578,8 @@ class SonicBridge:
             up_fill = worker.uplink.stats().fill_ratio
             down_fill = worker.downlink.stats().fill_ratio
         return BridgeMetrics(
-            uplink=Latency(tuple(self._uplink_s)),
-            downlink=Latency(tuple(self._downlink_s)),
+            uplink=Latency(tuple(self._uplink_s), self._uplink_taken),
+            downlink=Latency(tuple(self._downlink_s), self._downlink_taken),
             first_audio_s=tuple(self._first_audio_s),
             uplink_fill=up_fill,
             downlink_fill=down_fill,

@@ -119,7 +119,9 @@ def _parser() -> argparse.ArgumentParser:
         help="answer this model with AccessDeniedException (access not granted); repeatable",
     )
     emulator.add_argument("--fault", action="append", default=[], metavar="SPEC", help="arm a fault; repeatable")
-    emulator.add_argument("--record-dir", type=Path, help="write each stream's recording here when it ends")
+    emulator.add_argument(
+        "--record-dir", type=Path, help="write each stream's recording here (audio as it comes, summary at its end)"
+    )
     demo = commands.add_parser(
         "demo",
         help="a scripted three-turn conversation through the full topology",

@@ -850,3 +850,42 @@ async def test_history_must_start_with_a_user_message(make_emulator: EmulatorFac
     assert recording.outcome == "error"
     refused = recording.input_events[-1]["event"]["contentStart"]
     assert (refused["contentName"], refused["role"]) == ("history-0", "ASSISTANT")
+
+
+async def test_a_recording_directory_holds_each_stream_as_it_runs(
+    make_emulator: EmulatorFactory, open_client: OpenClient, tmp_path: Path
+) -> None:
+    # Written through, so an emulator killed mid-stream leaves what it had received and sent; the summary comes last.
+    emulator = await make_emulator(record_dir=tmp_path)
+    client = await open_client(emulator)
+    speaker = Speaker(client)
+    await client.start_conversation(PROMPT)
+    await speaker.say(tone(0.5) + silence(0.5))
+    completion_id = await next_completion(client, 1)
+    await play_out(speaker, completion_id)
+    recording = await recording_of(emulator)
+    await received(recording, len(speaker.sent))
+
+    assert (tmp_path / "stream-1-user.pcm").read_bytes() == bytes(speaker.sent) == bytes(recording.user_audio)
+    assert (tmp_path / "stream-1-assistant.pcm").read_bytes() == bytes(recording.assistant_audio) == client.audio_out()
+    journal = [json.loads(line) for line in (tmp_path / "stream-1-turns.jsonl").read_text().splitlines()]
+    decided_at = journal[0]["user_bytes"]
+    assert journal == [
+        {
+            "turn": 0,
+            "completion_id": completion_id,
+            "source": "speech",
+            "user_text": "(speech, 0.5 seconds)",
+            "user_bytes": decided_at,
+        },
+        {"audio": completion_id, "assistant_offset": 0},
+    ]
+    # The answer was decided after the speech and its endpointing pause, before the silence streamed after it.
+    assert len(tone(0.5)) < decided_at <= len(tone(0.5) + silence(0.5))
+    assert not (tmp_path / "stream-1.json").exists()
+
+    await client.end(PROMPT)
+    assert await client.wait_closed() is None
+    await until(lambda: (tmp_path / "stream-1.json").exists())
+    assert json.loads((tmp_path / "stream-1.json").read_text())["user_audio_sha256"] == recording.user_audio_sha256
+    assert (tmp_path / "stream-1-user.pcm").read_bytes() == bytes(recording.user_audio)

@@ -346,7 +346,7 @@ class Conversation:
         self.recording.input_events.append(summarize_audio_event({"event": {"audioInput": p}}, "audioInput", pcm))
         _expect(block is not None and block.type == "AUDIO", "audioInput outside an open AUDIO block")
         _expect(len(pcm) % 2 == 0, "audioInput holds an odd number of bytes")
-        self.recording.user_audio += pcm
+        self.recording.add_user_audio(pcm)
         assert self._vad is not None
         for vad_event in self._vad.feed(pcm):
             at_s = self._clock_offset_s + vad_event.at_s
@@ -569,6 +569,7 @@ class Conversation:
         ids = self._ids_for(completion_id)
         totals = dict.fromkeys(("input_speech", "input_text", "output_speech", "output_text"), 0)
         self._emit("completionStart", ids)
+        self.recording.begin_answer(record, completion_id)
         if record.source == "speech":
             self._text_block(ids, "USER", "FINAL", [record.user_text], "END_TURN")
             self._usage(ids, totals, input_speech=round(voiced_s * _TOKENS_PER_SPEECH_SECOND))
@@ -677,8 +678,7 @@ class Conversation:
                         {"event": {"audioOutput": {**ids, "contentId": content_id}}}, "audioOutput", chunk
                     )
                 )
-                self.recording.assistant_audio += chunk
-                record.assistant_audio += chunk
+                self.recording.add_assistant_audio(record, completion_id, chunk)
                 chunk_index += 1
             sent_s = (start if cut else len(pcm)) / (2 * rate)
             self._emit(

@@ -6,6 +6,7 @@ and reads the endpoint and CA it prints. Used by ``novabridge demo``, the tests 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import signal
@@ -33,7 +34,7 @@ class EmulatorProcess:
         publishing = ["--state-dir", str(state_dir)] if state_dir is not None else ["--no-state"]
         self.process = subprocess.Popen(
             [python, "-m", "novabridge", "emulator", *publishing, *args],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # faults armed while it runs (`inject`)
             stdout=subprocess.PIPE,
             stderr=self._log,
         )
@@ -64,6 +65,25 @@ class EmulatorProcess:
             }
         )
 
+    def inject(self, spec: str, timeout_s: float = 5.0) -> None:
+        """Arm a fault in the running emulator: ``KIND[:name=value,...]``, as ``--fault`` takes it.
+
+        Raises:
+            ValueError: the emulator refused the spec (with its reason).
+            RuntimeError: the emulator did not answer within ``timeout_s``.
+        """
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(spec.encode() + b"\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
+        line = self.process.stdout.readline() if ready else b""
+        if not line:
+            raise RuntimeError(f"the emulator did not take the fault {spec!r}: {self.output() or 'no output'}")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise ValueError(answer["error"])
+
     def output(self) -> str:
         """The end of what the emulator wrote to stderr."""
         if self._log.closed:
@@ -80,8 +100,10 @@ class EmulatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):  # a killed emulator's stdin: a broken pipe to flush
+                    pipe.close()
         self._log.close()
 
     def __enter__(self) -> Self:

@@ -1,4 +1,9 @@
-"""What the emulator received and sent on each stream, so tests can prove nothing was lost or reordered."""
+"""What the emulator received and sent on each stream, so tests can prove nothing was lost or reordered.
+
+Saved to a directory, a stream's audio is written as it comes (``stream-N-user.pcm``, ``stream-N-assistant.pcm``),
+with a journal of its turns (``stream-N-turns.jsonl``), so an emulator that is killed leaves what it had received and
+sent; ``stream-N.json``, the summary, is written when the stream ends.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 @dataclass
@@ -58,6 +63,45 @@ class StreamRecording:
     """The key that signed the request, when the emulator checks signatures."""
     credentials_left_s: float | None = None
     """How long the credentials that signed the request had left when the stream opened (None: no expiry)."""
+    _files: dict[str, IO[bytes]] = field(default_factory=dict, repr=False)
+
+    def write_through(self, directory: Path) -> None:
+        """From now on, append audio and turns to this stream's files in ``directory`` as they come."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for part in ("user.pcm", "assistant.pcm", "turns.jsonl"):
+            # Unbuffered: each write reaches the kernel at once, and survives this process being killed.
+            self._files[part] = open(directory / f"stream-{self.stream_id}-{part}", "ab", buffering=0)  # noqa: SIM115
+
+    def add_user_audio(self, pcm: bytes) -> None:
+        """``audioInput`` PCM received."""
+        self.user_audio += pcm
+        if self._files:
+            self._files["user.pcm"].write(pcm)
+
+    def begin_answer(self, turn: TurnRecord, completion_id: str) -> None:
+        """A turn's answer begins (its ``completionStart``): journal where the user's audio stood then."""
+        self._journal(
+            {
+                "turn": turn.index,
+                "completion_id": completion_id,
+                "source": turn.source,
+                "user_text": turn.user_text,
+                "user_bytes": len(self.user_audio),
+            }
+        )
+
+    def add_assistant_audio(self, turn: TurnRecord, completion_id: str, pcm: bytes) -> None:
+        """``audioOutput`` PCM sent for ``turn``; a turn's audio is contiguous in the stream's."""
+        if not turn.assistant_audio:
+            self._journal({"audio": completion_id, "assistant_offset": len(self.assistant_audio)})
+        self.assistant_audio += pcm
+        turn.assistant_audio += pcm
+        if self._files:
+            self._files["assistant.pcm"].write(pcm)
+
+    def _journal(self, line: dict[str, Any]) -> None:
+        if self._files:
+            self._files["turns.jsonl"].write(json.dumps(line).encode() + b"\n")
 
     @property
     def user_audio_sha256(self) -> str:
@@ -74,11 +118,16 @@ class StreamRecording:
         return [next(iter(e["event"])) for e in (self.output_events if sent else self.input_events)]
 
     def save(self, directory: Path) -> Path:
-        """Write ``stream-N.json`` (everything but the audio) and ``stream-N-{user,assistant}.pcm``."""
+        """Write ``stream-N.json``, and ``stream-N-{user,assistant}.pcm`` unless they were written through."""
         directory.mkdir(parents=True, exist_ok=True)
         stem = directory / f"stream-{self.stream_id}"
-        stem.with_name(stem.name + "-user.pcm").write_bytes(self.user_audio)
-        stem.with_name(stem.name + "-assistant.pcm").write_bytes(self.assistant_audio)
+        if self._files:
+            for file in self._files.values():
+                file.close()
+            self._files.clear()
+        else:
+            stem.with_name(stem.name + "-user.pcm").write_bytes(self.user_audio)
+            stem.with_name(stem.name + "-assistant.pcm").write_bytes(self.assistant_audio)
         summary = {
             "stream_id": self.stream_id,
             "model_id": self.model_id,

@@ -99,7 +99,8 @@ class Emulator:
         for fault in faults:
             self.faults.add(fault)
         self.record_dir = Path(record_dir) if record_dir is not None else None
-        """When set, each stream's recording is saved there as it ends (for clients in other processes)."""
+        """When set, each stream's recording is written there as the stream runs, its summary when it ends (for
+        clients in other processes)."""
         self.keep_recordings = keep_recordings
         """Keep ended streams' recordings in `recordings`. A long-running server that nobody inspects in process
         (the CLI) keeps only the open ones: a day of streams would otherwise grow without bound."""
@@ -360,6 +361,8 @@ class _App:
         if signer is not None:
             recording.access_key_id = signer.access_key_id
             recording.credentials_left_s = None if signer.expires_at is None else signer.expires_at - now
+        if emulator.record_dir is not None:
+            recording.write_through(emulator.record_dir)
         emulator.recordings.append(recording)
         conversation = Conversation(
             recording=recording, options=emulator.options, scenario=emulator.scenario, faults=emulator.faults
