@@ -92,6 +92,23 @@ def test_worker_killed_mid_conversation_is_replaced_and_the_conversation_resumes
     assert any("This is answer 1" in text for text in history)
 
 
+def test_a_typed_turn_whose_worker_dies_is_asked_again_by_the_replacement(emulator: EmulatorProcess) -> None:
+    # Found by the soak run: the replacement heard the spoken turn in progress (replayed) but not a typed one.
+    with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
+        bridge.send_text("What can you do?")
+        events = until(bridge, [], lambda got: any(isinstance(e, AudioOut) for e in got), timeout=20)
+        pid = bridge.metrics().worker_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        events = until(bridge, events, lambda got: any(isinstance(e, TurnEnd) for e in got), timeout=30)
+        assert bridge.metrics().restarts == 1
+        assert ("USER", "What can you do?") in [(m.role, m.text) for m in bridge.history]
+    summary, _, _ = emulator.recording(2)
+    turns = summary["turns"]  # type: ignore[index]
+    assert [(t["source"], t["user_text"]) for t in turns] == [("text", "What can you do?")]
+    assert turns[0]["answer"] and not turns[0]["interrupted"]
+
+
 def test_host_rate_and_float_input_are_resampled_for_the_service(emulator: EmulatorProcess) -> None:
     t = np.arange(48000) / 48000
     speech = (np.sin(2 * np.pi * 220 * t) * 0.25).astype(np.float32)

@@ -110,6 +110,10 @@ class BridgeMetrics:
     """Assistant audio (at ``out_rate``) dropped by barge-ins and `interrupt`, queued but never handed out."""
 
 
+def _text_command(text: str) -> bytes:
+    return json.dumps({"op": "text", "text": text}).encode()
+
+
 def _cpu_seconds(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
@@ -152,11 +156,14 @@ class SonicBridge:
         self._worker: WorkerProcess | None = None
         self._send_lock = threading.Lock()
         self._history: list[HistoryMessage] = list(config.history)
+        self._history_lock = threading.Lock()
         self._turns: dict[int, str] = {}
         self._interrupted_turns: set[str] = set()
         self._last_audio_turn = ""
         self._recent_audio: collections.deque[bytes] = collections.deque()
         self._recent_bytes = 0
+        self._texts_since_turn: list[str] = []
+        """Typed turns since the last completed turn: a replacement worker is asked them again."""
         self._replay_limit = int(REPLAY_LIMIT_S * config.input_rate) * 2
         self._held_limit = int(HELD_LIMIT_S * config.input_rate) * 2
         self._worker_dead = False
@@ -325,7 +332,11 @@ class SonicBridge:
             InvalidInput: text the service would reject: empty, not valid UTF-8, over the 1 KB one text input
                 takes, or a model other than Nova 2 (nothing is sent).
         """
-        self._command({"op": "text", "text": protocol.check_text(text, self.config.model_id)})
+        text = protocol.check_text(text, self.config.model_id)
+        with self._send_lock:
+            self._require_worker().uplink.write(RecordKind.EVENT, _text_command(text), timeout=0.0)
+            self._texts_since_turn.append(text)
+        self._remember("USER", text)  # the service gives no transcript of typed text; the session's history has it
 
     def send_tool_result(self, tool_use_id: str, result: Any) -> None:
         """Answer a `ToolCall` event: ``result`` is anything JSON carries, or JSON text.
@@ -488,6 +499,7 @@ class SonicBridge:
             with self._send_lock:
                 self._recent_audio.clear()
                 self._recent_bytes = 0
+                self._texts_since_turn.clear()
         return event
 
     def _control(self, message: dict[str, Any]) -> None:
@@ -501,10 +513,11 @@ class SonicBridge:
             self._uplink_taken += len(message["uplink_s"])
 
     def _remember(self, role: str, text: str) -> None:
-        if self._history and self._history[-1].role == role:
-            self._history[-1] = HistoryMessage(role=role, text=f"{self._history[-1].text} {text}")
-        else:
-            self._history.append(HistoryMessage(role=role, text=text))
+        with self._history_lock:  # typed text comes from the sending thread, transcripts from the reading one
+            if self._history and self._history[-1].role == role:
+                self._history[-1] = HistoryMessage(role=role, text=f"{self._history[-1].text} {text}")
+            else:
+                self._history.append(HistoryMessage(role=role, text=text))
 
     # ---------------------------------------------------------------------------------------------- supervision
 
@@ -551,6 +564,8 @@ class SonicBridge:
             for payload in self._recent_audio:
                 self._worker.uplink.write(RecordKind.AUDIO, payload, timeout=0.0)
                 replayed += len(payload)
+            for text in self._texts_since_turn:
+                self._worker.uplink.write(RecordKind.EVENT, _text_command(text), timeout=0.0)
             lost = max(0, unread - max(0, replayed - self._held_bytes)) + self._held_dropped
             self._worker_dead = False
             self._held_bytes = self._held_dropped = 0

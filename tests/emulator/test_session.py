@@ -341,6 +341,30 @@ async def test_text_input_is_answered_and_audio_input_is_validated(
     assert session.history.messages[0] == ("USER", "What can you do?")
 
 
+async def test_a_typed_turn_cut_by_a_failed_stream_is_asked_again_on_the_new_one(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    # Found by the soak run: a spoken turn in progress is replayed to the new stream and answered there; a typed one
+    # was not, so the user was left with half an answer and no more.
+    emulator = await make_emulator()
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    emulator.inject("model-stream-error", after_chunks=1)
+    await session.send_text("What can you do?")
+    await events.wait_for(lambda e: isinstance(e, Reconnecting))
+    await events.wait_for(lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN")
+
+    first, second = emulator.recordings
+    assert [(t.source, t.user_text) for t in first.turns] == [("text", "What can you do?")]
+    assert [(t.source, t.user_text) for t in second.turns] == [("text", "What can you do?")]
+    assert len(second.turns[0].assistant_audio) > len(first.turns[0].assistant_audio) > 0
+    # Asked once more, not twice: a completed turn clears what would be asked again.
+    emulator.inject("model-stream-error", after_chunks=1)
+    await stream(session, utterance())
+    await events.wait_for(lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN", count=2)
+    assert all(t.source == "speech" for r in emulator.recordings[2:] for t in r.turns)
+
+
 async def test_close_is_prompt_and_polite(make_emulator: EmulatorFactory, open_session: SessionFactory) -> None:
     emulator = await make_emulator()
     session = await open_session(config_for(emulator))

@@ -155,6 +155,8 @@ class SonicSession:
         self._backlog_changed = asyncio.Event()
         self._since_turn = bytearray()
         """User audio sent since the last completed turn (the replay window's source)."""
+        self._texts_since_turn: list[str] = []
+        """Typed turns sent since the last completed turn: asked again on a new stream, as the audio is replayed."""
         self._events = _EventQueue()
         self._transport: SonicTransport | None = None
         self._credentials: FreshCredentials | None = None
@@ -319,6 +321,7 @@ class SonicSession:
             )
             return
         self.history.add("USER", text)
+        self._texts_since_turn.append(text)
 
     async def send_tool_result(self, tool_use_id: str, result: Any) -> None:
         """Answer a `ToolCall` that no registered tool handled.
@@ -491,6 +494,7 @@ class SonicSession:
             self._turn_active = False
             self._turn_idle.set()
             self._since_turn.clear()
+            self._texts_since_turn.clear()
         self._events.put(event, received_ns)
 
     def _turn_started(self) -> None:
@@ -551,10 +555,13 @@ class SonicSession:
         self._stream_ready.set()
 
     async def _replay_to(self, stream: SonicStream) -> None:
-        """Give a new stream the user's audio since the last completed turn, so a sentence in flight is heard whole."""
+        """Give a new stream the user's audio and typed turns since the last completed turn, so a sentence in flight
+        is heard whole and a question whose answer the failure cut is answered."""
         replay = bytes(self._since_turn)
         for offset in range(0, len(replay), self._frame_bytes):
             await stream.send_audio(replay[offset : offset + self._frame_bytes])
+        for text in self._texts_since_turn:
+            await stream.send_text(text)
 
     async def _stream_failed(self, stream: SonicStream, failure: Failure) -> None:
         if stream is not self._stream or self._closed:
