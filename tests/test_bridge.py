@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,9 +105,10 @@ def test_a_typed_turn_whose_worker_dies_is_asked_again_by_the_replacement(emulat
         assert bridge.metrics().restarts == 1
         assert ("USER", "What can you do?") in [(m.role, m.text) for m in bridge.history]
     summary, _, _ = emulator.recording(2)
-    turns = summary["turns"]  # type: ignore[index]
+    turns: list[dict[str, Any]] = summary["turns"]  # type: ignore[assignment]
     assert [(t["source"], t["user_text"]) for t in turns] == [("text", "What can you do?")]
-    assert turns[0]["answer"] and not turns[0]["interrupted"]
+    assert turns[0]["answer"]
+    assert not turns[0]["interrupted"]
 
 
 def test_host_rate_and_float_input_are_resampled_for_the_service(emulator: EmulatorProcess) -> None:

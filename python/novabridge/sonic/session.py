@@ -555,8 +555,10 @@ class SonicSession:
         self._stream_ready.set()
 
     async def _replay_to(self, stream: SonicStream) -> None:
-        """Give a new stream the user's audio and typed turns since the last completed turn, so a sentence in flight
-        is heard whole and a question whose answer the failure cut is answered."""
+        """Give a new stream the user's audio and typed turns since the last completed turn.
+
+        So a sentence in flight is heard whole, and a question whose answer the failure cut is answered.
+        """
         replay = bytes(self._since_turn)
         for offset in range(0, len(replay), self._frame_bytes):
             await stream.send_audio(replay[offset : offset + self._frame_bytes])
