@@ -889,3 +889,23 @@ async def test_a_recording_directory_holds_each_stream_as_it_runs(
     await until(lambda: (tmp_path / "stream-1.json").exists())
     assert json.loads((tmp_path / "stream-1.json").read_text())["user_audio_sha256"] == recording.user_audio_sha256
     assert (tmp_path / "stream-1-user.pcm").read_bytes() == bytes(recording.user_audio)
+
+
+async def test_ids_never_repeat_across_emulators(make_emulator: EmulatorFactory, open_client: OpenClient) -> None:
+    # An emulator restarted counted its ids from the start again: a client that remembered the turns it interrupted
+    # took a new turn for an old one (found by the soak run). The service's ids are random.
+    seen: list[str] = []
+    for _ in range(2):
+        client = await open_client(await make_emulator())
+        await client.start_conversation(PROMPT)
+        await client.send(*ev.text_block(PROMPT, "text-1", "Hello?", role="USER", interactive=True))
+        await next_completion(client, 1)
+        seen += [
+            value
+            for event in client.events
+            for key, value in event["event"][name_of(event)].items()
+            if key.endswith("Id")
+        ]
+    assert len(seen) > 4
+    ids_per_emulator = len(seen) // 2
+    assert not set(seen[:ids_per_emulator]) & set(seen[ids_per_emulator:])

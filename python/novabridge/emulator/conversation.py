@@ -108,7 +108,6 @@ class Conversation:
         self.model_id = recording.model_id
         self.output: asyncio.Queue[dict[str, Any] | tuple[str, ServiceError] | End] = asyncio.Queue()
         self.finished = False
-        self._ids = 0
         self.session_id = self._new_id()
         self.last_input = time.monotonic()
 
@@ -424,8 +423,9 @@ class Conversation:
     # ---------------------------------------------------------------------------------------------- output side
 
     def _new_id(self) -> str:
-        self._ids += 1
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"novabridge-emulator/{self.recording.stream_id}/{self._ids}"))
+        # Random, as the service's: ids counted per stream repeated after a restart, and a client that remembers
+        # the turns it interrupted took a new turn for an old one (found by the soak run).
+        return str(uuid.uuid4())
 
     def _emit(self, name: str, payload: dict[str, Any]) -> None:
         if self.finished:
