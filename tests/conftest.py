@@ -18,6 +18,7 @@ from typing import Any, Generic, Literal, TypeVar
 import novabridge as nb
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 from loguru import logger
 from novabridge.emulator import process as emulator_process
 
@@ -30,6 +31,16 @@ TESTS = Path(__file__).resolve().parent
 OAC_ROOT = Path(os.environ.get("NOVABRIDGE_OAC_ROOT") or ROOT.parent / "shared" / "third_party" / "openavatarchat")
 """An OpenAvatarChat checkout (upstream, unmodified): the OAC tests run the handler inside its real engine."""
 PEER_SCRIPT = TESTS / "ring_peer.py"
+
+BOUNDARY_FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+"""Property tests where bytes enter (the output parser, the builders, the emulator's decoder): the same examples on
+every run, so CI is reproducible and quick; nothing written into the repository; no deadline on a loaded machine."""
 
 Version = Literal["311", "312"]
 T = TypeVar("T")

@@ -189,8 +189,9 @@ def event_from_json(data: bytes) -> SonicEvent:
         if cls is Transcript:
             fields["stage"] = Stage(fields["stage"])
         return cls(**fields)
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise ProtocolError(f"not a typed event: {error}") from None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
+        # RecursionError: JSON nested deeper than Python recurses, which json reports as no ValueError.
+        raise ProtocolError(f"not a typed event: {type(error).__name__} {error}") from None
 
 
 # ------------------------------------------------------------------------------------------------ input checks
@@ -371,9 +372,17 @@ def text_block(prompt: str, content: str, text: str, *, role: str, interactive: 
 
 
 def split_utf8(text: str, limit: int) -> list[str]:
-    """``text`` in pieces of at most ``limit`` UTF-8 bytes, never splitting a character."""
+    """``text`` in pieces of at most ``limit`` UTF-8 bytes, never splitting a character.
+
+    Raises:
+        ValueError: ``limit`` is under 4 bytes, the longest UTF-8 character (a smaller one could not always be met).
+        InvalidInput: ``text`` is not valid UTF-8 (a lone surrogate).
+    """
+    if limit < 4:
+        # A character longer than the limit would be cut to nothing, again and again.
+        raise ValueError(f"the limit must be at least 4 bytes (one UTF-8 character), got {limit}")
     pieces: list[str] = []
-    data = text.encode()
+    data = _utf8(text, "the text")
     while len(data) > limit:
         cut = limit
         while cut > 0 and (data[cut] & 0xC0) == 0x80:
@@ -456,22 +465,29 @@ def trim_history(messages: list[tuple[str, str]], limit_bytes: int = HISTORY_LIM
     """What a new stream may be given: the newest messages within ``limit_bytes``, starting with USER.
 
     The service wants the history to open with a USER message and to stay within 40 KB; older messages are dropped
-    first, and a message that alone exceeds the budget is cut from its beginning.
+    first, and a message that alone exceeds the budget is cut from its beginning. Blank messages are left out (an
+    empty text block says nothing, and a blank USER message must not be what lets the history open with USER).
+
+    Raises:
+        InvalidInput: a message is not valid UTF-8 (a lone surrogate).
     """
     chosen: list[tuple[str, str]] = []
     budget = limit_bytes
     for role, text in reversed(messages):
-        data = text.encode()
+        if not text.strip():
+            continue
+        data = _utf8(text, "a history message")
         if len(data) > budget:
-            if budget > 0 and not chosen:
-                chosen.append((role, data[len(data) - budget :].decode(errors="ignore").strip()))
+            cut = data[len(data) - budget :].decode(errors="ignore").strip() if budget > 0 and not chosen else ""
+            if cut:
+                chosen.append((role, cut))
             break
         chosen.append((role, text))
         budget -= len(data)
     chosen.reverse()
     while chosen and chosen[0][0] != "USER":
         chosen.pop(0)
-    return [(role, text) for role, text in chosen if text]
+    return chosen
 
 
 # ------------------------------------------------------------------------------------------------ output parser
@@ -500,41 +516,53 @@ class OutputParser:
         """Parse one output event.
 
         Raises:
-            ProtocolError: not JSON, or a known event without its required fields.
+            ProtocolError: not JSON, or a known event without its required fields or with one of the wrong type
+                (nothing else escapes, and the parser's state is as it was).
         """
         try:
             body = json.loads(raw) if isinstance(raw, (bytes, str)) else raw
             inner = body["event"]
             ((name, payload),) = inner.items()
-        except (ValueError, TypeError, KeyError, AttributeError) as error:
+        # RecursionError: JSON nested deeper than Python recurses, which json reports as no ValueError.
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
             raise ProtocolError(f"not a Nova Sonic output event: {error}") from None
         if not isinstance(payload, dict):
             raise ProtocolError(f"{name}: the payload is not an object")
         try:
             return self._dispatch(name, payload)
-        except (KeyError, TypeError, ValueError, binascii.Error) as error:
+        # OverflowError: a token count of 1e400 (json reads it as infinity) has no int.
+        except (KeyError, TypeError, ValueError, binascii.Error, RecursionError, OverflowError) as error:
             raise ProtocolError(f"{name}: {type(error).__name__} {error}") from None
 
     def _dispatch(self, name: str, p: dict[str, Any]) -> list[SonicEvent]:
-        turn = str(p.get("completionId", ""))
+        # Every field that reaches a typed event is checked for its type here: the consumers key dicts by ids and
+        # names, and encode texts (history, the host's JSON), so a wrong type would fail far from its cause.
+        turn = _string(p.get("completionId", ""), "completionId")
         if name == "contentStart":
-            fields = json.loads(p.get("additionalModelFields") or "{}")
-            rate = int(p.get("audioOutputConfiguration", {}).get("sampleRateHertz", 24000))
-            self._blocks[p["contentId"]] = _Block(
-                p["type"], p.get("role", ""), Stage(fields.get("generationStage", "FINAL")), rate
+            fields = json.loads(_string(p.get("additionalModelFields") or "{}", "additionalModelFields"))
+            audio = p.get("audioOutputConfiguration", {})
+            if not isinstance(fields, dict) or not isinstance(audio, dict):
+                raise TypeError("additionalModelFields or audioOutputConfiguration is not an object")
+            rate = int(audio.get("sampleRateHertz", 24000))
+            if rate <= 0:
+                raise ValueError(f"sampleRateHertz {rate} is not a rate")
+            self._blocks[_string(p["contentId"], "contentId")] = _Block(
+                _string(p["type"], "type"),
+                _string(p.get("role", ""), "role"),
+                Stage(fields.get("generationStage", "FINAL")),
+                rate,
             )
             return []
         if name == "textOutput":
-            block = self._blocks.get(p["contentId"])
-            text = p["content"]
-            if not isinstance(text, str):
-                raise TypeError("textOutput.content is not a string")
+            block = self._blocks.get(_string(p["contentId"], "contentId"))
+            text = _string(p["content"], "textOutput.content")
             if text.strip() == BARGE_IN_MARKER or BARGE_IN_MARKER in text:
                 return self._interrupt(turn)
             stage = block.stage if block is not None else Stage.FINAL
-            return [Transcript(p.get("role") or (block.role if block else ""), text, stage, turn)]
+            role = _string(p.get("role") or (block.role if block else ""), "role")
+            return [Transcript(role, text, stage, turn)]
         if name == "audioOutput":
-            block = self._blocks.get(p["contentId"])
+            block = self._blocks.get(_string(p["contentId"], "contentId"))
             pcm = base64.b64decode(p["content"], validate=True)
             if len(pcm) % 2:
                 raise ValueError("odd number of PCM bytes")
@@ -543,14 +571,16 @@ class OutputParser:
             tool_input = json.loads(p["content"]) if p.get("content") else {}
             if not isinstance(tool_input, dict):
                 raise TypeError("toolUse.content is not a JSON object")
-            return [ToolCall(p["toolUseId"], p["toolName"], tool_input, turn)]
+            return [
+                ToolCall(_string(p["toolUseId"], "toolUseId"), _string(p["toolName"], "toolName"), tool_input, turn)
+            ]
         if name == "contentEnd":
             self._blocks.pop(p.get("contentId", ""), None)
             if p.get("stopReason") == "INTERRUPTED":
                 return self._interrupt(turn)
             return []
         if name == "completionEnd":
-            return [TurnEnd(turn, str(p.get("stopReason", "")))]
+            return [TurnEnd(turn, _string(p.get("stopReason", ""), "stopReason"))]
         if name == "usageEvent":
             return [Usage(int(p.get("totalInputTokens", 0)), int(p.get("totalOutputTokens", 0)), turn)]
         return []  # completionStart and events newer than this parser carry nothing to act on
@@ -560,3 +590,16 @@ class OutputParser:
             return []
         self._interrupted.add(turn)
         return [Interrupted(turn)]
+
+
+def _string(value: object, what: str) -> str:
+    """``value`` if it is a string of valid UTF-8.
+
+    Raises:
+        TypeError: not a string.
+        UnicodeEncodeError: a lone surrogate, which a JSON escape can spell.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is not a string")
+    value.encode()
+    return value
