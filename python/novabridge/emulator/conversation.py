@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -88,6 +88,11 @@ def _string(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise invalid_input(f"{where} must be a non-empty string")
     return value
+
+
+def _among(value: Any, choices: Collection[Any]) -> bool:
+    """``value in choices`` for any JSON value: a list or an object is in no set of names (and has no hash)."""
+    return isinstance(value, (str, int, float)) and value in choices
 
 
 class Conversation:
@@ -196,7 +201,9 @@ class Conversation:
             if detection is not None:
                 _expect(isinstance(detection, dict), "turnDetectionConfiguration must be an object")
                 sensitivity = detection.get("endpointingSensitivity")
-                _expect(sensitivity in Endpointing.__members__, "endpointingSensitivity must be HIGH, MEDIUM or LOW")
+                _expect(
+                    _among(sensitivity, Endpointing.__members__), "endpointingSensitivity must be HIGH, MEDIUM or LOW"
+                )
                 self._pause_s = Endpointing(sensitivity).pause_s
         if self.options.endpointing_s is not None:
             self._pause_s = self.options.endpointing_s
@@ -225,7 +232,7 @@ class Conversation:
     def _check_lpcm(self, config: dict[str, Any], where: str) -> None:
         _expect(config.get("mediaType") == "audio/lpcm", f"{where}.mediaType must be audio/lpcm")
         _expect(
-            config.get("sampleRateHertz") in service.SAMPLE_RATES,
+            _among(config.get("sampleRateHertz"), service.SAMPLE_RATES),
             f"{where}.sampleRateHertz must be 8000, 16000 or 24000",
         )
         _expect(config.get("sampleSizeBits") == 16, f"{where}.sampleSizeBits must be 16")
@@ -247,7 +254,7 @@ class Conversation:
             _expect(isinstance(schema.get("json"), str), f"tool {name}: inputSchema.json must be a JSON string")
             try:
                 parsed = json.loads(schema["json"])
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
                 raise invalid_input(f"tool {name}: inputSchema.json is not valid JSON") from None
             _expect(isinstance(parsed, dict), f"tool {name}: inputSchema.json must be a JSON object")
             names.add(name)
@@ -256,7 +263,8 @@ class Conversation:
             ok = isinstance(choice, dict) and len(choice) == 1 and next(iter(choice)) in ("auto", "any", "tool")
             _expect(ok, "toolChoice must be one of auto, any, tool")
             if "tool" in choice:
-                _expect(choice["tool"].get("name") in names, "toolChoice names an undeclared tool")
+                tool_choice = _object(choice["tool"], "toolChoice.tool")
+                _expect(_among(tool_choice.get("name"), names), "toolChoice names an undeclared tool")
         return names
 
     def _on_content_start(self, p: dict[str, Any]) -> None:
@@ -268,7 +276,7 @@ class Conversation:
         roles = {"SYSTEM", "USER", "ASSISTANT", "TOOL"} | (
             {"SYSTEM_SPEECH"} if self.model_id == service.NOVA_2_SONIC else set()
         )
-        _expect(role in roles, f"contentStart.role {role!r} is not one of {sorted(roles)}")
+        _expect(_among(role, roles), f"contentStart.role {role!r} is not one of {sorted(roles)}")
         if self._stage == "system":
             _expect(kind == "TEXT" and role == "SYSTEM", "the first content block must be TEXT with role SYSTEM")
         open_text = [b for b in self._blocks.values() if b.type in ("TEXT", "TOOL")]
@@ -317,7 +325,7 @@ class Conversation:
         self._vad = EnergyVad(rate, pause_s=self._pause_s, threshold_dbfs=self.options.vad_threshold_dbfs)
 
     def _on_text_input(self, p: dict[str, Any]) -> None:
-        block = self._blocks.get(p.get("contentName"))  # type: ignore[arg-type]
+        block = self._open_block(p)
         _expect(block is not None and block.type == "TEXT", "textInput outside an open TEXT block")
         content = p.get("content")
         if not isinstance(content, str):
@@ -333,7 +341,7 @@ class Conversation:
         if any(b.type == "TEXT" for b in self._blocks.values()):
             self._record({"event": {"audioInput": p}})
             raise validation(Message.HISTORY_BEFORE_AUDIO, "audioInput while a TEXT block is open")
-        block = self._blocks.get(p.get("contentName"))  # type: ignore[arg-type]
+        block = self._open_block(p)
         content = p.get("content")
         try:
             pcm = base64.b64decode(content, validate=True) if isinstance(content, str) else None
@@ -359,7 +367,7 @@ class Conversation:
             raise validation(Message.RST_STREAM_531, f"no user speech for {self._silence_limit_s} s")
 
     def _on_tool_result(self, p: dict[str, Any]) -> None:
-        block = self._blocks.get(p.get("contentName"))  # type: ignore[arg-type]
+        block = self._open_block(p)
         _expect(block is not None and block.type == "TOOL", "toolResult outside an open TOOL block")
         content = p.get("content")
         try:
@@ -374,9 +382,10 @@ class Conversation:
         block.result = content
 
     def _on_content_end(self, p: dict[str, Any]) -> None:
-        block = self._blocks.pop(p.get("contentName"), None)  # type: ignore[arg-type]
+        block = self._open_block(p)
         _expect(block is not None, "contentEnd for a block that is not open")
         assert block is not None
+        del self._blocks[block.name]
         if block.type == "TEXT":
             text = "".join(block.texts)
             if block.role == "USER" and self._audio_started:
@@ -391,6 +400,11 @@ class Conversation:
             future = self._pending_tools.pop(block.tool_use_id, None)
             if future is not None and not future.done():  # its turn may have been interrupted since contentStart
                 future.set_result(block.result)
+
+    def _open_block(self, p: dict[str, Any]) -> _Block | None:
+        """The open block ``p`` names, if any (a contentName that is no string names none, and has no hash)."""
+        name = p.get("contentName")
+        return self._blocks.get(name) if isinstance(name, str) else None
 
     def _on_prompt_end(self, p: dict[str, Any]) -> None:
         self._stage = "promptEnded"

@@ -404,17 +404,20 @@ class _App:
             if message["type"] == "http.disconnect":
                 conversation.abort("client-disconnected")
                 return False
+            more = message.get("more_body", False)
             if not conversation.finished:
                 try:
-                    for event in decoder.feed(message.get("body", b"")):
+                    for event in decoder.decode(message.get("body", b"")):
                         conversation.receive(event.body)
                         if conversation.finished:
                             break
+                    if not more:
+                        decoder.finish()  # a request cut inside a frame is malformed, not a clean end
                 except WireError as error:
                     conversation.fail(invalid_input(f"malformed event stream: {error}"))
                 except service.ServiceError as error:
                     conversation.fail(error)
-            if not message.get("more_body", False):
+            if not more:
                 conversation.input_ended()
                 return True
             if decoder.ended:

@@ -13,6 +13,7 @@ import binascii
 import io
 import json
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +54,27 @@ class InputDecoder:
             WireError: a frame is malformed, fails its checksum, or does not hold a JSON event.
             ServiceError: an event larger than the API takes (``EVENT_LIMIT_BYTES``).
         """
+        return list(self.decode(data))
+
+    def decode(self, data: bytes) -> Iterator[InputEvent]:
+        """`feed`, one event at a time: the events before a bad frame come before its error.
+
+        The service acts on each event as its frame arrives; with `feed`, the events that shared a chunk with a bad
+        frame would be lost or not depending on how the network split the stream.
+        """
         self._buffer += data
-        events: list[InputEvent] = []
+        return self._frames()
+
+    def finish(self) -> None:
+        """The client ended its request.
+
+        Raises:
+            WireError: it ended inside a frame.
+        """
+        if self._buffer:
+            raise WireError(f"the input ended inside an event-stream message ({len(self._buffer)} bytes of it)")
+
+    def _frames(self) -> Iterator[InputEvent]:
         while len(self._buffer) >= _PRELUDE.size:
             (total,) = _PRELUDE.unpack_from(self._buffer)
             if total < 16 or total > MAX_MESSAGE_BYTES:
@@ -69,8 +89,7 @@ class InputDecoder:
             if body is None:
                 self.ended = True
             else:
-                events.append(InputEvent(body, total))
-        return events
+                yield InputEvent(body, total)
 
 
 def _decode_message(frame: bytes, what: str) -> EventMessage:
@@ -98,7 +117,8 @@ def _decode_envelope(frame: bytes) -> dict[str, Any] | None:
         wrapper = json.loads(inner.payload)
         encoded = wrapper["bytes"]
         raw = base64.b64decode(encoded, validate=True)
-    except (ValueError, KeyError, TypeError, binascii.Error) as error:
+    # RecursionError: JSON nested deeper than Python recurses, which json reports as no ValueError.
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as error:
         raise WireError(f"chunk payload is not base64 JSON: {type(error).__name__}") from None
     if len(raw) > EVENT_LIMIT_BYTES:
         raise invalid_input(f"the event is {len(raw)} bytes, over the {EVENT_LIMIT_BYTES} an input event may hold")
