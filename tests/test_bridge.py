@@ -15,7 +15,7 @@ from conftest import EmulatorProcess, python_for, this_version, tone, user_audio
 from novabridge.bridge import BridgeError, Latency, SonicBridge
 from novabridge.exceptions import InvalidInput, RecordTooLarge
 from novabridge.pool import WorkerPool
-from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
+from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, ToolCall, Transcript, TurnEnd
 from novabridge.sonic import SonicConfig
 
 FRAME = 320  # 20 ms at 16 kHz
@@ -109,6 +109,46 @@ def test_a_typed_turn_whose_worker_dies_is_asked_again_by_the_replacement(emulat
     assert [(t["source"], t["user_text"]) for t in turns] == [("text", "What can you do?")]
     assert turns[0]["answer"]
     assert not turns[0]["interrupted"]
+
+
+def test_a_spoken_turn_whose_worker_dies_long_after_it_is_asked_again_by_the_replacement(tmp_path: Path) -> None:
+    # Found by the soak run: the replacement got the last 3 s of audio, but the question, answered after a slow
+    # tool, was further back, and a history is not answered. It is asked again as text (Nova 2).
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text('{"turns": [{"assistant": "It says {result[v]}.", "tool": {"name": "lookup"}}]}')
+    emulator = EmulatorProcess(tmp_path / "recordings", "--scenario", str(scenario), "--speed", "1")
+    config = emulator.config(tools=[{"name": "lookup", "description": "Look it up."}])
+    silence = np.zeros(FRAME, np.int16)
+    try:
+        with SonicBridge(config, worker_python=python_for("312")) as bridge:
+            events = feed(bridge, tone(0.6))
+            tool_calls = 0
+            killed = False
+            deadline = time.monotonic() + 40
+            while not any(isinstance(e, TurnEnd) and e.stop_reason == "END_TURN" for e in events):
+                assert time.monotonic() < deadline, [e for e in events if not isinstance(e, AudioOut)]
+                bridge.send_audio(silence)
+                time.sleep(0.005)
+                for event in bridge.poll():
+                    events.append(event)
+                    if isinstance(event, ToolCall):
+                        tool_calls += 1
+                        # 4 s of audio after the question before its answer: more than the 3 s replayed.
+                        events += feed(bridge, np.zeros(4 * 16000, np.int16))
+                        bridge.send_tool_result(event.tool_use_id, {"v": tool_calls})
+                    elif isinstance(event, AudioOut) and not killed:
+                        pid = bridge.metrics().worker_pid
+                        assert pid is not None
+                        os.kill(pid, signal.SIGKILL)
+                        killed = True
+            assert bridge.metrics().restarts == 1
+        summary, _, _ = emulator.recording(2)
+    finally:
+        emulator.stop()
+    turns: list[dict[str, Any]] = summary["turns"]  # type: ignore[assignment]
+    assert [(t["source"], t["user_text"], t["answer"]) for t in turns] == [
+        ("text", "(speech, 0.6 seconds)", "It says 2.")
+    ]
 
 
 def test_host_rate_and_float_input_are_resampled_for_the_service(emulator: EmulatorProcess) -> None:

@@ -3,8 +3,8 @@
 The host (any Python >= 3.11, e.g. OpenAvatarChat's pump thread) writes audio into a shared-memory ring and reads
 typed events from another; the worker (Python >= 3.12 with ``novabridge[sonic]``) runs the `SonicSession`. Nothing
 on the host waits for the network. Workers come warm from a `WorkerPool`. If the worker dies, the bridge takes
-another and resumes the conversation from the transcript it kept, replaying the user's audio of the turn in
-progress, and reports `Reconnecting` rather than raising.
+another and resumes the conversation from the transcript it kept, asking again the user's turns not answered in
+full and replaying the audio since, and reports `Reconnecting` rather than raising.
 """
 
 from __future__ import annotations
@@ -162,8 +162,10 @@ class SonicBridge:
         self._last_audio_turn = ""
         self._recent_audio: collections.deque[bytes] = collections.deque()
         self._recent_bytes = 0
-        self._texts_since_turn: list[str] = []
-        """Typed turns since the last completed turn: a replacement worker is asked them again."""
+        self._asks: list[str] = []
+        """User turns not answered in full yet, as text (typed, or recognised speech on Nova 2): a replacement
+        worker is asked them again, as the session asks a new stream."""
+        self._asks_as_text = config.model_id == protocol.NOVA_2_SONIC
         self._replay_limit = int(REPLAY_LIMIT_S * config.input_rate) * 2
         self._held_limit = int(HELD_LIMIT_S * config.input_rate) * 2
         self._worker_dead = False
@@ -335,7 +337,7 @@ class SonicBridge:
         text = protocol.check_text(text, self.config.model_id)
         with self._send_lock:
             self._require_worker().uplink.write(RecordKind.EVENT, _text_command(text), timeout=0.0)
-            self._texts_since_turn.append(text)
+            self._asks.append(text)
         self._remember("USER", text)  # the service gives no transcript of typed text; the session's history has it
 
     def send_tool_result(self, tool_use_id: str, result: Any) -> None:
@@ -494,13 +496,23 @@ class SonicBridge:
             self._remember(event.role, event.text)
             if event.role == "USER":
                 self._user_final_at = time.monotonic()
+                if self._asks_as_text:  # the speech is a question in text now: not replayed, asked again if cut
+                    with self._send_lock:
+                        self._asks.append(event.text)
+                        self._forget_replay()
         elif isinstance(event, TurnEnd):
             self._user_final_at = None
             with self._send_lock:
-                self._recent_audio.clear()
-                self._recent_bytes = 0
-                self._texts_since_turn.clear()
+                self._asks.clear()
+                if event.stop_reason != "INTERRUPTED":  # else the user is speaking over it: keep the start
+                    self._forget_replay()
         return event
+
+    def _forget_replay(self) -> None:
+        """The kept audio is answered: no replacement needs it (unless it is held for one already)."""
+        if not self._worker_dead:
+            self._recent_audio.clear()
+            self._recent_bytes = 0
 
     def _control(self, message: dict[str, Any]) -> None:
         if message.get("state") == "ready":
@@ -559,13 +571,14 @@ class SonicBridge:
                 self._worker = None
                 return [Error(WORKER_FAILED, str(error), True)]
             assert self._worker is not None
-            # The turn in progress, and what arrived while the worker was dead, go to the replacement first.
+            # The turns not answered in full, the audio since, and what arrived while the worker was dead go to the
+            # replacement first.
+            for text in self._asks:
+                self._worker.uplink.write(RecordKind.EVENT, _text_command(text), timeout=0.0)
             replayed = 0
             for payload in self._recent_audio:
                 self._worker.uplink.write(RecordKind.AUDIO, payload, timeout=0.0)
                 replayed += len(payload)
-            for text in self._texts_since_turn:
-                self._worker.uplink.write(RecordKind.EVENT, _text_command(text), timeout=0.0)
             lost = max(0, unread - max(0, replayed - self._held_bytes)) + self._held_dropped
             self._worker_dead = False
             self._held_bytes = self._held_dropped = 0

@@ -3,8 +3,9 @@
 Audio goes out in frames of ``frame_ms`` through one pump task, so sends never interleave and silence fills idle
 time (the service times out without input). Each stream has its own receive task that turns output events into
 typed events. Transient failures reconnect with exponential backoff and resume from the history; before the
-connection lifetime runs out the session renews onto a pre-warmed stream, replaying the user's audio since the last
-completed turn so nothing said at the handover is lost.
+connection lifetime runs out the session renews onto a pre-warmed stream. A new stream is asked again the user's
+turns not yet answered in full (typed, or recognised speech as text on Nova 2) and given the user's audio since
+(at most 3 s), so nothing said at the handover is lost or left unanswered.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from novabridge import protocol
 from novabridge.exceptions import SessionError
 from novabridge.protocol import (
+    NOVA_2_SONIC,
     AudioOut,
     Error,
     Interrupted,
@@ -149,14 +151,16 @@ class SonicSession:
         ]
         self._tool_timeout_s = tool_timeout_s
         self.history = History(config.history)
+        self._asks_as_text = config.model_id == NOVA_2_SONIC
         self.metrics = SessionMetrics()
         self._frame_bytes = 2 * config.input_rate * config.frame_ms // 1000
         self._backlog = bytearray()
         self._backlog_changed = asyncio.Event()
         self._since_turn = bytearray()
         """User audio sent since the last completed turn (the replay window's source)."""
-        self._texts_since_turn: list[str] = []
-        """Typed turns sent since the last completed turn: asked again on a new stream, as the audio is replayed."""
+        self._asks: list[str] = []
+        """User turns not answered in full yet, as text (typed, or speech the service recognised, on Nova 2): a new
+        stream is asked them again, since it would not answer them from the history."""
         self._events = _EventQueue()
         self._transport: SonicTransport | None = None
         self._credentials: FreshCredentials | None = None
@@ -305,6 +309,8 @@ class SonicSession:
     async def send_text(self, text: str) -> None:
         """Nova 2 cross-modal input: the user's typed text, answered like speech.
 
+        Until its answer completes, a new stream (renewal, reconnection) is asked it again.
+
         Raises:
             InvalidInput: text the service would reject (`protocol.check_text`); nothing was sent.
             SessionClosed: the session is closed.
@@ -313,15 +319,13 @@ class SonicSession:
             raise SessionClosed("the session is closed")
         text = protocol.check_text(text, self.config.model_id)
         stream = await self._current_stream()
+        # Kept before it is sent (and with no await in between): if this stream fails, its replacement asks it.
+        self.history.add("USER", text)
+        self._asks.append(text)
         try:
             await stream.send_text(text)
         except Exception as error:  # noqa: BLE001 - the stream is failing; its receive task recovers
-            self._events.put(
-                Error("InputNotDelivered", f"the text was not delivered: the stream failed ({error!r})", False)
-            )
-            return
-        self.history.add("USER", text)
-        self._texts_since_turn.append(text)
+            logger.info("typed text goes to the next stream: this one failed (%r)", error)
 
     async def send_tool_result(self, tool_use_id: str, result: Any) -> None:
         """Answer a `ToolCall` that no registered tool handled.
@@ -470,6 +474,9 @@ class SonicSession:
                 self._last_user_final = time.monotonic()
                 self._awaiting_first_audio = True
                 self.history.add("USER", event.text)
+                if self._asks_as_text:  # the speech is a question in text now: not replayed, asked again if cut
+                    self._since_turn.clear()
+                    self._asks.append(event.text)
                 self._turn_started()
             elif event.role == "ASSISTANT" and event.stage is protocol.Stage.FINAL:
                 self.history.add("ASSISTANT", event.text)
@@ -493,8 +500,9 @@ class SonicSession:
         elif isinstance(event, TurnEnd):
             self._turn_active = False
             self._turn_idle.set()
-            self._since_turn.clear()
-            self._texts_since_turn.clear()
+            self._asks.clear()
+            if event.stop_reason != "INTERRUPTED":  # else the user is speaking over it: keep the start
+                self._since_turn.clear()
         self._events.put(event, received_ns)
 
     def _turn_started(self) -> None:
@@ -555,15 +563,15 @@ class SonicSession:
         self._stream_ready.set()
 
     async def _replay_to(self, stream: SonicStream) -> None:
-        """Give a new stream the user's audio and typed turns since the last completed turn.
+        """Give a new stream the user's turns not answered in full, and the audio since the last one.
 
-        So a sentence in flight is heard whole, and a question whose answer the failure cut is answered.
+        So a question whose answer the failure cut is answered, and a sentence in flight is heard whole.
         """
+        for text in self._asks:
+            await stream.send_text(text)
         replay = bytes(self._since_turn)
         for offset in range(0, len(replay), self._frame_bytes):
             await stream.send_audio(replay[offset : offset + self._frame_bytes])
-        for text in self._texts_since_turn:
-            await stream.send_text(text)
 
     async def _stream_failed(self, stream: SonicStream, failure: Failure) -> None:
         if stream is not self._stream or self._closed:
