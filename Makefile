@@ -23,7 +23,7 @@ export NOVABRIDGE_PY312 := $(CURDIR)/$(VENV)/bin/python
 export NOVABRIDGE_PY311 := $(CURDIR)/$(HOST_VENV)/bin/python
 
 .PHONY: all demo venvs wheel install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
-	oac-venv oac-venv-build oac-env chromium oac-e2e bench bench-report bench-bridge format clean
+	oac-venv oac-venv-build oac-env chromium oac-e2e soak soak-short bench bench-report bench-bridge format clean
 
 all: test
 
@@ -133,7 +133,18 @@ oac-e2e: oac-env chromium
 	unshare --net sh -c 'ip link set lo up && exec $(OAC_VENV)/bin/python -m e2e.openavatarchat.run \
 		--oac-dir "$(OAC_DIR)" --worker-python "$(CURDIR)/$(VENV)/bin/python" --out out/oac-e2e'
 
-test: lint test-rust test-loom test-python oac-e2e
+SOAK_ARGS ?=
+## Many conversations for a long time under random faults, every invariant checked as it runs (e2e/soak/run.py):
+## 8 sessions for 30 minutes by default; SOAK_ARGS="--sessions N --minutes M --seed S" for others. Writes out/soak.
+soak: install
+	$(HOST_VENV)/bin/python -m e2e.soak.run --worker-python $(CURDIR)/$(VENV)/bin/python --out out/soak $(SOAK_ARGS)
+
+## The soak run in one minute (4 sessions, every fault once), part of `make test`.
+soak-short: install
+	$(HOST_VENV)/bin/python -m e2e.soak.run --sessions 4 --minutes 1 --worker-python $(CURDIR)/$(VENV)/bin/python \
+		--out out/soak-short
+
+test: lint test-rust test-loom test-python soak-short oac-e2e
 
 ## The README's performance tables (Markdown on stdout; about 5 minutes).
 bench-report: install

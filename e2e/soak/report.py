@@ -1,0 +1,211 @@
+"""The soak run's figures: ``results.json``, ``report.md`` and ``soak.png``."""
+
+from __future__ import annotations
+
+import collections
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from novabridge.bridge import Latency
+
+from e2e.soak import resources
+from e2e.soak.ledger import SessionVerdict
+from e2e.soak.schedule import KINDS, ChaosEvent
+
+if TYPE_CHECKING:
+    from e2e.soak.host import SoakSession
+    from e2e.soak.run import Run
+
+MIB = 1024 * 1024
+
+
+def _ms(samples: list[float], q: float) -> float | None:
+    value = Latency(tuple(samples)).percentile(q)
+    return None if value is None else round(1e3 * value, 2)
+
+
+def _segments(samples: list[resources.Sample], restarts: list[float]) -> list[list[resources.Sample]]:
+    """The samples split where the emulator restarted (its memory starts over)."""
+    cuts = sorted(restarts)
+    pieces: list[list[resources.Sample]] = [[]]
+    for sample in samples:
+        while cuts and sample.t_s >= cuts[0]:
+            cuts.pop(0)
+            pieces.append([])
+        pieces[-1].append(sample)
+    return pieces
+
+
+def rss_slopes(samples: list[resources.Sample], warm_s: float, restarts: list[float]) -> dict[str, float]:
+    """MiB per 10 minutes after warm-up: the host, one worker on average, the emulator (its longest stretch)."""
+    warm = [s for s in samples if s.t_s >= warm_s]
+    times = [s.t_s for s in warm]
+    emulator = max(_segments(warm, restarts), key=len, default=[])
+    return {
+        "host": resources.slope_per_10_min(times, [s.rss_host / MIB for s in warm]),
+        "worker": resources.slope_per_10_min(times, [s.rss_workers / max(1, s.workers) / MIB for s in warm]),
+        "emulator": resources.slope_per_10_min([s.t_s for s in emulator], [s.rss_emulator / MIB for s in emulator]),
+    }
+
+
+def results(  # noqa: D103 - the figures report.md and soak.png are made of
+    run: Run,
+    sessions: list[SoakSession],
+    verdicts: list[SessionVerdict],
+    schedule: list[ChaosEvent],
+    baseline: resources.Sample,
+    after: resources.Sample,
+) -> dict[str, Any]:
+    logs = [s.log for s in sessions]
+    recoveries = [r for log in logs for r in log.recoveries_s]
+    totals = collections.Counter[str]()
+    for verdict in verdicts:
+        totals.update({k: v for k, v in asdict(verdict).items() if isinstance(v, int) and k != "session"})
+    return {
+        "config": {
+            "sessions": run.args.sessions,
+            "minutes": run.args.minutes,
+            "seed": run.args.seed,
+            "calm_s": run.args.calm_s,
+            "scheduled_faults": len(schedule),
+            "duration_s": round(run.now(), 1),
+        },
+        "faults": {kind: sum(1 for i in run.injected if i.kind == kind) for kind in KINDS},
+        "injected": [asdict(i) for i in run.injected],
+        "recoveries": {
+            "reconnecting_events": sum(len(log.reconnects) for log in logs),
+            "worker_restarts": sum(s.bridge.metrics().restarts for s in sessions),
+            "p50_s": None if not recoveries else round(Latency(tuple(recoveries)).p50_s or 0.0, 2),
+            "p99_s": None if not recoveries else round(Latency(tuple(recoveries)).p99_s or 0.0, 2),
+        },
+        "audio": dict(totals),
+        "turns": {
+            "user_turns": sum(len(log.utterances) for log in logs),
+            "typed": sum(1 for log in logs for u in log.utterances if u.kind == "text"),
+            "barge_ins": sum(1 for log in logs for u in log.utterances if u.barge_in),
+            "host_interrupts": sum(len(log.host_interrupts) for log in logs),
+            "service_interrupts": sum(len(log.interrupted) for log in logs),
+            "tool_calls": sum(log.tool_calls for log in logs),
+            "tool_results_dropped": sum(log.tool_results_dropped for log in logs),
+        },
+        "leaks": {"before": asdict(baseline), "after": asdict(after)},
+        "rss_mib_per_10_min": rss_slopes(run.samples, run.args.calm_s, run.emulator_restarts),
+        "latency_ms": {
+            phase: {d: {"p50": _ms(s, 50), "p99": _ms(s, 99), "n": len(s)} for d, s in directions.items()}
+            for phase, directions in run.latency.items()
+        },
+        "samples": [asdict(s) for s in run.samples],
+        "hops": run.hops,
+        "emulator_restarts_s": run.emulator_restarts,
+        "violations": run.violations,
+    }
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """report.md."""
+    c, audio, turns, rec = r["config"], r["audio"], r["turns"], r["recoveries"]
+    lines = [
+        f"# Soak run: {c['sessions']} sessions, {c['minutes']:g} minutes, seed {c['seed']}",
+        "",
+        (
+            f"**{'FAILED' if r['violations'] else 'passed'}**: {len(r['violations'])} violations; calm phase "
+            f"{c['calm_s']:g} s, then {sum(r['faults'].values())} faults; {c['duration_s']} s in all."
+        ),
+        "",
+        "| Faults injected | count |",
+        "|---|---:|",
+        *(f"| {kind} | {count} |" for kind, count in r["faults"].items()),
+        "",
+        "| Recovery | |",
+        "|---|---:|",
+        f"| `Reconnecting` events | {rec['reconnecting_events']} |",
+        f"| worker replacements | {rec['worker_restarts']} |",
+        f"| `Reconnecting` to the next service event, p50 / p99 | {rec['p50_s']} s / {rec['p99_s']} s |",
+        "",
+        "| Audio | bytes |",
+        "|---|---:|",
+        f"| user audio sent by the hosts | {audio.get('user_sent', 0)} |",
+        f"| of it received by the emulator | {audio.get('user_delivered', 0)} |",
+        f"| reported dropped (`AudioDropped`, `RingFull`) | {audio.get('user_dropped_reported', 0)} |",
+        f"| assistant audio sent by the emulator | {audio.get('assistant_sent', 0)} |",
+        f"| of it received by the hosts | {audio.get('assistant_received', 0)} |",
+        f"| not played: barge-ins and `interrupt()` (reported) | {audio.get('assistant_dropped_reported', 0)} |",
+        f"| cut by a failed stream (`Reconnecting`) | {audio.get('assistant_cut', 0)} |",
+        "",
+        (
+            f"Turns: {turns['user_turns']} taken ({turns['typed']} typed, {turns['barge_ins']} barge-ins), "
+            f"{audio.get('answered', 0)} answered; {turns['tool_calls']} tool calls ({turns['tool_results_dropped']} "
+            f"late results dropped); {turns['host_interrupts']} host interrupts."
+        ),
+        "",
+        "| Hop latency (ms) | calm p50 | calm p99 | chaos p50 | chaos p99 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lat = r["latency_ms"]
+    for direction in ("uplink", "downlink"):
+        calm = lat.get("calm", {}).get(direction, {})
+        chaos = lat.get("chaos", {}).get(direction, {})
+        lines.append(
+            f"| {direction} | {calm.get('p50')} | {calm.get('p99')} | {chaos.get('p50')} | {chaos.get('p99')} |"
+        )
+    before, after = r["leaks"]["before"], r["leaks"]["after"]
+    slopes = r["rss_mib_per_10_min"]
+    lines += [
+        "",
+        "| Leaks | before | after |",
+        "|---|---:|---:|",
+        *(
+            f"| {name} | {before[name]} | {after[name]} |"
+            for name in ("processes", "host_threads", "host_fds", "memfds")
+        ),
+        "",
+        "RSS slope after warm-up (least squares, MiB per 10 minutes): "
+        + ", ".join(f"{name} {value:+.2f}" for name, value in slopes.items()),
+        "",
+    ]
+    if r["violations"]:
+        lines += ["## Violations", ""]
+        lines += [f"- {v['t_s']} s (seed {v['seed']}): {v['what']}" for v in r["violations"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(r: dict[str, Any], path: Path) -> None:
+    """soak.png: RSS, hop latency and the faults on one time axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = r["samples"]
+    fig, (rss, hop, faults) = plt.subplots(3, 1, figsize=(11, 8), sharex=True, height_ratios=[3, 3, 1.4])
+    t = [s["t_s"] for s in samples]
+    rss.plot(t, [s["rss_host"] / MIB for s in samples], label="host")
+    rss.plot(t, [s["rss_workers"] / max(1, s["workers"]) / MIB for s in samples], label="one worker (mean)")
+    rss.plot(t, [s["rss_emulator"] / MIB for s in samples], label="emulator")
+    rss.set_ylabel("RSS (MiB)")
+    rss.legend(loc="upper left", fontsize=8)
+    for direction in ("uplink", "downlink"):
+        points = [h for h in r["hops"] if h["direction"] == direction]
+        hop.plot([h["t_s"] for h in points], [h["p99_ms"] for h in points], ".", markersize=3, label=f"{direction} p99")
+    hop.set_ylabel("hop p99 per 2 s (ms)")
+    hop.set_yscale("log")
+    hop.legend(loc="upper left", fontsize=8)
+    kinds = sorted({i["kind"] for i in r["injected"]})
+    for injected in r["injected"]:
+        faults.plot(injected["t_s"], kinds.index(injected["kind"]), "|", markersize=8, color="tab:red")
+    faults.set_yticks(range(len(kinds)), kinds, fontsize=6)
+    faults.set_xlabel("seconds since the sessions connected")
+    for axis in (rss, hop, faults):
+        axis.axvline(r["config"]["calm_s"], color="grey", linestyle=":", linewidth=1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(out: Path, r: dict[str, Any]) -> None:
+    """results.json, report.md and soak.png in ``out``."""
+    (out / "results.json").write_text(json.dumps(r, indent=1))
+    (out / "report.md").write_text(markdown(r))
+    plot(r, out / "soak.png")

@@ -1,0 +1,112 @@
+"""What the run's processes hold, from /proc: processes, threads, descriptors, memfds and RSS by component."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One look at the host process and everything below it."""
+
+    t_s: float
+    processes: int
+    threads: int
+    fds: int
+    memfds: int
+    rss_host: int
+    rss_workers: int
+    """Summed over the workers (shared pages counted in each)."""
+    rss_emulator: int
+    workers: int
+    host_threads: int
+    host_fds: int
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as file:
+                found += [int(child) for child in file.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    pending, seen = [pid], []
+    while pending:
+        current = pending.pop()
+        seen.append(current)
+        pending += _children(current)
+    return seen
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/status") as file:
+            return dict(line.split(":", 1) for line in file if ":" in line)
+    except OSError:
+        return {}
+
+
+def _fds(pid: int) -> tuple[int, int]:
+    """(descriptors, of them memfds)."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0, 0
+    memfds = 0
+    for name in names:
+        with contextlib.suppress(OSError):  # closed meanwhile
+            memfds += os.readlink(f"/proc/{pid}/fd/{name}").startswith("/memfd:")
+    return len(names), memfds
+
+
+def sample(t_s: float, emulator_pid: int | None) -> Sample:
+    """The host (this process), its workers and the emulator, with every process below them."""
+    host = os.getpid()
+    pids = _descendants(host)
+    threads = fds = memfds = workers = host_threads = host_fds = 0
+    rss = {"host": 0, "workers": 0, "emulator": 0}
+    emulator_tree = set(_descendants(emulator_pid)) if emulator_pid else set()
+    for pid in pids:
+        status = _status(pid)
+        if not status:
+            continue
+        threads += int(status.get("Threads", "0"))
+        count, memfd = _fds(pid)
+        fds += count
+        memfds += memfd
+        kib = int(status.get("VmRSS", "0 kB").split()[0])
+        part = "host" if pid == host else "emulator" if pid in emulator_tree else "workers"
+        rss[part] += kib * 1024
+        workers += part == "workers"
+        if pid == host:
+            host_threads, host_fds = int(status.get("Threads", "0")), count
+    return Sample(
+        t_s,
+        len(pids),
+        threads,
+        fds,
+        memfds,
+        rss["host"],
+        rss["workers"],
+        rss["emulator"],
+        workers,
+        host_threads,
+        host_fds,
+    )
+
+
+def slope_per_10_min(times_s: list[float], values: list[float]) -> float:
+    """Least-squares slope of ``values`` over ``times_s``, per 10 minutes (0 with fewer than 2 points)."""
+    if len(times_s) < 2 or max(times_s) == min(times_s):
+        return 0.0
+    slope, _ = np.polyfit(np.asarray(times_s, float), np.asarray(values, float), 1)
+    return float(slope) * 600.0

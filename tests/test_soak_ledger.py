@@ -1,0 +1,270 @@
+"""The soak run's invariants (e2e/soak/ledger.py) and schedule, on recordings whose faults are known."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from e2e.soak import ledger, resources
+from e2e.soak.host import AudioFile, SessionLog, Utterance
+from e2e.soak.schedule import HOST_CHAOS, KINDS, chaos_schedule
+
+RATE = 16000
+_OPEN: list[SessionLog] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_logs() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def noise(seconds: float, seed: int) -> np.ndarray:
+    """The host's audio: never a zero sample."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(1, 3000, round(seconds * RATE)) * rng.choice([-1, 1], round(seconds * RATE))).astype("<i2")
+
+
+def fill(seconds: float) -> bytes:
+    """The worker's silence fill."""
+    return bytes(2 * round(seconds * RATE))
+
+
+class Recorder:
+    """Writes a run's recordings as the emulator does."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def stream(
+        self,
+        stream_id: int,
+        user: bytes,
+        answers: list[tuple[str, str, str, int, bytes]] = (),  # type: ignore[assignment]
+        outcome: str | None = "completed",
+    ) -> ledger.StreamAudit:
+        """``answers``: (completion id, source, user text, user bytes when decided, audio)."""
+        stem = self.directory / f"stream-{stream_id}"
+        Path(f"{stem}-user.pcm").write_bytes(user)
+        journal, audio = [], b""
+        for completion_id, source, text, decided, pcm in answers:
+            journal.append(
+                {"turn": 0, "completion_id": completion_id, "source": source, "user_text": text, "user_bytes": decided}
+            )
+            if pcm:
+                journal.append({"audio": completion_id, "assistant_offset": len(audio)})
+            audio += pcm
+        Path(f"{stem}-turns.jsonl").write_text("".join(json.dumps(line) + "\n" for line in journal))
+        Path(f"{stem}-assistant.pcm").write_bytes(audio)
+        if outcome is not None:
+            stem.with_suffix(".json").write_text(json.dumps({"outcome": outcome}))
+        return ledger.StreamAudit(f"run/stream-{stream_id}", self.directory, stream_id)
+
+
+def session_with(
+    directory: Path,
+    audio: np.ndarray,
+    utterances: list[Utterance] = (),  # type: ignore[assignment]
+) -> SessionLog:
+    log = SessionLog(0, directory / "host")
+    _OPEN.append(log)
+    log.sent.append(audio.tobytes())
+    log.utterances = list(utterances)
+    return log
+
+
+def audit_all(log: SessionLog, audits: list[ledger.StreamAudit], dropped_output: int = 0) -> list[str]:
+    for audit in audits:
+        audit.advance([log], final=True)
+    return ledger.settle(log, audits, dropped_output).violations
+
+
+def test_audio_in_streams_with_silence_fill_and_a_replay_is_all_delivered(tmp_path: Path) -> None:
+    sent = noise(6.0, 1)
+    log = session_with(tmp_path, sent)
+    record = Recorder(tmp_path)
+    cut = 4 * RATE
+    first = record.stream(1, fill(0.5) + sent[: cut // 2].tobytes() + fill(0.2) + sent[cut // 2 : cut].tobytes())
+    second = record.stream(2, sent[cut - 2 * RATE :].tobytes())  # replays 2 s
+    assert audit_all(log, [first, second]) == []
+    verdict = ledger.settle(log, [first, second], 0)
+    assert verdict.user_delivered == verdict.user_sent == sent.nbytes
+    assert [(p.sent, p.length) for p in first.pieces] == [(0, cut)]
+
+
+def test_audio_growing_in_small_pieces_is_followed_as_it_comes(tmp_path: Path) -> None:
+    sent = noise(2.0, 2)
+    log = session_with(tmp_path, sent)
+    audit = Recorder(tmp_path).stream(1, b"")
+    path = tmp_path / "stream-1-user.pcm"
+    recorded = b"".join(sent[i : i + 999].tobytes() + fill(0.01) for i in range(0, len(sent), 999))
+    for start in range(0, len(recorded), 1001):  # odd sizes: a sample split across two reads
+        with path.open("ab") as file:
+            file.write(recorded[start : start + 1001])
+        audit.advance([log])
+    audit.advance([log], final=True)
+    assert audit.violations == []
+    assert [(p.sent, p.length) for p in audit.pieces] == [(0, len(sent))]
+
+
+def test_audio_missing_unreported_is_a_violation_and_reported_is_not(tmp_path: Path) -> None:
+    sent = noise(3.0, 3)
+    hole = slice(RATE, RATE + 3200)
+    recorded = np.concatenate([sent[: hole.start], sent[hole.stop :]]).tobytes()
+    log = session_with(tmp_path, sent)
+    found = audit_all(log, [Recorder(tmp_path / "a").stream(1, recorded)])
+    assert len(found) == 1
+    assert found[0].startswith("user audio lost: 6400 bytes never reached the service, 0 reported dropped")
+    log.user_dropped_reported = 6400
+    assert audit_all(log, [Recorder(tmp_path / "b").stream(1, recorded)]) == []
+
+
+def test_audio_repeated_reordered_or_invented_is_a_violation(tmp_path: Path) -> None:
+    sent = noise(3.0, 4)
+    log = session_with(tmp_path, sent)
+    repeated = np.concatenate([sent[: 2 * RATE], sent[RATE:]]).tobytes()
+    assert "goes back 1.000 s" in " ".join(audit_all(log, [Recorder(tmp_path / "a").stream(1, repeated)]))
+    corrupted = sent.copy()
+    corrupted[RATE] += 1
+    found = audit_all(log, [Recorder(tmp_path / "b").stream(1, corrupted.tobytes())])
+    assert any("that no host sent" in v for v in found)
+    longer = noise(6.0, 5)
+    early = [Recorder(tmp_path / "c").stream(1, longer.tobytes()), Recorder(tmp_path / "c").stream(2, longer.tobytes())]
+    found = audit_all(session_with(tmp_path / "longer", longer), early)
+    assert "run/stream-2: starts 6.00 s before the previous stream's end (more than a replay)" in found
+
+
+def answers_setup(tmp_path: Path) -> tuple[SessionLog, Recorder, bytes, list[Utterance]]:
+    sent = noise(4.0, 5)
+    turns = [Utterance(0, "speech", "one", 0, RATE, 0.0), Utterance(1, "speech", "two", 2 * RATE, 3 * RATE, 10.0)]
+    return session_with(tmp_path, sent, turns), Recorder(tmp_path), sent.tobytes(), turns
+
+
+def test_answers_match_their_turns_and_their_audio(tmp_path: Path) -> None:
+    log, record, sent, _ = answers_setup(tmp_path)
+    one, two = b"\x01\x02" * 500, b"\x03\x04" * 700
+    audit = record.stream(
+        1, sent, [("c1", "speech", "", 2 * (RATE + 4000), one), ("c2", "speech", "", 2 * (3 * RATE + 4000), two)]
+    )
+    log.receive("c1", one)
+    log.receive("c2", two[:100])
+    log.first_audio_at.update({"c1": 1.0, "c2": 11.0})
+    log.turn_ends.add("c1")
+    log.interrupted.add("c2")  # a barge-in: the rest of c2 was dropped and reported
+    assert audit_all(log, [audit], dropped_output=len(two) - 100) == []
+    unreported = audit_all(log, [audit], dropped_output=0)
+    short = len(two) - 100
+    assert unreported == [
+        f"assistant audio lost: interrupted answers are {short} bytes short at the host, 0 reported dropped"
+    ]
+
+
+def test_answers_short_lost_twice_reordered_late_or_missing_are_violations(tmp_path: Path) -> None:
+    log, record, sent, turns = answers_setup(tmp_path)
+    pcm = b"\x05\x06" * 400
+    after_two, after_one = 2 * (3 * RATE + 4000), 2 * (RATE + 4000)
+    audit = record.stream(
+        1,
+        sent,
+        [
+            ("c1", "speech", "", after_two, pcm),  # turn 1 first ...
+            ("c2", "speech", "", after_one, pcm),  # ... then turn 0: reordered
+            ("c3", "speech", "", after_one, pcm),  # turn 0 again, in full
+            ("c4", "speech", "", after_one, pcm),  # no TurnEnd on a stream that ended well: lost
+        ],
+    )
+    for completion_id, got in (("c1", pcm[:-2]), ("c2", pcm), ("c3", pcm)):
+        log.receive(completion_id, got)
+    log.turn_ends.update({"c1", "c2", "c3"})
+    log.first_audio_at.update({"c1": 40.0, "c2": 1.0, "c3": 2.0})
+    found = "\n".join(audit_all(log, [audit]))
+    assert f"answer c1 (completed): host got {len(pcm) - 2} bytes, emulator sent {len(pcm)}" in found
+    assert "turn 0 answered after turn 1 (reordered)" in found
+    assert "turn 0 (speech) answered 2 times in full" in found
+    assert f"answer c4 (lost): no TurnEnd, no barge-in and no failure, {len(pcm)} bytes short" in found
+    assert "turn 1 answered 30.0 s after it ended" in found
+    # On a stream that failed, the last answer was cut: a prefix is all the host can have.
+    failed = Recorder(tmp_path / "failed").stream(1, sent, [("c5", "speech", "", after_one, pcm)], outcome=None)
+    log.receive("c5", pcm[:10])
+    assert not [v for v in audit_all(log, [failed]) if "c5" in v]
+    assert ledger.settle(log, [failed], 0).assistant_cut == len(pcm) - 10
+    # A turn nobody answered, its audio all delivered.
+    silent = Recorder(tmp_path / "silent").stream(1, sent)
+    assert "turn 1 (speech 'two') never answered" in "\n".join(audit_all(log, [silent]))
+    assert turns[1].text == "two"
+
+
+def test_the_chaos_schedule_is_seeded_covers_every_kind_and_targets_sessions() -> None:
+    schedule = chaos_schedule(7, sessions=4, start_s=10.0, end_s=70.0, mean_gap_s=4.0)
+    assert schedule == chaos_schedule(7, sessions=4, start_s=10.0, end_s=70.0, mean_gap_s=4.0)
+    assert schedule != chaos_schedule(8, sessions=4, start_s=10.0, end_s=70.0, mean_gap_s=4.0)
+    assert set(KINDS) <= {e.kind for e in schedule}
+    assert len(schedule) == 15
+    times = [e.at_s for e in schedule]
+    assert times == sorted(times)
+    assert times[0] > 10.0
+    assert times[-1] < 70.0
+    for event in schedule:
+        targeted = event.kind in HOST_CHAOS and event.kind != "emulator-restart"
+        assert (event.session is not None) == targeted
+        assert event.session is None or 0 <= event.session < 4
+        assert (event.spec is None) == (event.kind in HOST_CHAOS)
+        assert (2.0 <= event.stop_s <= 5.0) == (event.kind == "worker-stop")
+    with pytest.raises(ValueError, match="empty"):
+        chaos_schedule(1, sessions=1, start_s=5.0, end_s=5.0, mean_gap_s=1.0)
+
+
+def test_the_rss_slope_is_a_least_squares_fit_per_ten_minutes() -> None:
+    times = [float(t) for t in range(0, 600, 2)]
+    rng = np.random.default_rng(0)
+    values = [100.0 + 0.01 * t + rng.normal(0, 0.5) for t in times]  # 0.01 MiB/s: 6 MiB per 10 minutes
+    assert resources.slope_per_10_min(times, values) == pytest.approx(6.0, abs=0.5)
+    assert resources.slope_per_10_min([1.0], [5.0]) == 0.0
+
+
+def test_a_sample_sees_this_process_its_threads_and_a_memfd() -> None:
+    import os
+
+    before = resources.sample(0.0, None)
+    fd = os.memfd_create("soak-test")
+    try:
+        after = resources.sample(1.0, None)
+    finally:
+        os.close(fd)
+    assert after.processes >= 1
+    assert after.host_threads >= 1
+    assert after.memfds == before.memfds + 1
+    assert after.host_fds == before.host_fds + 1
+    assert after.rss_host > 10 * 1024 * 1024
+
+
+def test_a_spoken_turn_asked_again_as_text_is_the_same_turn(tmp_path: Path) -> None:
+    log, record, sent, _ = answers_setup(tmp_path)
+    pcm = b"\x07\x08" * 300
+    after_one = 2 * (RATE + 4000)
+    cut = record.stream(1, sent[: 2 * (RATE + 8000)], [("c1", "speech", "(speech, 1.0 seconds)", after_one, pcm)], None)
+    again = record.stream(2, sent[2 * (RATE + 8000) :], [("c2", "text", "(speech, 1.0 seconds)", 0, pcm)])
+    log.receive("c1", pcm[:50])
+    log.receive("c2", pcm)
+    log.turn_ends.add("c2")
+    found = audit_all(log, [cut, again])
+    assert found == ["turn 1 (speech 'two') never answered"]
+    assert ledger.settle(log, [cut, again], 0).answered == 1
+
+
+def test_the_hosts_audio_file_finds_a_probe_sample_aligned_across_its_windows(tmp_path: Path) -> None:
+    audio = AudioFile(tmp_path / "sent.pcm")
+    audio.WINDOW = 64
+    data = bytes(range(1, 200)) * 3
+    audio.append(data)
+    probe = data[131:141]  # at an odd offset first: the even one is the next repeat
+    assert audio.find(probe) == 330  # 131 + 199: the next repeat, at an even offset
+    assert audio.read(10, 20) == data[10:20]
+    audio.truncate(100)
+    assert audio.read(90, 200) == data[90:100]
+    assert audio.find(probe) == -1
+    audio.close()
