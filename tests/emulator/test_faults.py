@@ -515,8 +515,13 @@ async def test_a_client_trusting_another_ca_cannot_connect(make_emulator: Emulat
 
 
 def test_sonic_transport_installs_its_own_trust_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # Pins the private attribute SonicTransport replaces against the installed smithy-http.
+    # Pins the private attributes SonicTransport replaces and clears against the installed smithy-http.
     assert isinstance(vars(AWSCRTHTTPClient()).get("_tls_ctx"), crt_io.ClientTlsContext)
+    assert vars(AWSCRTHTTPClient()).get("_connections") == {}
+    transport = SonicTransport()
+    transport._connections[("https", "127.0.0.1", 1)] = object()
+    transport.drop_connections()
+    assert transport._connections == {}
     ca_file = write_certificates(tmp_path, hosts=("127.0.0.1",)).ca_file
     created: list[crt_io.ClientTlsContext] = []
     real = crt_io.ClientTlsContext

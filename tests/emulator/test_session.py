@@ -10,7 +10,7 @@ import numpy as np
 import pydantic
 import pytest
 from conftest import user_audio_reached
-from novabridge.emulator import Emulator, Scenario
+from novabridge.emulator import Emulator, EmulatorOptions, Fault, FaultKind, Scenario
 from novabridge.exceptions import InvalidInput
 from novabridge.protocol import (
     AudioOut,
@@ -391,6 +391,44 @@ async def test_a_spoken_turn_whose_answer_fails_long_after_it_is_asked_again_on_
     assert [(t.source, t.user_text) for t in first.turns] == [("speech", "(speech, 0.6 seconds)")]
     assert [(t.source, t.user_text) for t in second.turns] == [("text", "(speech, 0.6 seconds)")]
     assert second.turns[0].answer == "It says 1."
+
+
+async def test_a_session_reconnects_to_a_restarted_endpoint_that_first_throttles_it(tmp_path: Path) -> None:
+    # Found by the soak run: with a conversation's history to send, the attempt made while the endpoint was down
+    # failed late, the next was throttled, and no stream opened on that connection again, so the session gave up.
+    # A connection on which a stream could not be opened is now dropped.
+    history = [
+        {"role": role, "text": f"turn {n}: " + "words " * 35} for n in range(15) for role in ("USER", "ASSISTANT")
+    ]
+    first = Emulator(options=EmulatorOptions(credentials=TEST_KEY), certs_dir=tmp_path)
+    await first.start()
+    session = SonicSession(config_for(first, history=history))
+    await session.start()
+    try:
+        events = Collector(session)
+        await first.stop()
+        await events.wait_for(lambda e: isinstance(e, Reconnecting), count=2)
+        second = Emulator(
+            port=first.port,
+            options=EmulatorOptions(credentials=TEST_KEY),
+            certs_dir=tmp_path,
+            faults=[Fault(FaultKind.THROTTLE)],
+        )
+        await second.start()
+        try:
+            await events.wait_for(lambda e: "ThrottlingException" in getattr(e, "reason", ""), timeout=30)
+            async with asyncio.timeout(30):
+                while session.metrics.reconnects < 1:  # noqa: ASYNC110 - a counter, no event to wait on
+                    await asyncio.sleep(0.05)
+            assert not [e for e in events.of(Error) if e.fatal]
+            await stream(session, utterance())
+            await events.wait_for(lambda e: isinstance(e, TurnEnd))
+            assert len(second.recordings) == 1
+        finally:
+            await session.close()
+            await second.stop()
+    finally:
+        await session.close()
 
 
 async def test_close_is_prompt_and_polite(make_emulator: EmulatorFactory, open_session: SessionFactory) -> None:

@@ -549,7 +549,12 @@ class SonicSession:
     async def _connect(self, timeout_s: float | None = None) -> SonicStream:
         self._generation += 1
         stream = SonicStream(self._client, self.config, self._generation, self._credentials)
-        await stream.open(self.history.for_replay(), tools=self._tool_specs, timeout_s=timeout_s)
+        try:
+            await stream.open(self.history.for_replay(), tools=self._tool_specs, timeout_s=timeout_s)
+        except BaseException:
+            if self._transport is not None:
+                self._transport.drop_connections()
+            raise
         return stream
 
     def _install(self, stream: SonicStream) -> None:

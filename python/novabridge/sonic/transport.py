@@ -35,15 +35,26 @@ class SonicTransport(AWSCRTHTTPClient):
 
     def __init__(self, *, ca_file: str | os.PathLike[str] | None = None) -> None:
         super().__init__(client_config=AWSCRTHTTPClientConfig(force_http_2=True))
+        # The CRT client keeps its connections in `_connections` and builds each from `_tls_ctx`, with no public hook
+        # for either; the test suite pins both against the SDK versions the `sonic` extra allows.
+        if "_connections" not in vars(self):
+            raise RuntimeError("this smithy-http version keeps no _connections; a failed connection cannot be dropped")
         if ca_file is None:
             return
-        # The CRT client has no public hook for trust; it builds every connection from `_tls_ctx`. The test suite
-        # pins this attribute against the SDK versions the `sonic` extra allows.
         if "_tls_ctx" not in vars(self):
             raise RuntimeError("this smithy-http version keeps no _tls_ctx; custom trust cannot be installed")
         options = crt_io.TlsContextOptions()
         options.override_default_trust_store_from_path(ca_filepath=os.fspath(ca_file))
         self._tls_ctx = crt_io.ClientTlsContext(options)
+
+    def drop_connections(self) -> None:
+        """Open a new connection for the next request: one on which a stream could not be opened is not trusted.
+
+        After an endpoint restarted, a connection attempt refused and one answered 429, the CRT kept a connection on
+        which no later stream was ever answered, and the session gave up (found by the soak run). Streams still open
+        on a dropped connection carry on; the CRT closes it when the last one ends and nothing refers to it.
+        """
+        self._connections.clear()
 
     async def send(  # type: ignore[override] # an error answer comes back read whole, not as the CRT's stream
         self, request: HTTPRequest, *, request_config: HTTPRequestConfiguration | None = None
