@@ -411,3 +411,31 @@ def test_each_malformed_stream_gets_the_services_error_and_the_others_carry_on(e
         client.close()
     outcomes = sorted(recording.outcome for recording in emulator.recordings)
     assert outcomes == sorted(["completed", *["error"] * len(MALFORMED)])
+
+
+@pytest.mark.parametrize("refused", ["unknown-model", "malformed-frame"])
+def test_a_stream_refused_while_its_client_still_sends_does_not_stall_the_connection(
+    emulator: ThreadedEmulator, refused: str
+) -> None:
+    # hypercorn hands each DATA frame to the stream's app through a queue of 10 and waits on a full one with the whole
+    # connection: a stream refused (a 4xx answer) or ended (an error event) while its client still sends must not
+    # leave such a queue unread, or every other stream on the connection stalls, as if the service had hung.
+    client = RawH2(emulator.port, emulator.ca_file)
+    try:
+        if refused == "unknown-model":
+            first = client.open("amazon.no-such-model-v9:0")
+            client.wait(lambda: client.streams[first].status == 400)
+        else:
+            first = client.open()
+            client.send(first, MALFORMED["message-crc"])
+            client.wait(lambda: bool(client.streams[first].exceptions()))
+        for _ in range(30):  # one DATA frame each: three times hypercorn's queue
+            client.send(first, client_frame(ev.audio_input("p", "audio", bytes(640))))
+        second = client.open()
+        client.send(second, conversation_frames(ev.session_start("HIGH"), ev.prompt_start("p")))
+        client.wait(lambda: client.streams[second].status == 200, timeout=10)
+        client.send(first, b"", end=True)
+        client.send(second, signed(b""), end=True)
+        client.wait(lambda: client.streams[second].ended, timeout=10)
+    finally:
+        client.close()
