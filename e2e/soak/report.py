@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 MIB = 1024 * 1024
 
 
-def _ms(samples: list[float], q: float) -> float | None:
+def _percentile(samples: list[float], q: float, scale: float = 1e3) -> float | None:
+    """The nearest-rank percentile, times ``scale`` (milliseconds by default), to 0.01; None without samples."""
     value = Latency(tuple(samples)).percentile(q)
-    return None if value is None else round(1e3 * value, 2)
+    return None if value is None else round(scale * value, 2)
 
 
 def _segments(samples: list[resources.Sample], restarts: list[float]) -> list[list[resources.Sample]]:
@@ -77,8 +78,8 @@ def results(  # noqa: D103 - the figures report.md and soak.png are made of
         "recoveries": {
             "reconnecting_events": sum(len(log.reconnects) for log in logs),
             "worker_restarts": sum(s.bridge.metrics().restarts for s in sessions),
-            "p50_s": None if not recoveries else round(Latency(tuple(recoveries)).p50_s or 0.0, 2),
-            "p99_s": None if not recoveries else round(Latency(tuple(recoveries)).p99_s or 0.0, 2),
+            "p50_s": _percentile(recoveries, 50, scale=1.0),
+            "p99_s": _percentile(recoveries, 99, scale=1.0),
         },
         "audio": dict(totals),
         "turns": {
@@ -93,7 +94,9 @@ def results(  # noqa: D103 - the figures report.md and soak.png are made of
         "leaks": {"before": asdict(baseline), "after": asdict(after)},
         "rss_mib_per_10_min": rss_slopes(run.samples, run.args.calm_s, run.emulator_restarts),
         "latency_ms": {
-            phase: {d: {"p50": _ms(s, 50), "p99": _ms(s, 99), "n": len(s)} for d, s in directions.items()}
+            phase: {
+                d: {"p50": _percentile(s, 50), "p99": _percentile(s, 99), "n": len(s)} for d, s in directions.items()
+            }
             for phase, directions in run.latency.items()
         },
         "samples": [asdict(s) for s in run.samples],
