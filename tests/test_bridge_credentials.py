@@ -66,7 +66,7 @@ def test_the_worker_signs_each_new_stream_with_what_the_source_gives_then(
                 time.sleep(max(0.0, start + (offset + FRAME) / 16000 - time.monotonic()))
             deadline = time.monotonic() + 10
             heard = 0
-            while heard < 3 and time.monotonic() < deadline:  # each utterance heard (a renewal may replay one)
+            while heard < 3 and time.monotonic() < deadline:
                 events += bridge.poll(timeout=0.1)
                 heard = sum(isinstance(e, Transcript) and e.role == "USER" and e.stage is Stage.FINAL for e in events)
         streams = sorted(int(p.stem.split("-")[1]) for p in (tmp_path / "recordings").glob("stream-*.json"))
@@ -75,9 +75,7 @@ def test_the_worker_signs_each_new_stream_with_what_the_source_gives_then(
         pool.close()
         emulator.stop()
 
-    # At least: a renewal made for credentials that expire goes ahead in the middle of an utterance, and the new
-    # stream hears the part replayed to it again (a known double-hearing, issue 14's closing note); seen once in CI.
-    assert heard >= 3
+    assert heard == 3
     assert not [e for e in events if isinstance(e, Error) and e.fatal]
     assert not [e for e in events if isinstance(e, Reconnecting)]
     # Each stream was signed with the credentials the source gave when it opened, and outlived none of them.

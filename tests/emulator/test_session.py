@@ -24,6 +24,7 @@ from novabridge.protocol import (
     TurnEnd,
 )
 from novabridge.sonic import SessionClosed, SonicConfig, SonicSession, Tool, ToolSpec
+from novabridge.sonic.stream import SonicStream
 
 from emulator.client import TEST_KEY, silence, tone
 from emulator.conftest import EmulatorFactory
@@ -251,6 +252,36 @@ async def test_renewals_keep_every_user_frame_in_order(
     # History followed the conversation onto each new stream.
     later = [e for e in recordings[-1].input_events if "textInput" in e["event"]]
     assert any("(speech" in e["event"]["textInput"]["content"] for e in later)
+
+
+async def test_speech_the_old_stream_recognises_after_a_renewal_is_heard_once(
+    make_emulator: EmulatorFactory, open_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen in CI: a renewal handed over after the old stream had ended a user turn but before its transcript reached
+    # the session, so the replay made the new stream hear the speech again and both transcripts were delivered. Here
+    # the first stream's output reaches the session 2 s late, so every handover falls in that window.
+    receive = SonicStream.receive
+
+    async def late_on_the_first_stream(self: SonicStream) -> bytes | None:
+        if self.generation == 1:
+            await asyncio.sleep(2.0)
+        return await receive(self)
+
+    monkeypatch.setattr(SonicStream, "receive", late_on_the_first_stream)
+    emulator = await make_emulator()
+    session = await open_session(config_for(emulator, renewal_after_s=1.5))
+    events = Collector(session)
+    await stream(session, utterance(0.6, pause=6.0), speed=1.0)
+    await events.wait_for(lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN")
+    await asyncio.sleep(2.5)  # the first stream's last events arrive meanwhile
+
+    first, second = emulator.recordings[:2]
+    assert [t.source for t in first.turns] == ["speech"], "the first stream ended the turn before the handover"
+    assert [t.source for t in second.turns] == ["speech"], "and the replay made the second stream hear it too"
+    heard = [e for e in events.of(Transcript) if e.role == "USER"]
+    assert [e.text for e in heard] == ["(speech, 0.6 seconds)"]
+    assert len([e for e in events.of(TurnEnd) if e.stop_reason == "END_TURN"]) == 1
+    assert session.metrics.retired_events > 0
 
 
 @pytest.mark.parametrize(

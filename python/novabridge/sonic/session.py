@@ -77,6 +77,8 @@ class SessionMetrics:
     """Of the renewals, those made ahead of the credentials' expiry rather than the stream's lifetime."""
     dropped_audio_bytes: int = 0
     interrupted_audio_bytes: int = 0
+    retired_events: int = 0
+    """Output of a stream after a renewal replaced it, not delivered: the new stream was given what it was about."""
     first_audio_latency_s: list[float] = field(default_factory=list)
     """Per turn: from the user's FINAL transcript to the first AudioOut of the answer."""
     send_overhead_s: list[float] = field(default_factory=list)
@@ -179,6 +181,11 @@ class SonicSession:
         self._turn_active = False
         self._turn_idle = asyncio.Event()
         self._turn_idle.set()
+        self._retiring: SonicStream | None = None
+        """The stream a renewal is replacing while it replays to the new one: its output is held meanwhile."""
+        self._retiring_output: list[tuple[SonicEvent, int]] = []
+        self._renewed_past = 0
+        """Streams of a lower generation were replaced by a renewal: their output is not delivered."""
         self._last_user_final = 0.0
         self._awaiting_first_audio = False
         self._closed = False
@@ -469,6 +476,14 @@ class SonicSession:
             self.metrics.receive_overhead_s.append(time.perf_counter() - received)
 
     def _on_event(self, stream: SonicStream, event: SonicEvent, received_ns: int) -> None:
+        if stream.generation < self._renewed_past:
+            # A stream a renewal replaced: the speech and the turns it could still answer were given to the new stream
+            # (the replay), whose answers are the ones delivered, so the user is heard and answered once.
+            self.metrics.retired_events += 1
+            return
+        if stream is self._retiring:  # being replaced: held until the replay is known to have reached the new stream
+            self._retiring_output.append((event, received_ns))
+            return
         if isinstance(event, Transcript):
             if event.role == "USER" and event.stage is protocol.Stage.FINAL:
                 self._last_user_final = time.monotonic()
@@ -564,6 +579,9 @@ class SonicSession:
         # A new stream waits for no tool: the uses the old one asked for are gone with it.
         for tool_use_id in [i for i, (generation, _) in self._tool_calls.items() if generation != stream.generation]:
             self._settle_tool_call(tool_use_id, "it was asked on a stream the session has since replaced")
+        # Its predecessor's turn, if one was under way, ends with it: what it left unanswered is asked again.
+        self._turn_active = False
+        self._turn_idle.set()
         self._spawn(self._receive(stream), self._receivers)
         self._stream_ready.set()
 
@@ -602,6 +620,9 @@ class SonicSession:
             try:
                 new = await self._connect()
                 async with self._handover:
+                    if stream is not self._stream:  # a renewal replaced the failed stream meanwhile
+                        await new.close()
+                        return
                     await self._replay_to(new)
                     self._install(new)
             except Exception as error:  # noqa: BLE001 - classified: transient errors try again
@@ -612,8 +633,6 @@ class SonicSession:
                     return
                 continue
             self.metrics.reconnects += 1
-            self._turn_active = False
-            self._turn_idle.set()
             with contextlib.suppress(Exception):
                 await stream.close()
             return
@@ -653,6 +672,20 @@ class SonicSession:
             return False
         fresh = expires_at(identity)
         return fresh is None or stream.credentials_expire_at is None or fresh > stream.credentials_expire_at
+
+    async def _take_handover_between_turns(self, grace_s: float) -> None:
+        """Hold the handover lock with no turn under way, or once ``grace_s`` has passed.
+
+        A turn can begin while the pump holds the lock: its speech would then be heard by both streams.
+        """
+        deadline = time.monotonic() + grace_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._turn_idle.wait(), max(0.0, deadline - time.monotonic()))
+            await self._handover.acquire()
+            if self._turn_idle.is_set() or time.monotonic() >= deadline:
+                return
+            self._handover.release()
 
     async def _renewals(self) -> None:
         """Move the conversation to a new stream before the current one's lifetime or credentials run out.
@@ -712,19 +745,29 @@ class SonicSession:
                 grace = RENEWAL_GRACE_S
                 if for_credentials and old.credentials_expire_at is not None:
                     grace = min(grace, max(0.0, old.credentials_expire_at - time.time()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._turn_idle.wait(), grace)
-                old = self._stream
-                if old is None or self._closed:
-                    return
-                async with self._handover:
+                await self._take_handover_between_turns(grace)
+                try:
+                    old = self._stream
+                    if old is None or self._closed:
+                        return
+                    self._retiring = old
                     try:
                         await self._replay_to(new)
                     except Exception as error:  # noqa: BLE001 - keep the old stream; retry the renewal
                         logger.info("renewal: replay failed: %r", error)
+                        self._retiring = None
+                        held, self._retiring_output = self._retiring_output, []
+                        for event, received_ns in held:
+                            self._on_event(old, event, received_ns)
                         continue
+                    self._renewed_past = new.generation
+                    self._retiring = None
+                    self.metrics.retired_events += len(self._retiring_output)
+                    self._retiring_output.clear()
                     self._install(new)
                     installed = True
+                finally:
+                    self._handover.release()
             finally:
                 if not installed:
                     await new.close()
@@ -735,5 +778,5 @@ class SonicSession:
                 left = (old.credentials_expire_at or 0.0) - time.time()
                 logger.info("renewed onto fresh credentials %.0f s before stream %d's expire", left, old.generation)
             self._events.put(Renewed(new.generation))
-            # The old stream's receive task delivers what it still sends, and ends when the service closes it.
+            # The old stream's receive task discards what it still sends, and ends when the service closes it.
             await old.close()
