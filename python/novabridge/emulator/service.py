@@ -7,19 +7,40 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-# The facts the client's config checks too (model ids, voices, limits, the barge-in marker): one source for both.
-from novabridge.protocol import (
-    BARGE_IN_MARKER,
-    EVENT_LIMIT_BYTES,
-    HISTORY_LIMIT_BYTES,
-    MODEL_IDS,
-    NOVA_2_SONIC,
-    NOVA_SONIC_V1,
-    TEXT_INPUT_LIMIT_BYTES,
-    VOICES,
-)
+# The emulator keeps its own copy of the service's facts rather than importing the client's (novabridge.protocol):
+# were both to read one list, a mistake in it would pass every test. tests/emulator/test_service_facts.py pins these
+# to the documents they come from.
 
-# Shared with the client's config: the model ids and voices are facts of the service, one list for both.
+NOVA_SONIC_V1 = "amazon.nova-sonic-v1:0"
+NOVA_2_SONIC = "amazon.nova-2-sonic-v1:0"
+MODEL_IDS = frozenset({NOVA_SONIC_V1, NOVA_2_SONIC})
+"""Bedrock model ids of Nova Sonic v1 and Nova 2 Sonic (the AWS user guides' request examples)."""
+
+VOICES: dict[str, frozenset[str]] = {
+    NOVA_SONIC_V1: frozenset(
+        {"tiffany", "matthew", "amy", "ambre", "florian", "beatrice", "lorenzo", "greta", "lennart", "lupe", "carlos"}
+    ),
+    NOVA_2_SONIC: frozenset(
+        {
+            *("matthew", "tiffany", "amy", "olivia", "lupe", "carlos", "ambre", "florian", "tina", "lennart"),
+            *("beatrice", "lorenzo", "carolina", "leo", "arjun", "kiara"),
+        }
+    ),
+}
+"""``voiceId`` values each model takes: v1 from the user guide's "available voices"; Nova 2's 16 as LiveKit's
+``SONIC2_VOICES`` lists them (AWS names the languages and polyglot voices but gave no full list when this was
+written)."""
+
+BARGE_IN_MARKER = '{ "interrupted" : true }'
+"""The textOutput content by which the service announces a barge-in (what the AWS samples, LiveKit and Strands
+check for)."""
+
+TEXT_INPUT_LIMIT_BYTES = 1024
+"""One ``textInput`` holds at most 1 KB of text (Nova 2 user guide, "Managing chat history")."""
+HISTORY_LIMIT_BYTES = 40 * 1024
+"""The chat history given to a new stream is at most 40 KB in all (Nova 2 user guide, "Managing chat history")."""
+EVENT_LIMIT_BYTES = 1_000_000
+"""``BidirectionalInputPayloadPart.bytes`` holds at most 1,000,000 bytes (Amazon Bedrock API Reference)."""
 
 SAMPLE_RATES = frozenset({8000, 16000, 24000})
 
