@@ -17,19 +17,43 @@ OAC_DIR ?= $(CURDIR)/../shared/third_party/openavatarchat
 OAC_KEY := $(shell cat e2e/openavatarchat/requirements.py $(OAC_DIR)/pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 OAC_VENV ?= $(HOME)/.cache/novabridge/venv-oac-$(OAC_KEY)
 CARGO_LOOM_DIR := target/loom
+# The Python tools' exact versions (make lock writes them): every install into .venv and .venv-host keeps to them, so
+# CI installs what was tested.
+LOCK_312 := requirements/py312.txt
+LOCK_311 := requirements/py311.txt
+# What the lint and test targets build first: the release wheel (install), or `make BUILD=dev ...` for the quicker
+# development build.
+BUILD ?= install
 
 # Tests launch processes on both interpreters and install the wheel into fresh environments of both.
 export NOVABRIDGE_PY312 := $(CURDIR)/$(VENV)/bin/python
 export NOVABRIDGE_PY311 := $(CURDIR)/$(HOST_VENV)/bin/python
 
-.PHONY: all demo venvs wheel install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
+.PHONY: all docs help dev lock relock demo venvs wheel install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
 	oac-venv oac-venv-build oac-env chromium oac-e2e soak soak-short bench bench-report bench-bridge format clean
 
 all: test
 
+## The targets and what each does.
+help:
+	@awk '/^## /{doc = doc substr($$0, 4) " "; next} \
+		/^[a-z][a-z0-9-]*:/{ \
+			if (doc != "") { \
+				split($$0, t, ":"); n = split(doc, w, " "); line = sprintf("  %-14s", t[1]); width = 16; \
+				for (i = 1; i <= n; i++) { \
+					if (width + length(w[i]) > 116) { print line; line = sprintf("%16s", ""); width = 16 } \
+					line = line " " w[i]; width += length(w[i]) + 1 \
+				} \
+				print line \
+			} \
+			doc = ""; next \
+		} \
+		{doc = ""}' $(firstword $(MAKEFILE_LIST))
+
 $(VENV)/.created:
 	$(PY312) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --upgrade pip maturin
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -c $(LOCK_312) maturin
 	touch $@
 
 $(HOST_VENV)/.created:
@@ -37,6 +61,7 @@ $(HOST_VENV)/.created:
 	$(HOST_VENV)/bin/python -m pip install -q --upgrade pip
 	touch $@
 
+## The two environments, empty: .venv (Python 3.12, the worker's side) and .venv-host (3.11, the host's).
 venvs: $(VENV)/.created $(HOST_VENV)/.created
 
 ## One abi3 wheel (cp311-abi3) that serves the 3.11 host and the 3.12 worker.
@@ -48,37 +73,61 @@ wheel: $(VENV)/.created
 ## The wheel into both environments: the 3.12 one as a worker (SDK and emulator), the 3.11 one as a host.
 install: wheel $(HOST_VENV)/.created
 	whl=$$(ls dist/*.whl); \
-	$(VENV)/bin/python -m pip install -q "$$whl[dev,sonic,emulator]"; \
-	$(HOST_VENV)/bin/python -m pip install -q "$$whl[dev]"; \
+	$(VENV)/bin/python -m pip install -q -c $(LOCK_312) "$$whl[dev,sonic,emulator]"; \
+	$(HOST_VENV)/bin/python -m pip install -q -c $(LOCK_311) "$$whl[dev]"; \
 	for venv in $(VENV) $(HOST_VENV); do \
 		$$venv/bin/python -m pip install -q --force-reinstall --no-deps "$$whl"; \
 	done
+
+## A development build into both environments (maturin develop): Rust rebuilt incrementally, Python used from
+## python/ as it is edited. For a quicker loop: make dev, then make BUILD=dev lint test-python (the wheel's install
+## test still wants the release wheel in dist/: make wheel once).
+dev: $(VENV)/.created $(HOST_VENV)/.created
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop --release --quiet --extras dev,sonic,emulator
+	VIRTUAL_ENV=$(CURDIR)/$(HOST_VENV) $(VENV)/bin/maturin develop --release --quiet --extras dev
+
+## The Python tools' versions as installed now become the lock (requirements/), which every install keeps to.
+lock: venvs
+	$(VENV)/bin/python -m pip freeze --exclude novabridge > $(LOCK_312)
+	$(HOST_VENV)/bin/python -m pip freeze --exclude novabridge > $(LOCK_311)
+
+## Move the Python tools to their newest releases and lock those (then make test, and commit requirements/).
+relock: wheel $(HOST_VENV)/.created
+	whl=$$(ls dist/*.whl); \
+	$(VENV)/bin/python -m pip install -q --upgrade maturin "$$whl[dev,sonic,emulator]"; \
+	$(HOST_VENV)/bin/python -m pip install -q --upgrade "$$whl[dev]"
+	$(MAKE) --no-print-directory lock
 
 ## The quick start: a three-turn conversation from a 3.11 host through a 3.12 worker to the local emulator.
 demo: install
 	$(HOST_VENV)/bin/python -m novabridge demo --worker-python $(CURDIR)/$(VENV)/bin/python --out out/demo
 
+## Format and fix what the linters can (Rust and Python).
 format:
 	cargo fmt --all
 	$(VENV)/bin/ruff format python tests benches examples e2e
 	$(VENV)/bin/ruff check --fix python tests benches examples e2e
 
+## cargo fmt and clippy, warnings as errors.
 lint-rust:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-lint-python: install
+## ruff (format and lint) and mypy.
+lint-python: $(BUILD)
 	$(VENV)/bin/ruff format --check python tests benches examples e2e
 	$(VENV)/bin/ruff check python tests benches examples e2e
 	$(VENV)/bin/mypy
 
 ## The stubs must match the compiled module exactly.
-stubtest: install
+stubtest: $(BUILD)
 	cd /tmp && $(CURDIR)/$(VENV)/bin/python -m mypy.stubtest novabridge._novabridge \
 		--allowlist $(CURDIR)/.stubtest-allowlist
 
+## Every linter and the stub check.
 lint: lint-rust lint-python stubtest
 
+## The Rust crates' tests.
 test-rust:
 	cargo test --workspace
 
@@ -91,7 +140,8 @@ test-loom:
 # doctor (its checks run in subprocesses on the interpreters each test names) and credential refresh (the worker's).
 ONCE_ON_312 := --ignore=tests/test_wheel.py --ignore=tests/test_doctor.py --ignore=tests/test_bridge_credentials.py
 
-test-python: install
+## The test suite on both interpreters against the installed wheel, and the benchmarks' smoke runs.
+test-python: $(BUILD)
 	$(VENV)/bin/python -m pytest tests benches -q
 	$(HOST_VENV)/bin/python -m pytest tests -q $(ONCE_ON_312)
 
@@ -116,6 +166,7 @@ oac-venv-build:
 ## OAC's environment alone (no wheel): mostly downloads, so CI builds it while the rest of `make test` runs.
 oac-venv: $(OAC_VENV)/.created
 
+## OAC's environment with the test shims and the wheel.
 oac-env: install $(OAC_VENV)/.created
 	echo $(CURDIR)/e2e/openavatarchat/shims > \
 		"$$($(OAC_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/novabridge_oac_test_shims.pth"
@@ -144,7 +195,15 @@ soak-short: install
 	$(HOST_VENV)/bin/python -m e2e.soak.run --sessions 4 --minutes 1 --worker-python $(CURDIR)/$(VENV)/bin/python \
 		--out out/soak-short
 
-test: lint test-rust test-loom test-python soak-short oac-e2e
+## Everything CI runs (.ci/run): lint, Rust, loom, both Python passes, the short soak and OAC end to end.
+## The documentation site into site/: mkdocs-material at the pins of pyproject's `docs` extra, installed into .venv.
+## Strict: a warning fails it, and mkdocs.yml's validation makes a broken link or anchor in docs/ one.
+docs: $(VENV)/.created
+	$(VENV)/bin/python -m pip install -q $$($(VENV)/bin/python -c 'import tomllib; \
+		print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["docs"]))')
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+test: lint test-rust test-loom test-python soak-short oac-e2e docs
 
 ## The README's performance tables (Markdown on stdout; about 5 minutes).
 bench-report: install
@@ -160,5 +219,6 @@ bench: install
 	$(VENV)/bin/python -m pytest benches --benchmark-enable --benchmark-disable-gc \
 		--benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name -q -s
 
+## Remove what builds and runs made.
 clean:
 	rm -rf target dist $(VENV) $(HOST_VENV)
