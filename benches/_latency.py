@@ -59,6 +59,7 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 
 import faster_fifo
 import novabridge as nb
+from novabridge import measure
 
 _T = TypeVar("_T")
 
@@ -126,16 +127,9 @@ class Percentiles:
 
 
 def percentiles(samples_ns: Sequence[int]) -> Percentiles:
-    """Nearest-rank p50, p99, p99.9 and max of `samples_ns`, in microseconds."""
-    if not samples_ns:
-        raise ValueError("no samples")
-    ordered = sorted(samples_ns)
-    n = len(ordered)
-
-    def rank(permille: int) -> float:
-        return ordered[max(0, -(-n * permille // 1000) - 1)] / 1000  # the ceil(n * permille / 1000)-th smallest
-
-    return Percentiles(p50=rank(500), p99=rank(990), p999=rank(999), max=ordered[-1] / 1000)
+    """Nearest-rank p50, p99, p99.9 and max of `samples_ns`, in microseconds; `ValueError` without samples."""
+    p50, p99, p999, most = measure.percentiles(samples_ns, (50, 99, 99.9, 100))
+    return Percentiles(p50=p50 / 1000, p99=p99 / 1000, p999=p999 / 1000, max=most / 1000)
 
 
 @dataclass(frozen=True)

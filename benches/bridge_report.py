@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Measures the bridge through the emulator and prints the README's Markdown tables (method: `_bridge_peers.py`).
+"""Measures the bridge through the emulator and prints the README's Markdown tables (method: `conversation.py`,
+`playout.py`, `peers.py`, `ramp.py`).
 
 Usage: `python benches/bridge_report.py [--seconds S] [--runs N] [--ramp-seconds S] [--ramp N,N,...]
 [--ramp-speeds X,X] [--retries N]`, on Python >= 3.12 (the in-process baseline runs the SDK here). In order, through
@@ -23,26 +24,18 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python benches/bridge_report.py`: make the `benches` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benches._bridge_peers import (
-    FRAME,
-    FRAME_S,
-    RATE,
+from benches.conversation import FRAME, FRAME_S, RATE, TONE_S, Emulator, EmulatorSettings, Script
+from benches.peers import (
     TARGET_LATENCY_P99_MS,
-    TARGET_SESSIONS,
     TARGET_WORKER_CPU_PERCENT,
-    TONE_S,
-    Emulator,
-    EmulatorSettings,
     FloorRun,
     LinkRun,
-    RampStep,
-    Script,
     Stats,
     run_bridge,
     run_floor,
     run_in_process,
-    run_ramp_step,
 )
+from benches.ramp import TARGET_SESSIONS, RampStep, run_ramp_step
 
 RAMP: tuple[int, ...] = (4, 8, 16, 24, 32, 40, 48)
 

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The bridge through the emulator (method: `_bridge_peers.py`): hop latency each way against an in-process
+"""The bridge through the emulator (method: `peers.py` and
+`ramp.py`): hop latency each way against an in-process
 asyncio-thread bridge, worker CPU against the SDK's own floor, and concurrent sessions without underrun.
 
 Each benchmark is one run inside `benchmark.pedantic(rounds=1)`; its figures go to `benchmark.extra_info`. With
@@ -20,16 +21,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from ._bridge_peers import (
-    Emulator,
-    EmulatorSettings,
-    Script,
-    run_bridge,
-    run_floor,
-    run_in_process_anywhere,
-    run_ramp_step,
-)
 from ._latency import Benchmark
+from .conversation import Emulator, EmulatorSettings, Script
+from .peers import run_bridge, run_floor, run_in_process_anywhere
+from .ramp import run_ramp_step
 
 
 @pytest.fixture(scope="module")

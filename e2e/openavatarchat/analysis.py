@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from novabridge import measure
 
 Array = np.ndarray[Any, Any]
 
@@ -131,5 +132,6 @@ def locate(needle: Array, haystack: Array, rate: int, *, search_from: int = 0) -
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile, or None for no values."""
-    return float(np.percentile(values, q)) if len(values) else None
+    """The nearest-rank ``q``-th percentile (`novabridge.measure.percentile`), or None for no values."""
+    value = measure.percentile(values, q)
+    return None if value is None else float(value)

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from novabridge.bridge import Latency
+from novabridge.measure import percentile
 
 from e2e.soak import resources
 from e2e.soak.ledger import SessionVerdict
@@ -23,7 +23,7 @@ MIB = 1024 * 1024
 
 def _percentile(samples: list[float], q: float, scale: float = 1e3) -> float | None:
     """The nearest-rank percentile, times ``scale`` (milliseconds by default), to 0.01; None without samples."""
-    value = Latency(tuple(samples)).percentile(q)
+    value = percentile(samples, q)
     return None if value is None else round(scale * value, 2)
 
 

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from novabridge import measure
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,6 @@ def _descendants(pid: int) -> list[int]:
     return seen
 
 
-def _status(pid: int) -> dict[str, str]:
-    try:
-        with open(f"/proc/{pid}/status") as file:
-            return dict(line.split(":", 1) for line in file if ":" in line)
-    except OSError:
-        return {}
-
-
 def _fds(pid: int) -> tuple[int, int]:
     """(descriptors, of them memfds)."""
     try:
@@ -76,19 +69,18 @@ def sample(t_s: float, emulator_pid: int | None) -> Sample:
     rss = {"host": 0, "workers": 0, "emulator": 0}
     emulator_tree = set(_descendants(emulator_pid)) if emulator_pid else set()
     for pid in pids:
-        status = _status(pid)
-        if not status:
+        status = measure.process_status(pid)
+        if status is None:
             continue
-        threads += int(status.get("Threads", "0"))
+        threads += status.threads
         count, memfd = _fds(pid)
         fds += count
         memfds += memfd
-        kib = int(status.get("VmRSS", "0 kB").split()[0])
         part = "host" if pid == host else "emulator" if pid in emulator_tree else "workers"
-        rss[part] += kib * 1024
+        rss[part] += status.rss_bytes
         workers += part == "workers"
         if pid == host:
-            host_threads, host_fds = int(status.get("Threads", "0")), count
+            host_threads, host_fds = status.threads, count
     return Sample(
         t_s,
         len(pids),
