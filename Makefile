@@ -195,7 +195,6 @@ soak-short: install
 	$(HOST_VENV)/bin/python -m e2e.soak.run --sessions 4 --minutes 1 --worker-python $(CURDIR)/$(VENV)/bin/python \
 		--out out/soak-short
 
-## Everything CI runs (.ci/run): lint, Rust, loom, both Python passes, the short soak and OAC end to end.
 ## The documentation site into site/: mkdocs-material at the pins of pyproject's `docs` extra, installed into .venv.
 ## Strict: a warning fails it, and mkdocs.yml's validation makes a broken link or anchor in docs/ one.
 docs: $(VENV)/.created
@@ -203,6 +202,8 @@ docs: $(VENV)/.created
 		print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["docs"]))')
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
+## Everything CI runs (.ci/run): lint, Rust, loom, both Python passes, the short soak, OAC end to end
+## and the docs site.
 test: lint test-rust test-loom test-python soak-short oac-e2e docs
 
 ## The README's performance tables (Markdown on stdout; about 5 minutes).
