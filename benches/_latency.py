@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """One-way latency and throughput of `novabridge.Ring` against `multiprocessing.Queue`, `multiprocessing.Pipe` and
 `faster_fifo.Queue`, with a bare eventfd wake-up as the floor, shared by `test_bench_ring.py` (pytest-benchmark) and
-`report.py` (the README tables).
+`report.py` (the tables of docs/performance.md).
 
 Method, the same for every transport:
 
@@ -865,7 +865,7 @@ def machine_info() -> str:
 def render_report(
     latency: Sequence[LatencyResult], throughput: Sequence[ThroughputResult], counts: Counts, command: str
 ) -> str:
-    """The Markdown section for the README: machine, method, the three tables and the verdict on the target."""
+    """The Markdown section of docs/performance.md: machine, method, the three tables, the verdict on the target."""
     method = (
         "producer = the calling process, consumer = a fresh interpreter blocked in `read()`/`get()`/`recv_bytes()`, "
         "neither pinned to a CPU, `multiprocessing` with the spawn context. Latency runs from `time.monotonic_ns()` "

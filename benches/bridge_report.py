@@ -1,13 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Measures the bridge through the emulator and prints the README's Markdown tables (method: `conversation.py`,
-`playout.py`, `peers.py`, `ramp.py`).
+"""Measures the bridge through the emulator and prints docs/performance.md's Markdown tables (method:
+`conversation.py`, `playout.py`, `peers.py`, `ramp.py`).
 
 Usage: `python benches/bridge_report.py [--seconds S] [--runs N] [--ramp-seconds S] [--ramp N,N,...]
 [--ramp-speeds X,X] [--retries N]`, on Python >= 3.12 (the in-process baseline runs the SDK here). In order, through
 one emulator subprocess: single-session runs (the bridge: latency each way and worker CPU; the in-process baseline;
 the SDK floor process), interleaved and repeated; then a ramp of concurrent sessions, which stops at the first step
 that fails twice; then the same ramp through a second emulator that sends its answers at 2x real time. The defaults
-take about 8 to 10 minutes on two cores. Progress goes to stderr, the Markdown to stdout.
+take about 8 to 10 minutes on two cores. Progress goes to stderr, the Markdown to stdout and, with `--write
+docs/performance.md` (`make bench-bridge`), into that page between its `benches/bridge_report.py` markers
+(`docs_section.py`).
 """
 
 import argparse
@@ -25,6 +27,7 @@ if __package__ in (None, ""):  # `python benches/bridge_report.py`: make the `be
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benches.conversation import FRAME, FRAME_S, RATE, TONE_S, Emulator, EmulatorSettings, Script
+from benches.docs_section import add_write_option, checked_write_option, write_section
 from benches.peers import (
     TARGET_LATENCY_P99_MS,
     TARGET_WORKER_CPU_PERCENT,
@@ -38,6 +41,7 @@ from benches.peers import (
 from benches.ramp import TARGET_SESSIONS, RampStep, run_ramp_step
 
 RAMP: tuple[int, ...] = (4, 8, 16, 24, 32, 40, 48)
+SCRIPT = Path(__file__).name
 
 
 def _ms(value: float) -> str:
@@ -312,7 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "default); the single-session runs use the first",
     )
     parser.add_argument("--retries", type=int, default=1, help="repeats of a failed ramp step (default 1)")
+    add_write_option(parser, SCRIPT)
     args = parser.parse_args(argv)
+    page = checked_write_option(parser, args, SCRIPT)
     if sys.version_info < (3, 12):
         parser.error("run this with Python >= 3.12 (`make bench-bridge` uses .venv): the baseline runs the SDK")
     ramp = [int(n) for n in args.ramp.split(",") if n.strip()]
@@ -414,7 +420,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ramp_table(steps),
         ]
     parts.append(reading(bridge, baseline, floor, ramps, ramp))
-    print("\n\n".join(parts))
+    markdown = "\n\n".join(parts)
+    print(markdown)
+    if page is not None:
+        write_section(page, SCRIPT, markdown)
+        progress(f"wrote the tables into {page}")
     return 0
 
 

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Runs the ring benchmarks and prints the README's Markdown tables (method: `_latency.py`).
+"""Runs the ring benchmarks and prints docs/performance.md's Markdown tables (method: `_latency.py`).
 
-Usage: `python benches/report.py [--frames-paced N] [--frames-flat N] [--records N] [--warmup N]`. The defaults
-(`_latency.FULL`) take about six minutes on two cores, most of it the paced runs at 50 frames/s (the eventfd floor
-runs paced only, once per frame size). Progress goes to stderr, the Markdown to stdout.
+Usage: `python benches/report.py [--frames-paced N] [--frames-flat N] [--records N] [--warmup N] [--write PAGE]`.
+The defaults (`_latency.FULL`) take about six minutes on two cores, most of it the paced runs at 50 frames/s (the
+eventfd floor runs paced only, once per frame size). Progress goes to stderr, the Markdown to stdout and, with
+`--write docs/performance.md` (`make bench-report`), into that page between its `benches/report.py` markers
+(`docs_section.py`).
 """
 
 import argparse
@@ -29,6 +31,9 @@ from benches._latency import (
     measure_throughput,
     render_report,
 )
+from benches.docs_section import add_write_option, checked_write_option, write_section
+
+SCRIPT = Path(__file__).name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frames-flat", type=int, default=FULL.flat_frames, help="frames per flat-out run")
     parser.add_argument("--records", type=int, default=FULL.records, help="64 KiB records per throughput run")
     parser.add_argument("--warmup", type=int, default=FULL.warmup, help="unmeasured frames before each run")
+    add_write_option(parser, SCRIPT)
     args = parser.parse_args(argv)
+    page = checked_write_option(parser, args, SCRIPT)
     counts = Counts(
         paced_frames=args.frames_paced, flat_frames=args.frames_flat, records=args.records, warmup=args.warmup
     )
@@ -66,7 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     script = Path(sys.argv[0]).resolve()
     shown = str(script.relative_to(Path.cwd())) if script.is_relative_to(Path.cwd()) else str(script)
     command = shlex.join(["python", shown, *(sys.argv[1:] if argv is None else argv)])
-    print(render_report(latency, throughput, counts, command))
+    markdown = render_report(latency, throughput, counts, command)
+    print(markdown)
+    if page is not None:
+        write_section(page, SCRIPT, markdown)
+        progress(f"wrote the tables into {page}")
     return 0
 
 

@@ -7,8 +7,8 @@ Each benchmark is one run inside `benchmark.pedantic(rounds=1)`; its figures go 
 benchmarking disabled (the repository's addopts; `make test` runs this file on 3.11 and 3.12) each run is short
 (3.5 s of audio, one turn, 2 sessions) and the emulator sends its answers at 4x real time; with
 `--benchmark-enable` (`make bench`) a session streams 20 s at real time and 8 sessions stream 15 s. The
-environment overrides either: NOVABRIDGE_BENCH_BRIDGE_SECONDS, NOVABRIDGE_BENCH_BRIDGE_SESSIONS. The README's
-tables, with the full ramp, come from `bridge_report.py`.
+environment overrides either: NOVABRIDGE_BENCH_BRIDGE_SECONDS, NOVABRIDGE_BENCH_BRIDGE_SESSIONS. The tables of
+docs/performance.md, with the full ramp, come from `bridge_report.py`.
 
 Every run asserts what it could get wrong: every frame sent, every answer heard, no error, no full ring, a timing
 for each frame and chunk, CPU counted. Latency, CPU and underruns are reported, never asserted against targets.

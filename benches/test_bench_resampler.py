@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Per-call cost of resampling one 20 ms frame, Python call included, novabridge against soxr, libsamplerate
-and scipy in one run (`make bench`; the README's table comes from `python benches/resampler_report.py`)."""
+and scipy in one run (`make bench`; docs/performance.md's table comes from
+`python benches/resampler_report.py`)."""
 
 import pytest
 
