@@ -206,14 +206,15 @@ docs: $(VENV)/.created
 ## and the docs site.
 test: lint test-rust test-loom test-python soak-short oac-e2e docs
 
-## The README's performance tables (Markdown on stdout; about 5 minutes).
+## The ring's tables in docs/performance.md (about 5 minutes): the Markdown on stdout and in place of the page's
+## section between its `benches/report.py` markers.
 bench-report: install
-	$(VENV)/bin/python benches/report.py
+	$(VENV)/bin/python benches/report.py --write docs/performance.md
 
-## The README's bridge tables: latency, worker CPU and the concurrent-session ramp through the emulator
-## (Markdown on stdout; about 10 minutes).
+## The bridge's tables in docs/performance.md: latency, worker CPU and the concurrent-session ramp through the
+## emulator (about 10 minutes); on stdout and between the page's `benches/bridge_report.py` markers.
 bench-bridge: install
-	$(VENV)/bin/python benches/bridge_report.py
+	$(VENV)/bin/python benches/bridge_report.py --write docs/performance.md
 
 ## pytest-benchmark suites in benches/.
 bench: install
