@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest.importorskip(
+    "aws_sdk_bedrock_runtime", reason="the session and the emulator run on the Nova Sonic SDK (Python 3.12)"
+)
+
 import yaml
 from aws_sdk_bedrock_runtime.models import ValidationException
 from novabridge.emulator import BARGE_IN_MARKER, Emulator, Scenario, StreamRecording, synthesize
-
-from emulator import docs_events as ev
-from emulator.client import Event, SonicTestClient, name_of, silence, tone
-from emulator.conftest import EmulatorFactory
+from support import docs_events as ev
+from support.emulator_in_process import EmulatorFactory
+from support.sonic_client import Event, SonicTestClient, name_of, silence, tone
 
 PROMPT = "p"
 VOICE = "matthew"

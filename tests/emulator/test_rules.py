@@ -11,12 +11,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
+pytest.importorskip(
+    "aws_sdk_bedrock_runtime", reason="the session and the emulator run on the Nova Sonic SDK (Python 3.12)"
+)
+
 from aws_sdk_bedrock_runtime.models import ValidationException
 from novabridge.emulator import Emulator, Message, Scenario, ToolCall, Turn
-
-from emulator import docs_events as ev
-from emulator.client import Event, SonicTestClient, silence, tone
-from emulator.conftest import ClientFactory, EmulatorFactory
+from support import docs_events as ev
+from support.emulator_in_process import ClientFactory, EmulatorFactory
+from support.sonic_client import Event, SonicTestClient, silence, tone
 
 P = "p"
 SYSTEM = "You are a helpful assistant."

@@ -1,11 +1,16 @@
 import asyncio
 from pathlib import Path
 
-from novabridge.emulator import Emulator
+import pytest
 
-from emulator import docs_events as ev
-from emulator.client import SonicTestClient, silence, tone
-from emulator.conftest import ClientFactory, EmulatorFactory
+pytest.importorskip(
+    "aws_sdk_bedrock_runtime", reason="the session and the emulator run on the Nova Sonic SDK (Python 3.12)"
+)
+
+from novabridge.emulator import Emulator
+from support import docs_events as ev
+from support.emulator_in_process import ClientFactory, EmulatorFactory
+from support.sonic_client import SonicTestClient, silence, tone
 
 
 async def test_one_spoken_turn_is_answered_through_the_sdk(emulator: Emulator, connect: ClientFactory) -> None:

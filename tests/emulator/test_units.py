@@ -21,6 +21,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+pytest.importorskip(
+    "aws_sdk_bedrock_runtime", reason="the session and the emulator run on the Nova Sonic SDK (Python 3.12)"
+)
+
 from aws_sdk_signers import AsyncEventSigner, AWSCredentialIdentity, SigV4SigningProperties
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID

@@ -24,7 +24,11 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import pytest
-from conftest import BOUNDARY_FUZZ
+
+pytest.importorskip(
+    "aws_sdk_bedrock_runtime", reason="the session and the emulator run on the Nova Sonic SDK (Python 3.12)"
+)
+
 from hypothesis import given
 from hypothesis import strategies as st
 from novabridge.emulator import EmulatorOptions, ThreadedEmulator
@@ -35,9 +39,10 @@ from novabridge.emulator.scenario import Scenario
 from novabridge.emulator.service import EVENT_LIMIT_BYTES, Message, ServiceError
 from novabridge.emulator.wire import InputDecoder, InputEvent, WireError
 from smithy_aws_event_stream.events import Event
+from support import docs_events as ev
+from support.emulator_in_process import FAST
+from support.fuzzing import BOUNDARY_FUZZ
 
-from emulator import docs_events as ev
-from emulator.conftest import FAST
 from emulator.test_units import CHUNK_HEADERS, chunk, client_frame, signed, wrapper_for
 
 Body = dict[str, Any]

@@ -1,0 +1,108 @@
+"""The built abi3 wheel installs into fresh virtual environments of Python 3.11 and 3.12 and works there."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.interpreters import ROOT, Version, python_for
+
+pytestmark = pytest.mark.interpreter_independent
+
+CHECK_SCRIPT = """
+import json, sys
+import novabridge
+from novabridge import _novabridge
+ring = novabridge.Ring.create(4096, name="wheel")
+seq = ring.write(novabridge.RecordKind.EVENT, b'{"ok": true}', flags=5)
+record = ring.read(timeout=1.0)
+ring.close()
+import numpy
+resampled = novabridge.Resampler(16000, 24000).process(numpy.zeros(320, numpy.int16))
+print(json.dumps({
+    "version": novabridge.__version__,
+    "extension": _novabridge.__file__,
+    "package": novabridge.__file__,
+    "python": list(sys.version_info[:2]),
+    "prefix": sys.prefix,
+    "seq": seq,
+    "record": [record.kind, record.flags, record.seq, record.payload.decode()],
+    "closed": ring.closed,
+    "resampled": [resampled.dtype.name, len(resampled)],
+}))
+"""
+
+
+def _wheel() -> Path:
+    env = os.environ.get("NOVABRIDGE_WHEEL")
+    if env:
+        return Path(env)
+    wheels = sorted((ROOT / "dist").glob("*.whl"))
+    assert len(wheels) == 1, f"expected one wheel in dist/, found {wheels}"
+    return wheels[0]
+
+
+def _base_python(version: Version) -> str:
+    out = subprocess.run(
+        [python_for(version), "-c", "import sys; print(sys._base_executable)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return out.stdout.strip()
+
+
+def test_wheel_name_is_abi3_for_cp311() -> None:
+    name = _wheel().name
+    assert name.startswith("novabridge-")
+    assert name.endswith(".whl")
+    assert "abi3" in name
+    assert "cp311" in name
+    assert "linux" in name
+
+
+@pytest.mark.timeout(110)
+@pytest.mark.parametrize("version", ["311", "312"])
+def test_wheel_installs_and_works_in_fresh_venv(version: Version, tmp_path: Path) -> None:
+    wheel = _wheel()
+    base = _base_python(version)
+    venv = tmp_path / f"venv{version}"
+    # A clean environment: nothing inherited that could point the child at the repository's sources.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=60, env=env)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        # With its declared dependencies, as a user installs it (pip's cache usually has them already).
+        [str(python), "-m", "pip", "install", "--disable-pip-version-check", str(wheel)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    run = subprocess.run(
+        [str(python), "-c", CHECK_SCRIPT],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=str(tmp_path),
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    info = json.loads(run.stdout)
+    assert info["python"] == [3, int(version[1:])]
+    assert info["version"] == wheel.name.split("-")[1]
+    venv_dir = venv.resolve()
+    extension = Path(info["extension"]).resolve()
+    assert extension.is_relative_to(venv_dir), extension
+    assert not extension.is_relative_to(ROOT.resolve())
+    assert Path(info["package"]).resolve().is_relative_to(venv_dir)
+    assert extension.name.endswith(".abi3.so")
+    assert info["seq"] == 0
+    assert info["record"] == [2, 5, 0, '{"ok": true}']
+    assert info["closed"] is True
+    assert info["resampled"] == ["int16", 480]
