@@ -2,7 +2,7 @@
 
 Pure Python with no SDK import, so the host (Python 3.11) shares the event types with the worker. The JSON shapes
 follow the AWS user guides (v1 "Handling input/output events", Nova 2 turn detection, cross-modal input, chat
-history); see ../shared/notes/nova-sonic.md.
+history), listed with their URLs in docs/nova-sonic.md.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ REGIONS: dict[str, tuple[str, ...]] = {
     NOVA_SONIC_V1: ("us-east-1", "ap-northeast-1"),
     NOVA_2_SONIC: ("us-east-1", "us-west-2", "ap-northeast-1"),
 }
-"""Where Bedrock offers each model (../shared/notes/nova-sonic.md); the list grows, so a region outside it is worth a
-warning, not a refusal."""
+"""Where Bedrock offers each model, as peers' code lists it (docs/nova-sonic.md, "The API and the SDK"); the list
+grows, so a region outside it is worth a warning, not a refusal."""
 
 TEXT_INPUT_LIMIT_BYTES = 1024
 """One ``textInput`` holds at most 1 KB of text (Nova 2 user guide, "Managing chat history")."""

@@ -1,6 +1,7 @@
 """What the emulator knows of the service: model ids, voices, rates, limits and the service's own messages.
 
-Sources are in ../shared/notes/nova-sonic.md (AWS user guides for v1 and Nova 2, and the errors peers met).
+Sources: the AWS user guides for v1 and Nova 2 and the Bedrock API reference, with their URLs in docs/nova-sonic.md;
+the transient errors are those peers met in production (docs/nova-sonic.md, "Failures seen in practice").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Which failures of a stream are worth a reconnection, and which are the caller's to fix.
 
-The classification follows what peers learned in production (../shared/notes/nova-sonic.md §1.6, §3): LiveKit's
-retryable classes, plus the ValidationException messages that are really transient ("System instability
+The classification follows what peers learned in production (docs/nova-sonic.md, "Failures seen in practice"):
+LiveKit's retryable classes, plus the ValidationException messages that are really transient ("System instability
 detected", "Timed out waiting for input events", InternalErrorCode=531) and a stream cut mid-frame
 (InvalidEventBytes). Anything else that says the input is wrong is fatal: reconnecting would repeat it.
 
