@@ -200,7 +200,7 @@ soak-short: install
 ## The documentation site into site/: mkdocs-material at the pins of pyproject's `docs` extra, installed into .venv.
 ## Strict: a warning fails it, and mkdocs.yml's validation makes a broken link or anchor in docs/ one.
 docs: $(VENV)/.created
-	$(VENV)/bin/python -m pip install -q $$($(VENV)/bin/python -c 'import tomllib; \
+	$(VENV)/bin/python -m pip install -q -c $(LOCK_312) $$($(VENV)/bin/python -c 'import tomllib; \
 		print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["docs"]))')
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
