@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
 import sys
 import threading
@@ -22,12 +21,12 @@ from typing import Any, Self
 
 import numpy as np
 
-from novabridge import pcm, protocol
+from novabridge import link, pcm, protocol
 from novabridge._novabridge import Record, Resampler
-from novabridge.exceptions import WORKER_FAILED, BridgeError, RingClosed, WorkerError, session_error
+from novabridge.exceptions import WORKER_FAILED, BridgeError, LinkError, RingClosed, WorkerError, session_error
 from novabridge.pool import WorkerPool, WorkerProcess
 from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
-from novabridge.ring import RecordKind, aread
+from novabridge.ring import aread
 from novabridge.sonic.config import HistoryMessage, SonicConfig
 
 __all__ = ["BridgeError", "BridgeMetrics", "Latency", "SonicBridge", "default_worker_python"]
@@ -41,7 +40,6 @@ HELD_LIMIT_S = 30.0
 MAX_RESTARTS_UNREADY = 3
 """Workers that die before their session is up, in a row, before the bridge gives up (a crash loop)."""
 LATENCY_SAMPLES = 20_000
-_AUDIO_STAMP_BYTES = 8
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -108,10 +106,6 @@ class BridgeMetrics:
     restarts: int
     dropped_output_bytes: int
     """Assistant audio (at ``out_rate``) dropped by barge-ins and `interrupt`, queued but never handed out."""
-
-
-def _text_command(text: str) -> bytes:
-    return json.dumps({"op": "text", "text": text}).encode()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -309,7 +303,7 @@ class SonicBridge:
             if self._worker_dead:
                 self._held_bytes += len(payload)
             else:
-                worker.uplink.write(RecordKind.AUDIO, payload, timeout=0.0)
+                link.write(worker.uplink, link.UserAudio(payload))
             self._keep_for_replay(payload)
 
     def _keep_for_replay(self, payload: bytes) -> None:
@@ -336,7 +330,7 @@ class SonicBridge:
         """
         text = protocol.check_text(text, self.config.model_id)
         with self._send_lock:
-            self._require_worker().uplink.write(RecordKind.EVENT, _text_command(text), timeout=0.0)
+            link.write(self._require_worker().uplink, link.TextCommand(text))
             self._asks.append(text)
         self._remember("USER", text)  # the service gives no transcript of typed text; the session's history has it
 
@@ -350,13 +344,9 @@ class SonicBridge:
             InvalidInput: an id that is not a string, a result that is not strict JSON (NaN, infinity, a type JSON
                 cannot carry, a lone surrogate), or one too large for the service's input event (nothing is sent).
         """
-        content = protocol.tool_result_content(result)
-        self._command({"op": "tool_result", "tool_use_id": protocol.check_tool_use_id(tool_use_id), "result": content})
-
-    def _command(self, command: dict[str, Any]) -> None:
-        payload = json.dumps(command).encode()
+        command = link.ToolResultCommand(protocol.check_tool_use_id(tool_use_id), protocol.tool_result_content(result))
         with self._send_lock:
-            self._require_worker().uplink.write(RecordKind.EVENT, payload, timeout=0.0)
+            link.write(self._require_worker().uplink, command)
 
     def interrupt(self) -> int:
         """Drop the assistant audio queued for the host at once, and the rest of the answer it belongs to.
@@ -437,8 +427,8 @@ class SonicBridge:
         events: list[SonicEvent] = []
         for record in records:
             try:
-                event = self._decode(record)
-            except (ValueError, KeyError, TypeError) as error:  # a record the worker should never have written
+                event = self._decode(link.decode_downlink(record))
+            except LinkError as error:  # a record the worker should never have written
                 event = Error("BadRecord", f"a downlink record of kind {record.kind} was dropped: {error}", False)
             if event is not None:
                 events.append(event)
@@ -466,26 +456,23 @@ class SonicBridge:
         self._dropped_output += dropped
         return kept
 
-    def _decode(self, record: Record) -> SonicEvent | None:
-        if record.kind == RecordKind.AUDIO:
-            stamp = int.from_bytes(record.payload[:_AUDIO_STAMP_BYTES], "little")
-            self._downlink_s.append((time.monotonic_ns() - stamp) / 1e9)
+    def _decode(self, record: link.DownlinkRecord) -> SonicEvent | None:
+        if isinstance(record, link.AssistantAudio):
+            self._downlink_s.append((time.monotonic_ns() - record.received_ns) / 1e9)
             self._downlink_taken += 1
-            samples = np.frombuffer(record.payload, dtype="<i2", offset=_AUDIO_STAMP_BYTES)
+            samples = np.frombuffer(record.pcm, dtype="<i2")
             if self._from_service is not None:
                 samples = self._from_service.process(samples)
-            turn_id = self._turns.get(record.flags, "")
+            turn_id = self._turns.get(record.turn, "")
             if self._user_final_at is not None:
                 self._first_audio_s.append(time.monotonic() - self._user_final_at)
                 self._user_final_at = None
             self._last_audio_turn = turn_id
             return AudioOut(samples.tobytes(), self.out_rate, turn_id)
-        if record.kind == RecordKind.CONTROL:
-            self._control(json.loads(record.payload))
+        if not isinstance(record, link.SessionEvent):
+            self._control(record)
             return None
-        if record.kind != RecordKind.EVENT:
-            return None
-        event = protocol.event_from_json(record.payload)
+        event = record.event
         if isinstance(event, Error) and event.fatal:
             self._ended = True
         elif (
@@ -514,15 +501,15 @@ class SonicBridge:
             self._recent_audio.clear()
             self._recent_bytes = 0
 
-    def _control(self, message: dict[str, Any]) -> None:
-        if message.get("state") == "ready":
+    def _control(self, record: link.Control) -> None:
+        if isinstance(record, link.Ready):
             self._ready = True
             self._restarts_unready = 0
-        elif "turn" in message:
-            self._turns[int(message["turn"])] = str(message["turn_id"])
-        elif "uplink_s" in message:
-            self._uplink_s.extend(float(s) for s in message["uplink_s"])
-            self._uplink_taken += len(message["uplink_s"])
+        elif isinstance(record, link.TurnStart):
+            self._turns[record.ordinal] = record.turn_id
+        elif isinstance(record, link.UplinkTimings):
+            self._uplink_s.extend(record.samples_s)
+            self._uplink_taken += len(record.samples_s)
 
     def _remember(self, role: str, text: str) -> None:
         with self._history_lock:  # typed text comes from the sending thread, transcripts from the reading one
@@ -574,10 +561,10 @@ class SonicBridge:
             # The turns not answered in full, the audio since, and what arrived while the worker was dead go to the
             # replacement first.
             for text in self._asks:
-                self._worker.uplink.write(RecordKind.EVENT, _text_command(text), timeout=0.0)
+                link.write(self._worker.uplink, link.TextCommand(text))
             replayed = 0
             for payload in self._recent_audio:
-                self._worker.uplink.write(RecordKind.AUDIO, payload, timeout=0.0)
+                link.write(self._worker.uplink, link.UserAudio(payload))
                 replayed += len(payload)
             lost = max(0, unread - max(0, replayed - self._held_bytes)) + self._held_dropped
             self._worker_dead = False

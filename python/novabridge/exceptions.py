@@ -12,6 +12,7 @@ __all__ = [
     "EmulatorNotRunning",
     "EndpointError",
     "InvalidInput",
+    "LinkError",
     "NovaBridgeError",
     "RecordTooLarge",
     "RingAlreadyAttached",
@@ -67,6 +68,13 @@ class WorkerError(BridgeError):
 
     Its Python is missing or older than 3.12, lacks ``novabridge[sonic]``, or died while starting; the message names
     which, and how to fix it.
+    """
+
+
+class LinkError(BridgeError, ValueError):
+    """A record on the rings between a bridge and its worker that is not one of `novabridge.link`'s records.
+
+    Raised by `novabridge.link`'s decoders for that record alone: the rings frame records, so the next decodes.
     """
 
 

@@ -18,9 +18,9 @@ import threading
 import time
 from typing import ClassVar
 
+from novabridge import link
 from novabridge._novabridge import Ring
-from novabridge.exceptions import BridgeError, RingClosed, WorkerError
-from novabridge.ring import RecordKind
+from novabridge.exceptions import BridgeError, LinkError, RingClosed, WorkerError
 from novabridge.sonic.config import SonicConfig
 
 RING_BYTES = 1 << 21
@@ -55,6 +55,13 @@ def config_json(config: SonicConfig) -> bytes:
         secret = getattr(config, name)
         data[name] = secret.get_secret_value() if secret is not None else None
     return json.dumps(data).encode()
+
+
+def _is_warm(record: link.RingRecord) -> bool:
+    try:
+        return isinstance(link.decode_downlink(record), link.Warm)
+    except LinkError:
+        return False
 
 
 class WorkerProcess:
@@ -99,7 +106,7 @@ class WorkerProcess:
                 record = self.downlink.read(timeout=0.1)
             except RingClosed:
                 break
-        if record is None or record.kind != RecordKind.CONTROL or json.loads(record.payload).get("state") != "warm":
+        if record is None or not _is_warm(record):
             error = self._start_failure(timeout_s)
             self.close(0.0)
             raise error

@@ -6,13 +6,8 @@ the SDK, attaches the rings and announces itself warm; then it waits for its `So
 credentials never appear in argv or the environment, and a pool can start workers before it knows their
 sessions). EOF on stdin without a config (the pool was shut down, or the host died) ends it quietly.
 
-- uplink (host -> worker): AUDIO records are s16le PCM at ``config.input_rate``; EVENT records are JSON commands
-  ``{"op": "text", "text": ...}`` and ``{"op": "tool_result", "tool_use_id": ..., "result": ...}``.
-- downlink (worker -> host): AUDIO records carry the time the SDK handed the audio over (u64 little-endian,
-  ``CLOCK_MONOTONIC`` ns) then assistant PCM at ``config.output_rate``, with the turn's ordinal in ``flags``;
-  EVENT records carry the other typed events as JSON (`novabridge.protocol.event_to_json`); CONTROL records are
-  the bridge's own: ``{"state": "warm" | "ready"}``, ``{"turn": ordinal, "turn_id": ...}`` before a turn's first
-  audio, and ``{"uplink_s": [...]}`` (host write to SDK send of user audio, per sent frame) twice a second.
+The records that cross the rings (user audio and commands up; assistant audio, the session's events and the
+worker's control records down) are `novabridge.link`'s.
 
 The worker exits when the uplink closes (the host is done or gone) or the session ends fatally.
 """
@@ -22,22 +17,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
-import struct
 import sys
 import time
-from typing import Any
 
-from novabridge import protocol
+from novabridge import link, protocol
 from novabridge._novabridge import Ring
-from novabridge.exceptions import RingClosed, RingFull
-from novabridge.ring import RecordKind, aread
+from novabridge.exceptions import LinkError, RingClosed, RingFull
+from novabridge.ring import aread
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.errors import classify
 from novabridge.sonic.session import SonicSession
 
-AUDIO_STAMP = struct.Struct("<Q")
-"""The prefix of a downlink AUDIO record: when the SDK handed the audio to the session."""
 STATS_INTERVAL_S = 0.5
 SHUTDOWN_LIMIT_S = 3.0
 """Closing the session (polite end, receive tasks, transport) may take this long before the worker exits anyway."""
@@ -78,7 +68,8 @@ class _Downlink:
     def __init__(self, ring: Ring) -> None:
         self.ring = ring
 
-    async def write(self, kind: int, payload: bytes, *, flags: int = 0) -> None:
+    async def write(self, record: link.DownlinkRecord) -> None:
+        kind, payload, flags = record.encode()
         deadline = time.monotonic() + HOST_STALL_LIMIT_S
         while True:
             try:
@@ -89,9 +80,6 @@ class _Downlink:
                     raise
                 await asyncio.sleep(0.002)
 
-    async def control(self, message: dict[str, object]) -> None:
-        await self.write(RecordKind.CONTROL, json.dumps(message).encode())
-
 
 async def _uplink(uplink: Ring, downlink: _Downlink, session: SonicSession, clock: UplinkClock) -> None:
     while True:
@@ -99,25 +87,18 @@ async def _uplink(uplink: Ring, downlink: _Downlink, session: SonicSession, cloc
             record = await aread(uplink)
         except RingClosed:
             return
-        if record.kind == RecordKind.AUDIO:
-            await session.send_audio(record.payload)
-            clock.received(session.audio_bytes_accepted, record.t_ns)
-        elif record.kind == RecordKind.EVENT:
-            try:
-                await _command(session, json.loads(record.payload))
-            except (ValueError, KeyError, TypeError) as error:  # a bad command is reported; the session goes on
-                failure = protocol.Error("BadCommand", f"{type(error).__name__}: {error}", False)
-                await downlink.write(RecordKind.EVENT, protocol.event_to_json(failure))
-
-
-async def _command(session: SonicSession, command: dict[str, Any]) -> None:
-    op = command.get("op")
-    if op == "text":
-        await session.send_text(command["text"])
-    elif op == "tool_result":
-        await session.send_tool_result(command["tool_use_id"], command["result"])
-    else:
-        raise ValueError(f"unknown command {op!r}")
+        try:
+            message = link.decode_uplink(record)
+            if isinstance(message, link.UserAudio):
+                await session.send_audio(message.pcm)
+                clock.received(session.audio_bytes_accepted, record.t_ns)
+            elif isinstance(message, link.TextCommand):
+                await session.send_text(message.text)
+            else:
+                await session.send_tool_result(message.tool_use_id, message.result)
+        except (LinkError, ValueError, TypeError) as error:  # a bad record or command is reported; the session goes on
+            failure = protocol.Error("BadCommand", f"{type(error).__name__}: {error}", False)
+            await downlink.write(link.SessionEvent(failure))
 
 
 async def _downlink(downlink: _Downlink, session: SonicSession) -> None:
@@ -126,11 +107,11 @@ async def _downlink(downlink: _Downlink, session: SonicSession) -> None:
         if isinstance(event, protocol.AudioOut):
             ordinal = turns.get(event.turn_id)
             if ordinal is None:
-                ordinal = turns[event.turn_id] = (len(turns) + 1) & 0xFFFF
-                await downlink.control({"turn": ordinal, "turn_id": event.turn_id})
-            await downlink.write(RecordKind.AUDIO, AUDIO_STAMP.pack(received_ns) + event.pcm, flags=ordinal)
+                ordinal = turns[event.turn_id] = (len(turns) + 1) % link.TURN_ORDINALS
+                await downlink.write(link.TurnStart(ordinal, event.turn_id))
+            await downlink.write(link.AssistantAudio(received_ns, ordinal, event.pcm))
         else:
-            await downlink.write(RecordKind.EVENT, protocol.event_to_json(event))
+            await downlink.write(link.SessionEvent(event))
 
 
 async def _stats(downlink: _Downlink, clock: UplinkClock) -> None:
@@ -138,7 +119,7 @@ async def _stats(downlink: _Downlink, clock: UplinkClock) -> None:
         await asyncio.sleep(STATS_INTERVAL_S)
         if clock.samples:
             samples, clock.samples = clock.samples, []
-            await downlink.control({"uplink_s": samples})
+            await downlink.write(link.UplinkTimings(tuple(samples)))
 
 
 async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
@@ -150,14 +131,12 @@ async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
         await session.start()
     except Exception as error:  # noqa: BLE001 - reported to the host as the session's fatal error
         failure = classify(error, config)
-        await downlink.write(
-            RecordKind.EVENT, protocol.event_to_json(protocol.Error(failure.kind, failure.message, True))
-        )
+        await downlink.write(link.SessionEvent(protocol.Error(failure.kind, failure.message, True)))
         await _close(session)
         downlink_ring.close()
         return 1
     try:
-        await downlink.control({"state": "ready"})
+        await downlink.write(link.Ready())
         up = asyncio.create_task(_uplink(uplink, downlink, session, clock))
         down = asyncio.create_task(_downlink(downlink, session))
         stats = asyncio.create_task(_stats(downlink, clock))
@@ -171,7 +150,7 @@ async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
         await asyncio.wait_for(down, SHUTDOWN_LIMIT_S)
     if clock.samples:
         with contextlib.suppress(RingClosed, RingFull):
-            await downlink.control({"uplink_s": clock.samples})
+            await downlink.write(link.UplinkTimings(tuple(clock.samples)))
     downlink_ring.close()
     return 0
 
@@ -187,7 +166,7 @@ def main() -> None:
     """Entry point: ``python -m novabridge.worker U1 U2 U3 D1 D2 D3``, then the config on stdin."""
     fds = [int(arg) for arg in sys.argv[1:7]]
     uplink, downlink = Ring.attach(*fds[:3]), Ring.attach(*fds[3:])
-    downlink.write(RecordKind.CONTROL, b'{"state": "warm"}', timeout=1.0)
+    link.write(downlink, link.Warm(), timeout=1.0)
     text = sys.stdin.read()
     if not text.strip():
         return  # released by the pool unused
