@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from package.test_wheel import _wheel
 from support.interpreters import python_for, this_version
+from support.wheel import built_wheel
 
 
 def in_home(home: Path) -> dict[str, str]:
@@ -30,7 +30,16 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def worker(home: Path) -> Path:
     """``novabridge setup-worker`` with its default folder, from the wheel under test."""
     result = subprocess.run(
-        [sys.executable, "-m", "novabridge", "setup-worker", "--python", python_for("312"), "--wheel", str(_wheel())],
+        [
+            sys.executable,
+            "-m",
+            "novabridge",
+            "setup-worker",
+            "--python",
+            python_for("312"),
+            "--wheel",
+            str(built_wheel()),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

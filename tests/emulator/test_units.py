@@ -63,40 +63,12 @@ from novabridge.emulator.wire import (
 )
 from smithy_aws_event_stream.events import Event, EventHeaderEncoder, EventMessage
 from smithy_aws_event_stream.exceptions import InvalidEventBytes
+from support.wire_frames import CHUNK_HEADERS, Body, chunk, client_frame, signed, wrapper_for
 
-Body = dict[str, Any]
-
-CHUNK_HEADERS: dict[str, str] = {
-    ":message-type": "event",
-    ":event-type": "chunk",
-    ":content-type": "application/json",
-}
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ------------------------------------------------------------------------------------------------------ wire
-
-
-def signed(payload: bytes) -> bytes:
-    """The SDK's signed envelope around ``payload`` (b"" is the closing envelope)."""
-    return EventMessage(
-        headers={":date": datetime.datetime.now(datetime.UTC), ":chunk-signature": hashlib.sha256(payload).digest()},
-        payload=payload,
-    ).encode()
-
-
-def chunk(wrapper: bytes, headers: dict[str, str] | None = None) -> bytes:
-    """The inner ``chunk`` event with a raw JSON wrapper payload."""
-    return EventMessage(headers=dict(CHUNK_HEADERS if headers is None else headers), payload=wrapper).encode()
-
-
-def wrapper_for(raw_event: bytes) -> bytes:
-    return json.dumps({"bytes": base64.b64encode(raw_event).decode()}).encode()
-
-
-def client_frame(body: Body) -> bytes:
-    """One client event as the SDK sends it."""
-    return signed(chunk(wrapper_for(json.dumps(body).encode())))
 
 
 def crc_frame(headers: bytes, payload: bytes) -> bytes:

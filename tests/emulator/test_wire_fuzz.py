@@ -42,8 +42,7 @@ from smithy_aws_event_stream.events import Event
 from support import docs_events as ev
 from support.emulator_in_process import FAST
 from support.fuzzing import BOUNDARY_FUZZ
-
-from emulator.test_units import CHUNK_HEADERS, chunk, client_frame, signed, wrapper_for
+from support.wire_frames import CHUNK_HEADERS, chunk, client_frame, signed, wrapper_for
 
 Body = dict[str, Any]
 

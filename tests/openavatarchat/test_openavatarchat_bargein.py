@@ -24,9 +24,8 @@ sys.path.insert(0, str(oac_src()))
 from chat_engine.data_models.chat_data.chat_data_model import ChatData
 from chat_engine.data_models.chat_data_type import ChatDataType
 from novabridge.openavatarchat.handler_novasonic import HandlerNovaSonic, NovaSonicConfig
-
-from openavatarchat.test_openavatarchat import FRAME, Session, audio_of, ends
-from openavatarchat.test_openavatarchat import make_handler as make_handler  # noqa: PLC0414 - a fixture, shared by its name
+from support.oac_engine import FRAME, Session, audio_of, ends
+from support.oac_engine import make_handler as make_handler  # noqa: PLC0414 - a fixture, shared by its name
 
 RATE = 16000
 ANSWER = "This answer goes on for quite a while. " * 2

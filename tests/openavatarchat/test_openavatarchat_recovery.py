@@ -20,9 +20,8 @@ sys.path.insert(0, str(oac_src()))
 from chat_engine.data_models.chat_data_type import ChatDataType
 from novabridge.exceptions import recoverable
 from novabridge.protocol import NOVA_SONIC_V1
-
-from openavatarchat.test_openavatarchat import Session, ends
-from openavatarchat.test_openavatarchat import make_handler as make_handler  # noqa: PLC0414 - a fixture, shared by its name
+from support.oac_engine import Session, ends
+from support.oac_engine import make_handler as make_handler  # noqa: PLC0414 - a fixture, shared by its name
 
 Log = list[tuple[str, str]]
 

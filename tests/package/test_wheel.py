@@ -6,7 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.interpreters import ROOT, Version, python_for
+from support.interpreters import ROOT, Version
+from support.wheel import base_python, built_wheel
 
 pytestmark = pytest.mark.interpreter_independent
 
@@ -34,28 +35,8 @@ print(json.dumps({
 """
 
 
-def _wheel() -> Path:
-    env = os.environ.get("NOVABRIDGE_WHEEL")
-    if env:
-        return Path(env)
-    wheels = sorted((ROOT / "dist").glob("*.whl"))
-    assert len(wheels) == 1, f"expected one wheel in dist/, found {wheels}"
-    return wheels[0]
-
-
-def _base_python(version: Version) -> str:
-    out = subprocess.run(
-        [python_for(version), "-c", "import sys; print(sys._base_executable)"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return out.stdout.strip()
-
-
 def test_wheel_name_is_abi3_for_cp311() -> None:
-    name = _wheel().name
+    name = built_wheel().name
     assert name.startswith("novabridge-")
     assert name.endswith(".whl")
     assert "abi3" in name
@@ -66,8 +47,8 @@ def test_wheel_name_is_abi3_for_cp311() -> None:
 @pytest.mark.timeout(110)
 @pytest.mark.parametrize("version", ["311", "312"])
 def test_wheel_installs_and_works_in_fresh_venv(version: Version, tmp_path: Path) -> None:
-    wheel = _wheel()
-    base = _base_python(version)
+    wheel = built_wheel()
+    base = base_python(version)
     venv = tmp_path / f"venv{version}"
     # A clean environment: nothing inherited that could point the child at the repository's sources.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}

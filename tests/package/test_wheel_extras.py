@@ -9,8 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from package.test_wheel import _base_python, _wheel
+from support.wheel import base_python, built_wheel
 
 pytestmark = pytest.mark.interpreter_independent
 
@@ -43,10 +42,10 @@ asyncio.run(main())
 
 @pytest.mark.timeout(240)
 def test_wheel_extras_serve_and_converse_in_a_fresh_venv(tmp_path: Path) -> None:
-    wheel = _wheel()
+    wheel = built_wheel()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     venv = tmp_path / "venv"
-    subprocess.run([_base_python("312"), "-m", "venv", str(venv)], check=True, capture_output=True, timeout=60, env=env)
+    subprocess.run([base_python("312"), "-m", "venv", str(venv)], check=True, capture_output=True, timeout=60, env=env)
     python = venv / "bin" / "python"
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "--disable-pip-version-check", f"{wheel}[sonic,emulator]"],

@@ -28,9 +28,8 @@ from novabridge.sonic.config import RetryPolicy
 from support.aws import CredentialSource, without_aws_settings
 from support.emulator_in_process import EmulatorFactory
 from support.emulator_process import user_audio_reached
+from support.session_driver import Collector, stream, utterance
 from support.sonic_client import silence, tone
-
-from sonic.test_session import Collector, stream, utterance
 
 
 async def rotate(source: CredentialSource, every_s: float, lifetime_s: float) -> None:
