@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from novabridge import link, pcm, protocol
+from novabridge import link, measure, pcm, protocol
 from novabridge._novabridge import Record, Resampler
 from novabridge.exceptions import WORKER_FAILED, BridgeError, LinkError, RingClosed, WorkerError, session_error
 from novabridge.pool import WorkerPool, WorkerProcess
@@ -40,7 +39,6 @@ HELD_LIMIT_S = 30.0
 MAX_RESTARTS_UNREADY = 3
 """Workers that die before their session is up, in a row, before the bridge gives up (a crash loop)."""
 LATENCY_SAMPLES = 20_000
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def default_worker_python() -> str:
@@ -70,10 +68,7 @@ class Latency:
 
     def percentile(self, q: float) -> float | None:
         """The nearest-rank ``q``-th percentile (0 < q <= 100), or None without samples."""
-        if not self.samples_s:
-            return None
-        ordered = sorted(self.samples_s)
-        return ordered[max(0, min(len(ordered) - 1, int(np.ceil(q / 100 * len(ordered))) - 1))]
+        return measure.percentile(self.samples_s, q)
 
     @property
     def p50_s(self) -> float | None:
@@ -106,15 +101,6 @@ class BridgeMetrics:
     restarts: int
     dropped_output_bytes: int
     """Assistant audio (at ``out_rate``) dropped by barge-ins and `interrupt`, queued but never handed out."""
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
 
 
 class SonicBridge:
@@ -261,7 +247,7 @@ class SonicBridge:
 
     def _take_worker(self, config: SonicConfig) -> None:
         worker = self.pool.claim(config)
-        self._worker_since = (time.monotonic(), _cpu_seconds(worker.pid))
+        self._worker_since = (time.monotonic(), measure.cpu_seconds(worker.pid))
         self._worker = worker
 
     def _require_worker(self) -> WorkerProcess:
@@ -588,7 +574,7 @@ class SonicBridge:
         cpu = wall = 0.0
         up_fill = down_fill = 0.0
         if worker is not None:
-            cpu = _cpu_seconds(worker.pid) - self._worker_since[1]
+            cpu = measure.cpu_seconds(worker.pid) - self._worker_since[1]
             wall = time.monotonic() - self._worker_since[0]
             up_fill = worker.uplink.stats().fill_ratio
             down_fill = worker.downlink.stats().fill_ratio
