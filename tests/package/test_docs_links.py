@@ -4,11 +4,18 @@
 checked here: each relative target exists, and each anchor names a heading of the page it points into.
 """
 
+import json
 import re
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
+import pytest
+from support.oac import oac_src
+
 ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 README = ROOT / "README.md"
 README_LIMIT_BYTES = 10 * 1024
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -79,3 +86,74 @@ def test_every_docs_page_is_in_the_site() -> None:
     pages = sorted(page.name for page in (ROOT / "docs").glob("*.md"))
     assert pages
     assert [page for page in pages if f": {page}" not in nav] == []
+
+
+def code_spans() -> set[str]:
+    return {span for page in PAGES for span in re.findall(r"`([^`\n]+)`", page.read_text())}
+
+
+MODULE_PREFIXES = ("link", "protocol", "pcm")
+"""Modules the pages name by their last component (`link.decode_uplink`); other lowercase prefixes are variables."""
+FILE_SUFFIXES = {"py", "pyi", "rs", "md", "png", "wav", "yaml", "toml", "txt", "json"}
+
+RESOLVE = """
+import importlib, inspect, json, pkgutil, sys
+import novabridge
+modules = {}
+for info in pkgutil.walk_packages(novabridge.__path__, "novabridge."):
+    if not info.name.endswith("__main__"):
+        modules[info.name] = importlib.import_module(info.name)
+classes = {}
+for module in modules.values():
+    for name, value in vars(module).items():
+        if inspect.isclass(value) and value.__module__.startswith("novabridge"):
+            classes.setdefault(name, value)
+short = {name.rsplit(".", 1)[1]: module for name, module in modules.items()}
+missing, checked = [], []
+for name in json.load(sys.stdin):
+    parts = name.split(".")
+    if parts[0] == "novabridge":
+        found = next(i for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in modules or i == 1)
+        value = modules.get(".".join(parts[:found]), novabridge)
+    elif parts[0] in classes or parts[0] in short:
+        found, value = 1, classes.get(parts[0]) or short[parts[0]]
+    else:
+        continue  # a class of another library (the SDK's, OAC's): not the package's to have
+    checked.append(name)
+    for attr in parts[found:]:
+        if not hasattr(value, attr):
+            missing.append(name)
+            break
+        value = getattr(value, attr)
+print(json.dumps({"missing": missing, "checked": checked}))
+"""
+
+
+def documented_names() -> list[str]:
+    """`novabridge.x.y`, `Class.member` and `link.name` as the pages write them in code spans."""
+    names: set[str] = set()
+    class_like = re.compile(r"([A-Z]\w*|" + "|".join(MODULE_PREFIXES) + r")\.(_?[A-Za-z]\w*)(?:\(\))?")
+    for span in code_spans():
+        names.update(re.findall(r"\bnovabridge(?:\.[A-Za-z_]\w*)+", span))
+        member = class_like.fullmatch(span)
+        if member and member.group(2) not in FILE_SUFFIXES:
+            names.add(f"{member.group(1)}.{member.group(2)}")
+    return sorted(names)
+
+
+@pytest.mark.interpreter_independent  # imports every module, the SDK's and OAC's included: the 3.12 pass has them
+def test_the_names_the_pages_give_exist() -> None:
+    names = documented_names()
+    # Resolved in a child: importing every module (the emulator's hypercorn shim among them) stays out of this process.
+    result = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(oac_src())!r})\n{RESOLVE}"],
+        input=json.dumps(names),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {"novabridge.link", "SonicBridge.send_audio", "SonicSession._pump"} <= set(report["checked"])
+    assert report["missing"] == [], "names in README.md or docs/ that the package does not have"
