@@ -1,8 +1,8 @@
 """Print the requirements of an OpenAvatarChat checkout's own environment, as pip installs them here.
 
 OAC pins its dependencies in its ``pyproject.toml`` and installs them with uv from sources this machine cannot
-reach. This reads those pins and changes only what cannot be installed here, each for a stated reason (the README's
-"OpenAvatarChat end to end" section lists them too):
+reach. This reads those pins and changes only what cannot be installed here, each for a stated reason
+(docs/openavatarchat.md, "In OpenAvatarChat's own server and page", lists them too):
 - torch, torchvision, torchaudio: PyPI's build is the multi-gigabyte CUDA one, and ``src/demo.py`` imports torch only
   to wrap ``torch.load``; ``shims/torch`` stands in for it.
 - fastrtc: OAC pins a fork's wheel inside its checkout's submodule (0.0.28.dev0), which is not published; PyPI's

@@ -214,7 +214,7 @@ def novabridge(*args: str, env: dict[str, str]) -> str:
 
 
 def prepare_checkout(oac_dir: Path, out: Path, worker_python: str, env: dict[str, str]) -> Path:
-    """A copy of the user's OAC checkout set up as the README says (the original is never written to)."""
+    """A copy of the user's OAC checkout set up as docs/openavatarchat.md says (the original is never written to)."""
     checkout = out / "openavatarchat"
     shutil.copytree(oac_dir, checkout, ignore=shutil.ignore_patterns("__pycache__"))
     novabridge("openavatarchat", "install", str(checkout), "--worker-python", worker_python, "--emulator", env=env)
