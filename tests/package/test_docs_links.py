@@ -157,3 +157,33 @@ def test_the_names_the_pages_give_exist() -> None:
     report = json.loads(result.stdout)
     assert {"novabridge.link", "SonicBridge.send_audio", "SonicSession._pump"} <= set(report["checked"])
     assert report["missing"] == [], "names in README.md or docs/ that the package does not have"
+
+
+def fenced(page: Path, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", page.read_text(), flags=re.MULTILINE | re.DOTALL)
+
+
+def test_the_emulator_pages_scenario_loads(tmp_path: Path) -> None:
+    from novabridge.emulator.scenario import Scenario
+
+    (example,) = fenced(ROOT / "docs" / "emulator.md", "yaml")
+    path = tmp_path / "turns.yaml"
+    path.write_text(example)
+    scenario = Scenario.load(path)
+    assert [turn.user for turn in scenario.turns] == ["What time is it?", "Thank you."]
+    assert scenario.turns[0].tool is not None
+
+
+def test_the_readme_handler_settings_are_the_installed_configs() -> None:
+    template = ROOT / "python" / "novabridge" / "openavatarchat" / "templates" / "chat_with_nova_sonic.yaml"
+    installed = set(
+        re.findall(
+            r"^ {8}([a-z_]+):",
+            template.read_text().split("NovaSonic:", 1)[1].split("PortraitAvatar:", 1)[0],
+            re.MULTILINE,
+        )
+    )
+    (excerpt,) = fenced(README, "yaml")
+    shown = set(re.findall(r"^ {8}([a-z_]+):", excerpt, re.MULTILINE))
+    assert "worker_python" in shown
+    assert shown <= installed
