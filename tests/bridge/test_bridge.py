@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from novabridge import Resampler, pcm
 from novabridge.bridge import BridgeError, Latency, SonicBridge
 from novabridge.exceptions import InvalidInput, RecordTooLarge
 from novabridge.pool import WorkerPool
@@ -168,9 +169,16 @@ def test_host_rate_and_float_input_are_resampled_for_the_service(emulator: Emula
             assert time.monotonic() < deadline
             events += bridge.poll(timeout=0.1)
     _, user, assistant = emulator.recording(1)
-    assert abs(len(user) // 2 - len(audio) // 3) <= 16000  # 48 kHz in, 16 kHz to the service (+ keep-alive)
+    # 48 kHz float in, 16 kHz int16 to the service: the very samples the library's resampler and conversion give
+    # (a streaming resampler's output does not depend on how its input was cut), then only the keep-alive's silence.
+    to_service = pcm.to_int16(Resampler(48000, 16000, dtype="float32").process(audio)).astype("<i2").tobytes()
+    assert len(to_service) == len(audio) // 3 * 2  # one 16 kHz sample for every three, as bytes
+    assert user[: len(to_service)] == to_service
+    assert user[len(to_service) :] == bytes(len(user) - len(to_service))
+    # 24 kHz from the service, 16 kHz to the host: the same check the other way.
     out = b"".join(e.pcm for e in events if isinstance(e, AudioOut))
-    assert abs(len(out) - len(assistant) * 2 // 3) <= 64  # 24 kHz from the service, 16 kHz to the host
+    to_host = Resampler(24000, 16000).process(np.frombuffer(assistant, "<i2")).astype("<i2").tobytes()
+    assert out == to_host
     assert {e.rate for e in events if isinstance(e, AudioOut)} == {16000}
 
 

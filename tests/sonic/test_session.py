@@ -246,17 +246,38 @@ async def test_transient_faults_reconnect_and_resume_the_conversation(
     session = await open_session(config_for(emulator))
     events = Collector(session)
     emulator.inject(fault, **params)
-    await stream(session, utterance())
-    await events.wait_for(lambda e: isinstance(e, Reconnecting))
-    await stream(session, utterance())
+    first, second = utterance(), utterance()
+    await stream(session, first)
+    # The host's microphone goes on (silence) until the session reports the break, so the session never fills in
+    # silence of its own in the middle and every byte it sent is one the host gave it.
+    waiting = bytearray()
+    async with asyncio.timeout(20):
+        while not events.of(Reconnecting):
+            await stream(session, silence(0.08))
+            waiting += silence(0.08)
+    await stream(session, second)
     await events.wait_for(lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN")
+    await session.close()
+    await events.finished()
 
     assert len(emulator.recordings) >= 2
     assert emulator.recordings[0].outcome != "completed"
     assert not [e for e in events.of(Error) if e.fatal]
     assert session.metrics.reconnects >= 1
-    # The new stream's audio continues where the old one stopped (replay allowed): nothing lost.
-    assert len(emulator.recordings[-1].user_audio) > 0
+    # Nothing lost: each new stream's audio continues where the old one stopped (after a replay of what the old
+    # one may not have heard), up to the last byte sent and the keep-alive's silence after it.
+    tail = session.metrics.silence_frames * 1024
+    sent = first + bytes(waiting) + second + bytes(tail)
+    received = [bytes(r.user_audio) for r in emulator.recordings]
+    assert user_audio_reached(received, sent, replay_limit=3 * 32000) == len(sent)
+    # What the user had said when the old stream broke reached the new stream, in its history or asked again.
+    broke = next(i for i, e in enumerate(events.events) if isinstance(e, Reconnecting))
+    said = [e.text for e in events.events[:broke] if isinstance(e, Transcript) and e.role == "USER"]
+    new = emulator.recordings[1]
+    opened_with = [e["event"]["textInput"]["content"] for e in new.input_events if "textInput" in e["event"]][1:]
+    assert all(text in opened_with for text in said), (said, opened_with)  # [0] is the system prompt
+    # A break before the transcript came leaves the replay to carry the question: the new stream hears it.
+    assert said or new.turns[0].user_text == "(speech, 0.6 seconds)"
 
 
 async def test_throttled_reconnection_backs_off_and_retries(
