@@ -6,6 +6,9 @@ triple as a `Frame`, and `decode_uplink` / `decode_downlink` turn a ring record 
 `LinkError` and nothing else. A record that does not decode is lost alone: the ring frames records, so the next one
 decodes as if the bad one had never been written.
 
+Before the rings carry anything, the worker is given its session's `SonicConfig` on stdin (`encode_config`,
+`decode_config`): keys included, so they never appear in argv or the environment.
+
 Uplink (host -> worker):
 
 - `UserAudio`: AUDIO, s16le mono PCM at ``config.input_rate``, flags 0. The ring stamps each record with its write
@@ -35,6 +38,8 @@ from novabridge._novabridge import Ring
 from novabridge.exceptions import LinkError
 from novabridge.protocol import SonicEvent
 from novabridge.ring import RecordKind
+from novabridge.sonic.config import SonicConfig
+from novabridge.sonic.keys import reveal_keys
 
 __all__ = [
     "AUDIO_STAMP",
@@ -53,8 +58,10 @@ __all__ = [
     "UplinkTimings",
     "UserAudio",
     "Warm",
+    "decode_config",
     "decode_downlink",
     "decode_uplink",
+    "encode_config",
     "write",
 ]
 
@@ -359,3 +366,15 @@ def write(ring: Ring, record: UplinkRecord | DownlinkRecord, *, timeout: float |
     """Write ``record`` to ``ring`` (`Ring.write`'s ``timeout`` and errors); the record's sequence number."""
     kind, payload, flags = record.encode()
     return ring.write(kind, payload, flags=flags, timeout=timeout)
+
+
+def encode_config(config: SonicConfig) -> bytes:
+    """The session's config for the worker's stdin, its keys in plain text (a pipe, never argv or the environment)."""
+    data = config.model_dump(mode="json")
+    data.update(reveal_keys(config))
+    return json.dumps(data).encode()
+
+
+def decode_config(data: str | bytes) -> SonicConfig:
+    """The inverse of `encode_config` (pydantic's ``ValidationError`` for anything else)."""
+    return SonicConfig.model_validate_json(data)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import signal
 import subprocess
 import tempfile
@@ -26,7 +25,6 @@ from novabridge.sonic.config import SonicConfig
 RING_BYTES = 1 << 21
 """Per direction: about 65 s of 16 kHz input or 43 s of 24 kHz output, so a host that stalls loses nothing."""
 WARM_TIMEOUT_S = 60.0
-_SECRETS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 EXIT_TOO_OLD = 3
 """The worker's exit status when its Python is older than the SDK's 3.12."""
 EXIT_MISSING_MODULE = 4
@@ -48,13 +46,7 @@ their own, so the host can say which, and the fix. Written for any Python: the v
 _FIX = "pass worker_python= a Python >= 3.12 with novabridge[sonic] (`novabridge setup-worker` makes one)"
 
 
-def config_json(config: SonicConfig) -> bytes:
-    """The config for the worker, secrets included (it travels over a pipe, never argv or the environment)."""
-    data = config.model_dump(mode="json")
-    for name in _SECRETS:
-        secret = getattr(config, name)
-        data[name] = secret.get_secret_value() if secret is not None else None
-    return json.dumps(data).encode()
+config_json = link.encode_config
 
 
 def _is_warm(record: link.RingRecord) -> bool:

@@ -170,7 +170,7 @@ def main() -> None:
     text = sys.stdin.read()
     if not text.strip():
         return  # released by the pool unused
-    config = SonicConfig.model_validate_json(text)
+    config = link.decode_config(text)
     sys.exit(asyncio.run(serve(uplink, downlink, config)))
 
 

@@ -18,6 +18,8 @@ from novabridge import link, protocol
 from novabridge.exceptions import BridgeError, LinkError
 from novabridge.protocol import Error, Interrupted, Reconnecting, Renewed, Stage, ToolCall, Transcript, TurnEnd, Usage
 from novabridge.ring import RecordKind
+from novabridge.sonic.config import HistoryMessage, SonicConfig
+from novabridge.sonic.keys import AWS_KEY_FIELDS, reveal_keys
 
 BOUNDARY_FUZZ = settings(
     max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
@@ -270,3 +272,25 @@ def test_a_bad_record_on_a_ring_loses_nothing_else() -> None:
         assert errors == 2
     finally:
         ring.close()
+
+
+def test_the_session_config_reaches_the_worker_whole_with_its_keys() -> None:
+    config = SonicConfig(
+        aws_access_key_id="AKIDLINKTEST",
+        aws_secret_access_key="secret-link-test",
+        aws_session_token="token-link-test",
+        region="eu-north-1",
+        history=(HistoryMessage(role="USER", text="Hi"), HistoryMessage(role="ASSISTANT", text="Hello.")),
+    )
+    data = link.encode_config(config)
+    for secret in (b"AKIDLINKTEST", b"secret-link-test", b"token-link-test"):
+        assert secret in data, "the worker signs with the keys: they travel in plain text over its stdin"
+    decoded = link.decode_config(data)
+    assert decoded == config
+    assert reveal_keys(decoded) == {
+        "aws_access_key_id": "AKIDLINKTEST",
+        "aws_secret_access_key": "secret-link-test",
+        "aws_session_token": "token-link-test",
+    }
+    assert reveal_keys(SonicConfig()) == dict.fromkeys(AWS_KEY_FIELDS)
+    assert "secret-link-test" not in repr(decoded)

@@ -78,6 +78,7 @@ from novabridge.sonic.config import (
     RetryPolicy,
     SonicConfig,
 )
+from novabridge.sonic.keys import reveal_keys
 from novabridge.sonic.tools import Tool, run_tool
 from novabridge.voice_activity import VoiceDetector, VoiceEnded, VoiceStarted
 
@@ -208,9 +209,7 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
         }
         if self.region:
             settings["region"] = self.region
-        for name in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
-            secret = getattr(self, name)
-            settings[name] = secret.get_secret_value() if secret is not None else None
+        settings.update(reveal_keys(self))
         if self.emulator and settings["aws_access_key_id"] is None and self.aws_profile is None:
             # The emulator signs nothing off unless started with --credentials; the SDK still wants keys to sign.
             settings["aws_access_key_id"], settings["aws_secret_access_key"] = EMULATOR_CREDENTIALS

@@ -27,6 +27,7 @@ from novabridge import protocol
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.connect import Attempt, RequestWatch, probe_endpoint
 from novabridge.sonic.errors import ConnectTimedOut
+from novabridge.sonic.keys import reveal_keys
 from novabridge.sonic.signing import FreshCredentials, expires_at, signing_with
 from novabridge.sonic.transport import SonicTransport
 
@@ -48,11 +49,9 @@ async def make_client(config: SonicConfig, transport: SonicTransport) -> AsyncBe
     overrides: dict[str, Any] = {"region": config.region, "transport": transport, "interceptors": [RequestWatch()]}
     if config.endpoint_uri is not None:
         overrides["endpoint_uri"] = config.endpoint_uri
-    if config.aws_access_key_id is not None and config.aws_secret_access_key is not None:
-        overrides["aws_access_key_id"] = config.aws_access_key_id.get_secret_value()
-        overrides["aws_secret_access_key"] = config.aws_secret_access_key.get_secret_value()
-        if config.aws_session_token is not None:
-            overrides["aws_session_token"] = config.aws_session_token.get_secret_value()
+    keys = reveal_keys(config)
+    if keys["aws_access_key_id"] is not None and keys["aws_secret_access_key"] is not None:
+        overrides.update({name: value for name, value in keys.items() if value is not None})
     sdk_config = await AsyncBedrockRuntimeConfig.resolve(profile=config.profile, **overrides)
     return AsyncBedrockRuntimeClient(config=sdk_config)
 
