@@ -25,15 +25,15 @@ from novabridge._novabridge import Record, Resampler
 from novabridge.exceptions import WORKER_FAILED, BridgeError, LinkError, RingClosed, WorkerError, session_error
 from novabridge.pool import WorkerPool, WorkerProcess
 from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
+from novabridge.replay import REPLAY_LIMIT_S, ReplayWindow, limit_bytes
 from novabridge.ring import aread
 from novabridge.sonic.config import HistoryMessage, SonicConfig
+from novabridge.sonic.history import History
 
 __all__ = ["BridgeError", "BridgeMetrics", "Latency", "SonicBridge", "default_worker_python"]
 
 START_TIMEOUT_S = 60.0
 CLOSE_TIMEOUT_S = 1.0
-REPLAY_LIMIT_S = 3.0
-"""User audio of the turn in progress kept on the host, to replay to a replacement worker (as a renewal does)."""
 HELD_LIMIT_S = 30.0
 """User audio held while a dead worker waits for the consumer side to replace it; beyond it, the oldest goes."""
 MAX_RESTARTS_UNREADY = 3
@@ -135,19 +135,17 @@ class SonicBridge:
         self._from_service = Resampler(config.output_rate, out_rate) if out_rate != config.output_rate else None
         self._worker: WorkerProcess | None = None
         self._send_lock = threading.Lock()
-        self._history: list[HistoryMessage] = list(config.history)
-        self._history_lock = threading.Lock()
+        self._history = History(config.history)
         self._turns: dict[int, str] = {}
         self._interrupted_turns: set[str] = set()
         self._last_audio_turn = ""
-        self._recent_audio: collections.deque[bytes] = collections.deque()
-        self._recent_bytes = 0
+        self._replay = ReplayWindow(limit_bytes(REPLAY_LIMIT_S, config.input_rate))
+        """User audio of the turn in progress, for a replacement worker (as the session keeps it for a new stream)."""
         self._asks: list[str] = []
         """User turns not answered in full yet, as text (typed, or recognised speech on Nova 2): a replacement
         worker is asked them again, as the session asks a new stream."""
         self._asks_as_text = config.model_id == protocol.NOVA_2_SONIC
-        self._replay_limit = int(REPLAY_LIMIT_S * config.input_rate) * 2
-        self._held_limit = int(HELD_LIMIT_S * config.input_rate) * 2
+        self._held_limit = limit_bytes(HELD_LIMIT_S, config.input_rate)
         self._worker_dead = False
         """Seen dead by `send_audio` before the consumer replaced it: audio is held for the replacement."""
         self._held_bytes = 0
@@ -237,8 +235,7 @@ class SonicBridge:
     @property
     def history(self) -> tuple[HistoryMessage, ...]:
         """The conversation so far (the config's history, then the transcripts), as much as a new session takes."""
-        replay = protocol.trim_history([(m.role, m.text) for m in self._history])
-        return tuple(HistoryMessage(role=role, text=text) for role, text in replay)
+        return self._history.for_config()
 
     @property
     def ready(self) -> bool:
@@ -290,22 +287,10 @@ class SonicBridge:
                 self._held_bytes += len(payload)
             else:
                 link.write(worker.uplink, link.UserAudio(payload))
-            self._keep_for_replay(payload)
-
-    def _keep_for_replay(self, payload: bytes) -> None:
-        self._recent_audio.append(payload)
-        self._recent_bytes += len(payload)
-        dropped = self._trim_replay(self._held_limit if self._worker_dead else self._replay_limit)
-        if self._worker_dead:
-            self._held_dropped += dropped
-
-    def _trim_replay(self, limit: int) -> int:
-        """Forget the oldest kept audio beyond ``limit`` bytes (the newest payload always stays); bytes forgotten."""
-        dropped = 0
-        while self._recent_audio and self._recent_bytes - len(self._recent_audio[0]) >= limit:
-            dropped += len(self._recent_audio.popleft())
-        self._recent_bytes -= dropped
-        return dropped
+            # While the worker is dead the window holds what the replacement is owed, up to HELD_LIMIT_S.
+            dropped = self._replay.add(payload, limit=self._held_limit if self._worker_dead else None)
+            if self._worker_dead:
+                self._held_dropped += dropped
 
     def send_text(self, text: str) -> None:
         """Typed user text (Nova 2 cross-modal input), answered like speech.
@@ -318,7 +303,7 @@ class SonicBridge:
         with self._send_lock:
             link.write(self._require_worker().uplink, link.TextCommand(text))
             self._asks.append(text)
-        self._remember("USER", text)  # the service gives no transcript of typed text; the session's history has it
+        self._history.add("USER", text)  # the service gives no transcript of typed text; the session's history has it
 
     def send_tool_result(self, tool_use_id: str, result: Any) -> None:
         """Answer a `ToolCall` event: ``result`` is anything JSON carries, or JSON text.
@@ -466,7 +451,7 @@ class SonicBridge:
             and event.stage is protocol.Stage.FINAL
             and event.role in ("USER", "ASSISTANT")
         ):
-            self._remember(event.role, event.text)
+            self._history.add(event.role, event.text)
             if event.role == "USER":
                 self._user_final_at = time.monotonic()
                 if self._asks_as_text:  # the speech is a question in text now: not replayed, asked again if cut
@@ -484,8 +469,7 @@ class SonicBridge:
     def _forget_replay(self) -> None:
         """The kept audio is answered: no replacement needs it (unless it is held for one already)."""
         if not self._worker_dead:
-            self._recent_audio.clear()
-            self._recent_bytes = 0
+            self._replay.clear()
 
     def _control(self, record: link.Control) -> None:
         if isinstance(record, link.Ready):
@@ -496,13 +480,6 @@ class SonicBridge:
         elif isinstance(record, link.UplinkTimings):
             self._uplink_s.extend(record.samples_s)
             self._uplink_taken += len(record.samples_s)
-
-    def _remember(self, role: str, text: str) -> None:
-        with self._history_lock:  # typed text comes from the sending thread, transcripts from the reading one
-            if self._history and self._history[-1].role == role:
-                self._history[-1] = HistoryMessage(role=role, text=f"{self._history[-1].text} {text}")
-            else:
-                self._history.append(HistoryMessage(role=role, text=text))
 
     # ---------------------------------------------------------------------------------------------- supervision
 
@@ -548,14 +525,13 @@ class SonicBridge:
             # replacement first.
             for text in self._asks:
                 link.write(self._worker.uplink, link.TextCommand(text))
-            replayed = 0
-            for payload in self._recent_audio:
+            for payload in self._replay:
                 link.write(self._worker.uplink, link.UserAudio(payload))
-                replayed += len(payload)
+            replayed = len(self._replay)
             lost = max(0, unread - max(0, replayed - self._held_bytes)) + self._held_dropped
             self._worker_dead = False
             self._held_bytes = self._held_dropped = 0
-            self._trim_replay(self._replay_limit)
+            self._replay.trim(self._replay.limit)
         events: list[SonicEvent] = [Reconnecting(f"worker exited with status {code}", self._restarts)]
         if lost:
             events.append(

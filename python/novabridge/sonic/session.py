@@ -37,6 +37,7 @@ from novabridge.protocol import (
     Transcript,
     TurnEnd,
 )
+from novabridge.replay import REPLAY_LIMIT_S, ReplayWindow, limit_bytes
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.errors import Failure, classify, gave_up
 from novabridge.sonic.history import History
@@ -49,8 +50,6 @@ logger = logging.getLogger("novabridge.sonic")
 
 IDLE_FILL_S = 0.5
 """After this long without audio from the caller, the pump sends silence in real time to keep the stream alive."""
-REPLAY_LIMIT_S = 3.0
-"""At most this much recent user audio is replayed to a new stream (the AWS session-continuation window)."""
 BACKLOG_LIMIT_S = 30.0
 """Audio queued while no stream can take it; beyond this the oldest is dropped, and reported."""
 MIN_ATTEMPT_S = 0.5
@@ -158,8 +157,8 @@ class SonicSession:
         self._frame_bytes = 2 * config.input_rate * config.frame_ms // 1000
         self._backlog = bytearray()
         self._backlog_changed = asyncio.Event()
-        self._since_turn = bytearray()
-        """User audio sent since the last completed turn (the replay window's source)."""
+        self._since_turn = ReplayWindow(limit_bytes(REPLAY_LIMIT_S, config.input_rate))
+        """User audio sent since the last completed turn, the newest `REPLAY_LIMIT_S` of it."""
         self._asks: list[str] = []
         """User turns not answered in full yet, as text (typed, or speech the service recognised, on Nova 2): a new
         stream is asked them again, since it would not answer them from the history."""
@@ -402,7 +401,6 @@ class SonicSession:
                 await asyncio.wait_for(self._backlog_changed.wait(), IDLE_FILL_S - idle)
 
     async def _pump(self) -> None:
-        replay_limit = int(REPLAY_LIMIT_S * self.config.input_rate) * 2
         while not self._closed:
             frame, from_caller = await self._next_frame()
             while not self._closed:
@@ -426,9 +424,7 @@ class SonicSession:
                             self._on_audio_sent(self._audio_settled, time.monotonic_ns())
                     else:  # counted once sent: a close may cancel the pump while it waits to send the filler
                         self.metrics.silence_frames += 1
-                    self._since_turn += frame
-                    if len(self._since_turn) > replay_limit:
-                        del self._since_turn[: len(self._since_turn) - replay_limit]
+                    self._since_turn.add(frame)
                 break
 
     # ------------------------------------------------------------------------------------------------ receiving
