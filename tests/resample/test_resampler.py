@@ -1,6 +1,7 @@
 """The resampler and PCM conversions through the Python API (signal quality is tested in the Rust crate)."""
 
 import math
+from typing import Literal
 
 import novabridge as nb
 import numpy as np
@@ -29,6 +30,40 @@ def test_voice_delay_is_at_most_2ms(in_rate: int, out_rate: int) -> None:
     samples, seconds = nb.Resampler(in_rate, out_rate).delay
     assert 0 < seconds <= 0.002
     assert samples == pytest.approx(seconds * out_rate)
+
+
+PAIRS = [(16000, 24000), (24000, 16000), (48000, 16000), (16000, 48000)]
+DESIGN = [("voice", 0.0019896, 100.0), ("high", 0.0059896, 140.0)]
+"""Each quality's delay (1.99 ms, 5.99 ms) and the stopband it is designed for (docs/resampler.md)."""
+
+
+@pytest.mark.parametrize(("quality", "delay_s", "_stopband_db"), DESIGN)
+@pytest.mark.parametrize(("in_rate", "out_rate"), PAIRS)
+def test_each_quality_delays_as_documented_and_reports_its_delay_exactly(
+    in_rate: int, out_rate: int, quality: Literal["voice", "high"], delay_s: float, _stopband_db: float
+) -> None:
+    resampler = nb.Resampler(in_rate, out_rate, dtype="float32", quality=quality)
+    samples, seconds = resampler.delay
+    assert seconds == pytest.approx(delay_s, abs=1e-7)
+    assert samples == pytest.approx(seconds * out_rate)
+    # The response to an impulse is the filter itself: its centre of mass is the delay the output is behind by.
+    impulse = np.zeros(in_rate // 10, np.float32)
+    impulse[0] = 1.0
+    response = resampler.process(impulse).astype(np.float64)
+    assert (np.arange(len(response)) * response).sum() / response.sum() == pytest.approx(samples, abs=0.01)
+
+
+@pytest.mark.parametrize(("quality", "_delay_s", "stopband_db"), DESIGN)
+@pytest.mark.parametrize(("in_rate", "out_rate", "freq"), [(24000, 16000, 9000.0), (48000, 16000, 10000.0)])
+def test_each_quality_rejects_what_would_alias_by_its_designed_stopband(
+    in_rate: int, out_rate: int, freq: float, quality: Literal["voice", "high"], _delay_s: float, stopband_db: float
+) -> None:
+    # A full-scale tone above the new Nyquist frequency: whatever comes out is aliasing.
+    resampler = nb.Resampler(in_rate, out_rate, dtype="float32", quality=quality)
+    out = resampler.process(_tone(in_rate, freq, in_rate, amplitude=1.0)).astype(np.float64)
+    settled = out[len(out) // 4 :]
+    level_db = 20 * math.log10(float(np.sqrt(np.mean(settled**2))) / (1 / math.sqrt(2)))
+    assert level_db <= -stopband_db
 
 
 def test_layout_and_dtype_are_kept() -> None:
