@@ -11,7 +11,7 @@ from pathlib import Path
 import novabridge as nb
 import pytest
 from support.interpreters import other_version
-from support.ring_peers import Background, SpawnPeer, fill
+from support.ring_peers import Background, SpawnPeer, fill, process_task, wait_until_in_poll
 
 
 def _count_for(seconds: float) -> int:
@@ -26,7 +26,7 @@ def _count_for(seconds: float) -> int:
 def test_blocking_read_does_not_hold_the_gil(ring: nb.Ring) -> None:
     baseline = _count_for(0.1) * 3
     call: Background[object] = Background(lambda: ring.read(timeout=None))
-    time.sleep(0.05)
+    call.wait_blocked()
     count = _count_for(0.3)
     assert not call.done()
     assert count >= 100_000, f"{count} iterations in 0.3 s"
@@ -39,7 +39,7 @@ def test_blocking_read_does_not_hold_the_gil(ring: nb.Ring) -> None:
 def test_blocking_write_does_not_hold_the_gil(ring: nb.Ring) -> None:
     fill(ring)
     call: Background[object] = Background(lambda: ring.write(1, b"x" * 100, timeout=None))
-    time.sleep(0.05)
+    call.wait_blocked()
     count = _count_for(0.3)
     assert not call.done()
     assert count >= 100_000, f"{count} iterations in 0.3 s"
@@ -50,7 +50,7 @@ def test_blocking_write_does_not_hold_the_gil(ring: nb.Ring) -> None:
 
 def test_other_thread_progresses_during_read_with_timeout(ring: nb.Ring) -> None:
     call: Background[object] = Background(lambda: ring.read(timeout=0.5))
-    time.sleep(0.02)
+    call.wait_blocked()
     count = _count_for(0.3)
     assert count >= 100_000
     call.join(3.0)
@@ -62,7 +62,7 @@ def test_other_thread_progresses_during_read_with_timeout(ring: nb.Ring) -> None
 def test_ctrl_c_interrupts_blocking_call(spawn_peer: SpawnPeer, role: str) -> None:
     peer = spawn_peer(role, None)
     peer.expect("ready", timeout=20.0)
-    time.sleep(0.2)  # well inside the blocking call
+    wait_until_in_poll(process_task(peer.pid))  # inside the blocking call
     assert peer.proc.poll() is None
     sent = time.monotonic()
     peer.proc.send_signal(signal.SIGINT)
@@ -85,8 +85,7 @@ def test_ctrl_c_interrupts_blocking_call(spawn_peer: SpawnPeer, role: str) -> No
 @pytest.mark.parametrize("timeout", [None, 30.0])
 def test_close_from_another_thread_wakes_blocked_read(ring: nb.Ring, timeout: float | None) -> None:
     call: Background[object] = Background(lambda: ring.read(timeout=timeout))
-    time.sleep(0.2)
-    assert not call.done()
+    call.wait_blocked()
     closed_at = time.monotonic()
     ring.close()
     call.assert_closed_within(closed_at)
@@ -95,8 +94,7 @@ def test_close_from_another_thread_wakes_blocked_read(ring: nb.Ring, timeout: fl
 def test_close_from_another_thread_wakes_blocked_write(ring: nb.Ring) -> None:
     fill(ring)
     call: Background[object] = Background(lambda: ring.write(1, b"x" * 100, timeout=None))
-    time.sleep(0.2)
-    assert not call.done()
+    call.wait_blocked()
     closed_at = time.monotonic()
     ring.close()
     call.assert_closed_within(closed_at)
@@ -105,8 +103,7 @@ def test_close_from_another_thread_wakes_blocked_write(ring: nb.Ring) -> None:
 def test_blocked_write_resumes_when_space_is_freed(ring: nb.Ring) -> None:
     count = fill(ring, 100)
     call: Background[int] = Background(lambda: ring.write(2, b"late", timeout=None))
-    time.sleep(0.2)
-    assert not call.done()
+    call.wait_blocked()
     freed_at = time.monotonic()
     first = ring.read_nowait()
     assert first is not None
@@ -124,7 +121,7 @@ def test_blocked_write_resumes_when_space_is_freed(ring: nb.Ring) -> None:
 
 def test_blocked_read_wakes_on_write_from_another_thread(ring: nb.Ring) -> None:
     call: Background[nb.Record | None] = Background(lambda: ring.read(timeout=None))
-    time.sleep(0.2)
+    call.wait_blocked()
     written_at = time.monotonic()
     ring.write(4, b"wake")
     call.join(5.0)
@@ -236,7 +233,7 @@ async def test_aread_raises_ring_closed_when_peer_is_killed(spawn_peer: SpawnPee
         peer = spawn_peer("sleep", ring, version=other_version())
         peer.expect("ready")
         task = asyncio.ensure_future(ring.aread())
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0)  # one pass of the loop: aread ran until it awaits its wake-up, readers registered
         assert not task.done()
         killed_at = peer.kill()
         with pytest.raises(nb.RingClosed):
@@ -247,7 +244,7 @@ async def test_aread_raises_ring_closed_when_peer_is_killed(spawn_peer: SpawnPee
 async def test_local_close_wakes_pending_aread(ring: nb.Ring) -> None:
     """close() on this handle ends a pending aread with RingClosed, like a blocked read."""
     task = asyncio.ensure_future(ring.aread())
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # one pass of the loop: aread ran until it awaits its wake-up, readers registered
     assert not task.done()
     closed_at = time.monotonic()
     ring.close()
@@ -264,7 +261,8 @@ async def test_local_close_wakes_pending_aread(ring: nb.Ring) -> None:
 
 async def test_cancelled_aread_leaves_ring_usable(ring: nb.Ring) -> None:
     task = asyncio.ensure_future(ring.aread())
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # aread awaits its wake-up, readers registered, when it is cancelled
+    assert not task.done()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

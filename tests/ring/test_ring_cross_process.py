@@ -7,7 +7,7 @@ import time
 import novabridge as nb
 import pytest
 from support.interpreters import other_version, this_version
-from support.ring_peers import Background, SpawnPeer, fill, read_until_closed
+from support.ring_peers import Background, SpawnPeer, fill, process_task, read_until_closed, wait_until_in_poll
 
 from ring.ring_peer import payload_block, plan
 
@@ -143,7 +143,12 @@ def test_peer_sees_ring_closed_when_creator_closes(spawn_peer: SpawnPeer) -> Non
     peer.expect("ready")
     for i in range(10):
         ring.write(1, f"m{i}".encode(), timeout=5.0)
-    time.sleep(0.2)  # the peer blocks in read() again
+    # The peer has read all ten and blocks in read() again.
+    deadline = time.monotonic() + 10
+    while ring.stats().records_read < 10:
+        assert time.monotonic() < deadline, ring.stats()
+        time.sleep(0.002)
+    wait_until_in_poll(process_task(peer.pid))
     closed_at = time.monotonic()
     ring.close()
     line = peer.expect("read ", timeout=5.0)

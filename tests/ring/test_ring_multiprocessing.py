@@ -17,6 +17,11 @@ def _report_child(ring: nb.Ring, done: Connection) -> None:
     done.send((ring.ring_id, ring.peer_pid))
 
 
+StartMethod = (
+    multiprocessing.context.SpawnContext
+    | multiprocessing.context.ForkServerContext
+    | multiprocessing.context.ForkContext
+)
 FORK_DOES_NOT_ATTACH = pytest.mark.xfail(
     strict=True,
     reason="under fork the child uses the creator's inherited handle instead of attaching: records flow, but the "
@@ -48,7 +53,7 @@ def test_records_flow_through_a_ring_a_forked_child_inherited() -> None:
 
 
 @pytest.mark.parametrize("context", START_METHODS)
-def test_a_child_that_exits_closes_the_ring_for_its_parent(context: multiprocessing.context.BaseContext) -> None:
+def test_a_child_that_exits_closes_the_ring_for_its_parent(context: StartMethod) -> None:
     with nb.Ring.create(4096) as ring:
         child = context.Process(target=_write_child, args=(ring,))
         child.start()
@@ -62,7 +67,7 @@ def test_a_child_that_exits_closes_the_ring_for_its_parent(context: multiprocess
 
 
 @pytest.mark.parametrize("context", START_METHODS)
-def test_rings_passed_to_a_process_attach_in_the_child(context: multiprocessing.context.BaseContext) -> None:
+def test_rings_passed_to_a_process_attach_in_the_child(context: StartMethod) -> None:
     with nb.Ring.create(4096, name="up") as uplink, nb.Ring.create(4096, name="down") as downlink:
         child = context.Process(target=_echo_child, args=(uplink, downlink))
         child.start()

@@ -1,12 +1,14 @@
 """Ring peers in other processes (tests/ring/ring_peer.py), calls run in a thread, and record accounting."""
 
 import os
+import platform
 import select
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Generic, TypeVar
 
 import novabridge as nb
@@ -15,6 +17,31 @@ from support.interpreters import TESTS
 
 PEER_SCRIPT = TESTS / "ring" / "ring_peer.py"
 T = TypeVar("T")
+
+POLL_SYSCALLS = {"x86_64": {7, 271}, "aarch64": {73}}[platform.machine()]
+"""poll(2) and ppoll(2), where a blocked ring call sleeps (the ring waits on its eventfds and the peer's pidfd)."""
+
+
+def in_poll(task: Path) -> bool:
+    """The thread (a /proc task directory) is asleep in poll(2): a ring call in it is waiting, not about to."""
+    try:
+        fields = task.joinpath("syscall").read_text().split()
+    except FileNotFoundError:  # the thread ended
+        return False
+    return bool(fields) and fields[0].isdigit() and int(fields[0]) in POLL_SYSCALLS
+
+
+def wait_until_in_poll(task: Path, timeout: float = 5.0) -> None:
+    """Returns once the thread sleeps in poll(2); fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not in_poll(task):
+        assert time.monotonic() < deadline, f"{task} not waiting in poll(2): {task.joinpath('syscall').read_text()!r}"
+        time.sleep(0.002)
+
+
+def process_task(pid: int) -> Path:
+    """The main thread of a process, as a /proc task directory."""
+    return Path(f"/proc/{pid}/task/{pid}")
 
 
 class Peer:
@@ -120,10 +147,15 @@ class Background(Generic[T]):
         self.error: BaseException | None = None
         self.ended_at: float | None = None
         self.started_at = time.monotonic()
+        self._native_id: int | None = None
+        self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+        self._started.wait(5.0)
 
     def _run(self) -> None:
+        self._native_id = threading.get_native_id()
+        self._started.set()
         try:
             self.result = self._fn()
         except BaseException as err:  # noqa: BLE001 (handed to the test, which asserts on it)
@@ -133,6 +165,17 @@ class Background(Generic[T]):
 
     def done(self) -> bool:
         return not self._thread.is_alive()
+
+    def wait_blocked(self, timeout: float = 5.0) -> None:
+        """Returns once the call is known to wait: its thread sleeps in poll(2), the call not finished."""
+        assert self._native_id is not None
+        task = Path(f"/proc/self/task/{self._native_id}")
+        deadline = time.monotonic() + timeout
+        while not in_poll(task):
+            assert not self.done(), f"the call ended instead of waiting: {self.result!r} {self.error!r}"
+            assert time.monotonic() < deadline, f"the call did not wait in poll(2) within {timeout} s"
+            time.sleep(0.002)
+        assert not self.done()
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
