@@ -20,9 +20,10 @@ from typing import Any, Self
 
 import numpy as np
 
-from novabridge import link, measure, pcm, protocol
+from novabridge import link, measure, protocol
 from novabridge._novabridge import Record, Resampler
 from novabridge.exceptions import WORKER_FAILED, BridgeError, LinkError, RingClosed, WorkerError, session_error
+from novabridge.frames import FrameConverter, ServiceFrame
 from novabridge.pool import WorkerPool, WorkerProcess
 from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
 from novabridge.replay import REPLAY_LIMIT_S, ReplayWindow, limit_bytes
@@ -127,11 +128,7 @@ class SonicBridge:
         self.host_rate = host_rate
         self.out_rate = out_rate
         # Resamplers are built now, so a bad rate fails here and not at the first frame.
-        self._to_service = {
-            dtype: Resampler(host_rate, config.input_rate, dtype=dtype)
-            for dtype in ("int16", "float32")
-            if host_rate != config.input_rate
-        }
+        self._frames = FrameConverter(config.input_rate, host_rate=host_rate)
         self._from_service = Resampler(config.output_rate, out_rate) if out_rate != config.output_rate else None
         self._worker: WorkerProcess | None = None
         self._send_lock = threading.Lock()
@@ -259,25 +256,19 @@ class SonicBridge:
 
     # ------------------------------------------------------------------------------------------------- sending
 
-    def send_audio(self, audio: np.ndarray[Any, Any]) -> None:
+    def send_audio(self, audio: np.ndarray[Any, Any] | ServiceFrame) -> None:
         """Queue user audio at ``host_rate``: int16 or float32 in [-1, 1], shape (N,) or (1, N). Never blocks.
+
+        A `ServiceFrame` (a host that converted its frame itself with a `FrameConverter`) goes as it is.
 
         Raises:
             TypeError, ValueError: wrong type, dtype or shape, or non-finite samples (nothing is queued).
             RingFull: the worker has fallen behind by the whole ring (about a minute); this frame was not queued.
         """
         self._require_worker()
-        audio = pcm.mono(audio)
-        if audio.size == 0:
-            return
         with self._send_lock:
             worker = self._require_worker()
-            samples = audio
-            if self._to_service:
-                samples = self._to_service[audio.dtype.name].process(samples)
-            if samples.dtype == np.float32:
-                samples = pcm.to_int16(samples)
-            payload = np.ascontiguousarray(samples, dtype="<i2").tobytes()
+            payload = self._frames.convert(audio).pcm()
             if not payload:
                 return  # the resampler holds these few samples for the next frame
             # A dead worker's ring would still take the frame; held back instead, it goes to the replacement.

@@ -52,10 +52,10 @@ from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBun
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from novabridge import pcm
-from novabridge._novabridge import Resampler
 from novabridge.bridge import SonicBridge, default_worker_python
 from novabridge.emulator import published
 from novabridge.exceptions import WORKER_FAILED, BridgeError, EmulatorNotRunning, WorkerError, recoverable
+from novabridge.frames import FrameConverter, ServiceFrame
 from novabridge.openavatarchat._log import logger
 from novabridge.openavatarchat.trace import HopTrace
 from novabridge.pool import WorkerPool
@@ -330,10 +330,11 @@ class NovaSonicContext(HandlerContext):
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
-        self.early_audio: list[np.ndarray[Any, Any]] = []
+        self.early_audio: list[ServiceFrame] = []
         """Mic audio that came before the bridge had its worker (sent first, in order)."""
         self.early_text: list[str] = []
-        self.resamplers: dict[int, Resampler] = {}
+        self.frames = FrameConverter(INPUT_RATE)
+        """Microphone frames, checked and resampled once: the detector hears them and the bridge sends them so."""
         self.definitions: dict[ChatDataType, DataBundleDefinition] = {}
         self.answers: collections.deque[_Answer] = collections.deque()
         self.by_turn: dict[str, _Answer] = {}
@@ -433,7 +434,7 @@ class NovaSonicContext(HandlerContext):
             f"{held_s * 1000:.0f} ms); the answer resumes"
         )
 
-    def send_audio(self, audio: np.ndarray[Any, Any]) -> None:
+    def send_audio(self, audio: ServiceFrame) -> None:
         """From OAC's pump thread: to the bridge, or held until the session's thread has taken a worker."""
         with self.lock:
             if not self.started.is_set():
@@ -561,15 +562,14 @@ class HandlerNovaSonic(HandlerBase):
         try:
             assert isinstance(context, NovaSonicContext)
             if inputs.type == ChatDataType.MIC_AUDIO:
-                audio = _mic_audio(context, inputs)
-                if audio is not None and context.trace.enabled:
-                    level = float(
-                        np.sqrt(np.mean(np.square(pcm.to_float32(audio) if audio.dtype == np.int16 else audio)))
-                    )
-                    context.trace.mark("mic", context.session_id, ts=inputs.timestamp[0], n=len(audio), rms=level)
-                if audio is not None:
-                    context.hear(audio, received_at)  # first: a pause should not wait for the send
-                    context.send_audio(audio)
+                frame = _mic_audio(context, inputs)
+                if frame is not None and context.trace.enabled:
+                    level = float(np.sqrt(np.mean(np.square(pcm.to_float32(frame.samples)))))
+                    n = len(frame.samples)
+                    context.trace.mark("mic", context.session_id, ts=inputs.timestamp[0], n=n, rms=level)
+                if frame is not None:
+                    context.hear(frame.samples, received_at)  # first: a pause should not wait for the send
+                    context.send_audio(frame)
             elif inputs.type == ChatDataType.HUMAN_TEXT:
                 text = inputs.data.get_main_data() if inputs.data is not None else None
                 if isinstance(text, str) and text.strip():
@@ -599,22 +599,15 @@ class HandlerNovaSonic(HandlerBase):
         self.trace.close()
 
 
-def _mic_audio(context: NovaSonicContext, inputs: ChatData) -> np.ndarray[Any, Any] | None:
-    """The input as (N,) int16 or float32 at 16 kHz, or a clear error."""
+def _mic_audio(context: NovaSonicContext, inputs: ChatData) -> ServiceFrame | None:
+    """The input as the service takes it (int16 at 16 kHz; None if empty), or a clear error."""
     if inputs.data is None:
         raise ValueError("no data bundle")
-    audio = pcm.mono(inputs.data.get_main_data())  # checked before it can wait in the early buffer
-    if audio.size == 0:
-        return None
     entry = inputs.data.get_main_definition_entry()
     rate = int(entry.sample_rate) if entry is not None and entry.sample_rate else INPUT_RATE
-    if rate != INPUT_RATE:
-        resampler = context.resamplers.get(rate)
-        if resampler is None:
-            dtype: Literal["int16", "float32"] = "int16" if audio.dtype == np.int16 else "float32"
-            resampler = context.resamplers[rate] = Resampler(rate, INPUT_RATE, dtype=dtype)
-        audio = resampler.process(audio)
-    return audio
+    # Checked before it can wait in the early buffer; the bridge sends it as it is.
+    frame = context.frames.convert(inputs.data.get_main_data(), rate)
+    return frame if frame.samples.size else None
 
 
 # ------------------------------------------------------------------------------------- the session's own thread
