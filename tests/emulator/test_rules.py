@@ -17,8 +17,9 @@ pytest.importorskip(
 )
 
 from aws_sdk_bedrock_runtime.models import ValidationException
-from novabridge.emulator import Emulator, Message, Scenario, ToolCall, Turn
+from novabridge.emulator import Emulator, Scenario, ToolCall, Turn
 from support import docs_events as ev
+from support import service_messages as says
 from support.emulator_in_process import ClientFactory, EmulatorFactory
 from support.sonic_client import Event, SonicTestClient, silence, tone
 
@@ -111,133 +112,133 @@ CASES = [
     pytest.param(
         [ev.prompt_start(P)],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "promptStart must follow sessionStart, once",
         id="promptStart-before-sessionStart",
     ),
     pytest.param(
         [ev.text_input(P, "system", SYSTEM)],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "textInput before promptStart",
         id="textInput-first",
     ),
     pytest.param(
         [ev.session_start(), ev.text_start(P, "system")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "contentStart before promptStart",
         id="contentStart-before-promptStart",
     ),
     pytest.param(
         [ev.session_start(), ev.session_start()],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "sessionStart must come first, once",
         id="sessionStart-twice",
     ),
     pytest.param(
         [ev.session_start(), prompt_without("audioOutputConfiguration")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "promptStart.audioOutputConfiguration must be an object",
         id="promptStart-without-audioOutputConfiguration",
     ),
     pytest.param(
         [ev.session_start(), ev.prompt_start(P, voice="nobody")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "voiceId 'nobody' is not a voice of amazon.nova-2-sonic-v1:0",
         id="unknown-voice",
     ),
     pytest.param(
         [ev.session_start(), ev.prompt_start(P, voice="greta")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "voiceId 'greta' is not a voice of amazon.nova-2-sonic-v1:0",
         id="v1-only-voice-on-nova-2",
     ),
     pytest.param(
         [ev.session_start(None), ev.prompt_start(P, voice="olivia")],
         ev.NOVA_1,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "voiceId 'olivia' is not a voice of amazon.nova-sonic-v1:0",
         id="nova-2-only-voice-on-v1",
     ),
     pytest.param(
         [ev.session_start(), ev.prompt_start(P, rate=44100)],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "audioOutputConfiguration.sampleRateHertz must be 8000, 16000 or 24000",
         id="output-rate-44100",
     ),
     pytest.param(
         [*opening(), ev.audio_start(P, "audio", rate=44100)],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "audioInputConfiguration.sampleRateHertz must be 8000, 16000 or 24000",
         id="input-rate-44100",
     ),
     pytest.param(
         [ev.session_start(), ev.prompt_start(P), ev.text_start(P, "first", role="USER")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "the first content block must be TEXT with role SYSTEM",
         id="first-block-USER",
     ),
     pytest.param(
         [ev.session_start(), ev.prompt_start(P), ev.audio_start(P, "audio")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "the first content block must be TEXT with role SYSTEM",
         id="first-block-AUDIO",
     ),
     pytest.param(
         [flat_session_start()],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "the flat v1 endpointingSensitivity is not accepted by Nova 2",
         id="nova-2-flat-endpointingSensitivity",
     ),
     pytest.param(
         [ev.session_start("VERY_HIGH")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "endpointingSensitivity must be HIGH, MEDIUM or LOW",
         id="nested-endpointingSensitivity-unknown",
     ),
     pytest.param(
         [ev.session_start("high")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "endpointingSensitivity must be HIGH, MEDIUM or LOW",
         id="nested-endpointingSensitivity-lowercase",
     ),
     pytest.param(
         [*opening(), ev.text_start(P, "history-0", role="ASSISTANT")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "chat history must start with a USER message",
         id="history-starts-with-ASSISTANT",
     ),
     pytest.param(
         [*opening(), ev.text_start(P, "history-0", role="USER"), ev.text_input(P, "history-0", "x" * 1025)],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "textInput is 1025 bytes, over 1024",
         id="textInput-1025-bytes",
     ),
     pytest.param(
         [*opening(), ev.text_start(P, "history-0", role="USER"), ev.text_input(P, "history-0", "é" * 513)],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "textInput is 1026 bytes, over 1024",
         id="textInput-513-chars-1026-bytes",
     ),
     pytest.param(
         [*opening(), ev.text_start(P, "history-0", role="USER"), ev.audio_input(P, "audio", tone(0.032))],
         ev.NOVA_2,
-        Message.HISTORY_BEFORE_AUDIO,
+        says.HISTORY_BEFORE_AUDIO,
         "audioInput while a TEXT block is open",
         id="audioInput-inside-history-block",
     ),
@@ -249,91 +250,91 @@ CASES = [
             ev.audio_input(P, "audio", silence(0.032)),
         ],
         ev.NOVA_2,
-        Message.HISTORY_BEFORE_AUDIO,
+        says.HISTORY_BEFORE_AUDIO,
         "audioInput while a TEXT block is open",
         id="audioInput-inside-cross-modal-text-block",
     ),
     pytest.param(
         [ev.session_start(), prompt_with_tool_schema({"type": "object", "properties": {}})],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "tool getWeather: inputSchema.json must be a JSON string",
         id="tool-schema-not-a-string",
     ),
     pytest.param(
         [ev.session_start(), prompt_with_tool_schema("{type: object")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "tool getWeather: inputSchema.json is not valid JSON",
         id="tool-schema-not-json",
     ),
     pytest.param(
         [*with_audio(), ev.tool_result(P, "tool-result", "no-such-tool-use", '{"temp": 20}')[0]],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "toolUseId 'no-such-tool-use' does not answer a pending toolUse",
         id="toolResult-for-unknown-toolUseId",
     ),
     pytest.param(
         [*opening(), ev.text_start("q", "history-0", role="USER")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "contentStart.promptName does not match promptStart",
         id="wrong-promptName",
     ),
     pytest.param(
         [*with_audio(), ev.audio_input("q", "audio", silence(0.032))],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "audioInput.promptName does not match promptStart",
         id="wrong-promptName-on-audio",
     ),
     pytest.param(
         [*with_audio(), ev.content_end(P, "audio"), ev.prompt_end(P), ev.audio_start(P, "audio-2")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "contentStart after promptEnd",
         id="contentStart-after-promptEnd",
     ),
     pytest.param(
         [*with_audio(), ev.content_end(P, "audio"), ev.prompt_end(P), ev.audio_input(P, "audio", silence(0.032))],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "audioInput after promptEnd",
         id="audioInput-after-promptEnd",
     ),
     pytest.param(
         [*with_audio(), audio_content("%%% this is not base64 %%%")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "audioInput.content is not base64",
         id="audioInput-not-base64",
     ),
     pytest.param(
         [*with_audio(), ev.audio_input(P, "audio", b"\x01\x02\x03")],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "audioInput holds an odd number of bytes",
         id="audioInput-odd-byte-count",
     ),
     pytest.param(
         [*opening(), ev.audio_input(P, "audio", silence(0.032))],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "audioInput outside an open AUDIO block",
         id="audioInput-without-AUDIO-block",
     ),
     pytest.param(
         [{"event": {"audioStart": {"promptName": P}}}],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         "unknown input event 'audioStart'",
         id="unknown-event",
     ),
     pytest.param(
         [{"sessionStart": {}}],
         ev.NOVA_2,
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         'an input must be {"event": {<one event name>: {...}}}',
         id="not-an-event-envelope",
     ),
@@ -342,7 +343,7 @@ CASES = [
 
 @pytest.mark.parametrize(("events", "model_id", "message", "rule"), CASES)
 async def test_a_broken_rule_ends_the_stream_at_that_event(
-    emulator: Emulator, connect: ClientFactory, events: list[Event], model_id: str, message: Message, rule: str
+    emulator: Emulator, connect: ClientFactory, events: list[Event], model_id: str, message: str, rule: str
 ) -> None:
     client = await connect(model_id=model_id)
     error = await rejected(client, events)
@@ -366,7 +367,7 @@ AUDIO_CASES = [case for case in CASES if ends_with_audio(case)]
 
 @pytest.mark.parametrize(("events", "model_id", "message", "rule"), AUDIO_CASES)
 async def test_a_rejected_audio_input_is_recorded(
-    emulator: Emulator, connect: ClientFactory, events: list[Event], model_id: str, message: Message, rule: str
+    emulator: Emulator, connect: ClientFactory, events: list[Event], model_id: str, message: str, rule: str
 ) -> None:
     # StreamRecording.input_events holds "every event received, in order", the one that broke a rule included.
     client = await connect(model_id=model_id)
@@ -386,9 +387,9 @@ async def test_chat_history_over_40_kb_is_rejected_when_audio_starts(
     assert not client.closed.is_set(), f"history rejected before the AUDIO contentStart: {client.error!r}"
     assert emulator.recordings[0].error is None
     error = await rejected(client, [ev.audio_start(P, "audio")])
-    assert error.message == Message.INVALID_INPUT
+    assert error.message == says.INVALID_INPUT
     recording = emulator.recordings[0]
-    assert recording.error == ("validationException", Message.INVALID_INPUT, "chat history is 41000 bytes, over 40960")
+    assert recording.error == ("validationException", says.INVALID_INPUT, "chat history is 41000 bytes, over 40960")
     assert recording.event_names()[-1] == "contentStart"
     assert recording.input_events[-1] == ev.audio_start(P, "audio")
 
@@ -423,11 +424,11 @@ async def test_a_tool_result_that_is_not_a_json_string_is_a_parse_error(
     start, result, _ = ev.tool_result(P, "tool-result", tool_use_id, "{}")
     result["event"]["toolResult"]["content"] = content
     error = await rejected(client, [start, result])
-    assert error.message == Message.TOOL_RESULT_PARSE
+    assert error.message == says.TOOL_RESULT_PARSE
     recording = emulator.recordings[0]
     assert recording.error == (
         "validationException",
-        Message.TOOL_RESULT_PARSE,
+        says.TOOL_RESULT_PARSE,
         "toolResult.content is not a JSON string",
     )
     assert recording.turns[0].tool_result is None
@@ -441,11 +442,11 @@ async def test_a_tool_result_after_its_turn_was_interrupted_is_refused(
     ended = await client.wait_for_name("completionEnd")
     assert ended["event"]["completionEnd"]["stopReason"] == "INTERRUPTED"
     error = await rejected(client, ev.tool_result(P, "late-result", tool_use_id, '{"temp": 20}'))
-    assert error.message == Message.INVALID_INPUT
+    assert error.message == says.INVALID_INPUT
     recording = emulator.recordings[0]
     assert recording.error == (
         "validationException",
-        Message.INVALID_INPUT,
+        says.INVALID_INPUT,
         f"toolUseId {tool_use_id!r} does not answer a pending toolUse",
     )
     assert recording.turns[0].interrupted
@@ -491,11 +492,11 @@ async def test_a_chunk_that_is_not_a_json_event_is_invalid_input(
     await client.send_raw(payload)
     error = await client.wait_closed()
     assert isinstance(error, ValidationException), repr(error)
-    assert error.message == Message.INVALID_INPUT
+    assert error.message == says.INVALID_INPUT
     recording = emulator.recordings[0]
     assert recording.error is not None
     member, message, detail = recording.error
-    assert (member, message) == ("validationException", Message.INVALID_INPUT)
+    assert (member, message) == ("validationException", says.INVALID_INPUT)
     assert detail.startswith(rule), detail
     assert len(recording.input_events) == len(opening())
 
@@ -504,9 +505,9 @@ async def test_an_unknown_model_id_is_refused_at_connect(emulator: Emulator, con
     client = await connect(model_id="amazon.nova-3-sonic-v1:0")
     error = await client.wait_closed()
     assert isinstance(error, ValidationException), repr(error)
-    assert error.message == Message.UNKNOWN_MODEL
+    assert error.message == says.UNKNOWN_MODEL
     assert error.response_metadata.http_status_code == 400
-    assert emulator.rejected == [(400, "ValidationException", Message.UNKNOWN_MODEL)]
+    assert emulator.rejected == [(400, "ValidationException", says.UNKNOWN_MODEL)]
     assert emulator.recordings == []
 
 

@@ -36,10 +36,11 @@ from novabridge.emulator.conversation import Conversation
 from novabridge.emulator.faults import FaultPlan
 from novabridge.emulator.recording import StreamRecording
 from novabridge.emulator.scenario import Scenario
-from novabridge.emulator.service import EVENT_LIMIT_BYTES, Message, ServiceError
+from novabridge.emulator.service import EVENT_LIMIT_BYTES, ServiceError
 from novabridge.emulator.wire import InputDecoder, InputEvent, WireError
 from smithy_aws_event_stream.events import Event
 from support import docs_events as ev
+from support import service_messages as says
 from support.emulator_in_process import FAST
 from support.fuzzing import BOUNDARY_FUZZ
 from support.wire_frames import CHUNK_HEADERS, chunk, client_frame, signed, wrapper_for
@@ -389,7 +390,7 @@ def test_each_malformed_stream_gets_the_services_error_and_the_others_carry_on(e
             lambda: all(client.streams[s].ended or client.streams[s].reset is not None for s in fuzzed.values())
         )
         answers = {name: (client.streams[s].status, client.streams[s].exceptions()) for name, s in fuzzed.items()}
-        expected = (200, [("validationException", str(Message.INVALID_INPUT))])
+        expected = (200, [("validationException", str(says.INVALID_INPUT))])
         assert answers == dict.fromkeys(MALFORMED, expected)
         assert client.streams[good].exceptions() == []
         assert not client.streams[good].ended

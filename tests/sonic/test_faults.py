@@ -27,13 +27,14 @@ from aws_sdk_bedrock_runtime.models import (
     ValidationException,
 )
 from awscrt import io as crt_io
-from novabridge.emulator import Emulator, Fault, FaultKind, Message, Scenario, Turn
+from novabridge.emulator import Emulator, Fault, FaultKind, Scenario, Turn
 from novabridge.emulator.certs import write_certificates
 from novabridge.sonic.transport import SonicTransport
 from smithy_aws_event_stream.exceptions import InvalidEventBytes
 from smithy_core.exceptions import CallError
 from smithy_http.aio.crt import AWSCRTHTTPClient
 from support import docs_events as ev
+from support import service_messages as says
 from support.emulator_in_process import TEST_KEY, ClientFactory, EmulatorFactory
 from support.sonic_client import SonicTestClient, silence, tone
 
@@ -100,9 +101,9 @@ async def test_throttle_refuses_one_connect_then_the_next_is_accepted(
     throttled = await connect()
     error = await throttled.wait_closed()
     assert isinstance(error, ThrottlingException), repr(error)
-    assert error.message == Message.THROTTLED
+    assert error.message == says.THROTTLED
     assert error.response_metadata.http_status_code == 429
-    assert emulator.rejected == [(429, "ThrottlingException", Message.THROTTLED)]
+    assert emulator.rejected == [(429, "ThrottlingException", says.THROTTLED)]
     assert emulator.recordings == []
     assert emulator.faults.pending() == []
 
@@ -122,13 +123,13 @@ async def test_a_throttle_from_the_constructor_fires_count_times(
     for _ in range(2):
         error = await (await connect(emulator)).wait_closed()
         assert isinstance(error, ThrottlingException), repr(error)
-        assert error.message == Message.THROTTLED
+        assert error.message == says.THROTTLED
     assert emulator.faults.pending() == []
     client = await connect(emulator)
     await client.start_conversation(P)
     await client.end(P)
     assert await client.wait_closed() is None
-    assert emulator.rejected == [(429, "ThrottlingException", Message.THROTTLED)] * 2
+    assert emulator.rejected == [(429, "ThrottlingException", says.THROTTLED)] * 2
     assert [r.outcome for r in emulator.recordings] == ["completed"]
 
 
@@ -141,9 +142,9 @@ async def test_instability_fails_the_stream_after_s(emulator: Emulator, connect:
     await client.start_conversation(P)
     error = await client.wait_closed(timeout=5)
     assert isinstance(error, ValidationException), repr(error)
-    assert error.message == Message.INSTABILITY
+    assert error.message == says.INSTABILITY
     recording = emulator.recordings[0]
-    assert recording.error == ("validationException", Message.INSTABILITY, "fault instability")
+    assert recording.error == ("validationException", says.INSTABILITY, "fault instability")
     assert recording.outcome == "error"
     assert recording.closed_at is not None
     assert 0.3 <= recording.closed_at - recording.opened_at < 1.5
@@ -157,9 +158,9 @@ async def test_reject_input_refuses_the_first_input_after_s(emulator: Emulator, 
     await client.stream_audio(silence(1.0), speed=1.0)  # one 32 ms frame at a time, in real time
     error = await client.wait_closed(timeout=5)
     assert isinstance(error, ValidationException), repr(error)
-    assert error.message == Message.INVALID_INPUT
+    assert error.message == says.INVALID_INPUT
     recording = emulator.recordings[0]
-    assert recording.error == ("validationException", Message.INVALID_INPUT, "fault reject-input: audioInput")
+    assert recording.error == ("validationException", says.INVALID_INPUT, "fault reject-input: audioInput")
     assert recording.closed_at is not None
     assert 0.3 <= recording.closed_at - recording.opened_at < 1.0
     # The frames before the deadline were taken; the refused one and any after it were not.
@@ -174,9 +175,9 @@ async def test_expire_times_the_model_out_after_s(emulator: Emulator, connect: C
     await client.start_conversation(P)
     error = await client.wait_closed(timeout=5)
     assert isinstance(error, ModelTimeoutException), repr(error)
-    assert error.message == Message.MODEL_TIMEOUT
+    assert error.message == says.MODEL_TIMEOUT
     recording = emulator.recordings[0]
-    assert recording.error == ("modelTimeoutException", Message.MODEL_TIMEOUT, "fault expire")
+    assert recording.error == ("modelTimeoutException", says.MODEL_TIMEOUT, "fault expire")
     assert recording.closed_at is not None
     assert 0.3 <= recording.closed_at - recording.opened_at < 1.5
 
@@ -188,9 +189,9 @@ async def test_rst_531_fires_once_the_user_is_silent_for_after_s(emulator: Emula
     await client.stream_audio(silence(0.4))
     error = await client.wait_closed(timeout=5)
     assert isinstance(error, ValidationException), repr(error)
-    assert error.message == Message.RST_STREAM_531
+    assert error.message == says.RST_STREAM_531
     recording = emulator.recordings[0]
-    assert recording.error == ("validationException", Message.RST_STREAM_531, "no user speech for 0.3 s")
+    assert recording.error == ("validationException", says.RST_STREAM_531, "no user speech for 0.3 s")
     # It fires on the first 1024-byte frame that takes the audio clock to 0.3 s: frame 10 (0.32 s).
     assert len(recording.user_audio) == 10 * 1024
 
@@ -205,7 +206,7 @@ async def test_model_stream_error_mid_turn(make_emulator: EmulatorFactory, conne
     await spoken_turn(client)
     error = await client.wait_closed()
     assert isinstance(error, ModelStreamErrorException), repr(error)
-    assert error.message == Message.MODEL_STREAM_ERROR
+    assert error.message == says.MODEL_STREAM_ERROR
     assert (error.original_status_code, error.original_message) == (500, "Internal model error")
     # The fault fires before chunk 3: the three chunks before it arrived, and nothing after.
     assert client.names().count("audioOutput") == 3
@@ -213,7 +214,7 @@ async def test_model_stream_error_mid_turn(make_emulator: EmulatorFactory, conne
     assert len(client.audio_out()) == 3 * CHUNK_BYTES
     assert "completionEnd" not in client.names()
     recording = emulator.recordings[0]
-    assert recording.error == ("modelStreamErrorException", Message.MODEL_STREAM_ERROR, "fault model-stream-error")
+    assert recording.error == ("modelStreamErrorException", says.MODEL_STREAM_ERROR, "fault model-stream-error")
     assert recording.outcome == "error"
 
 
@@ -296,9 +297,9 @@ async def test_the_connection_lifetime_ends_an_active_stream(
     await keep_streaming(client, 3.0)
     error = await client.wait_closed(timeout=2)
     assert isinstance(error, ModelTimeoutException), repr(error)
-    assert error.message == Message.MODEL_TIMEOUT
+    assert error.message == says.MODEL_TIMEOUT
     recording = emulator.recordings[0]
-    assert recording.error == ("modelTimeoutException", Message.MODEL_TIMEOUT, "connection lifetime reached")
+    assert recording.error == ("modelTimeoutException", says.MODEL_TIMEOUT, "connection lifetime reached")
     assert recording.closed_at is not None
     assert 1.0 <= recording.closed_at - recording.opened_at < 1.5
     assert len(recording.user_audio) > 0
@@ -322,10 +323,10 @@ async def test_the_input_timeout_ends_a_stream_that_stops_sending(
     last_sent = time.monotonic()
     error = await idle.wait_closed(timeout=3)
     assert isinstance(error, ValidationException), repr(error)
-    assert error.message == Message.INPUT_TIMEOUT
+    assert error.message == says.INPUT_TIMEOUT
     assert time.monotonic() - last_sent >= 0.5
     assert [r.outcome for r in emulator.recordings] == ["completed", "error"]
-    assert emulator.recordings[1].error == ("validationException", Message.INPUT_TIMEOUT, "no input event for 0.5 s")
+    assert emulator.recordings[1].error == ("validationException", says.INPUT_TIMEOUT, "no input event for 0.5 s")
 
 
 async def test_max_streams_throttles_one_more_and_frees_the_slot_on_close(
@@ -340,8 +341,8 @@ async def test_max_streams_throttles_one_more_and_frees_the_slot_on_close(
     third = await connect(emulator)
     error = await third.wait_closed()
     assert isinstance(error, ThrottlingException), repr(error)
-    assert error.message == Message.TOO_MANY_STREAMS
-    assert emulator.rejected == [(429, "ThrottlingException", Message.TOO_MANY_STREAMS)]
+    assert error.message == says.TOO_MANY_STREAMS
+    assert emulator.rejected == [(429, "ThrottlingException", says.TOO_MANY_STREAMS)]
 
     await first.end(P)
     assert await first.wait_closed() is None
@@ -467,12 +468,12 @@ async def test_an_error_on_one_stream_leaves_the_other_streams_on_its_connection
 @pytest.mark.parametrize(
     ("credentials", "error_type", "message"),
     [
-        pytest.param(("AKIDSOMEONEELSE", TEST_KEY[1]), "UnrecognizedClientException", Message.UNKNOWN_KEY, id="key"),
-        pytest.param((TEST_KEY[0], "not-the-secret"), "InvalidSignatureException", Message.BAD_SIGNATURE, id="secret"),
+        pytest.param(("AKIDSOMEONEELSE", TEST_KEY[1]), "UnrecognizedClientException", says.UNKNOWN_KEY, id="key"),
+        pytest.param((TEST_KEY[0], "not-the-secret"), "InvalidSignatureException", says.BAD_SIGNATURE, id="secret"),
     ],
 )
 async def test_sigv4_with_other_credentials_is_refused_with_403(
-    emulator: Emulator, connect: ClientFactory, credentials: tuple[str, str], error_type: str, message: Message
+    emulator: Emulator, connect: ClientFactory, credentials: tuple[str, str], error_type: str, message: str
 ) -> None:
     client = await connect(credentials=credentials)
     error = await client.wait_closed()
