@@ -25,11 +25,12 @@ from novabridge._novabridge import Record, Resampler
 from novabridge.exceptions import WORKER_FAILED, BridgeError, LinkError, RingClosed, WorkerError, session_error
 from novabridge.frames import FrameConverter, ServiceFrame
 from novabridge.pool import WorkerPool, WorkerProcess
-from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
+from novabridge.protocol import AudioOut, Error, Reconnecting, SonicEvent, Transcript, TurnEnd
 from novabridge.replay import REPLAY_LIMIT_S, ReplayWindow, limit_bytes
 from novabridge.ring import aread
 from novabridge.sonic.config import HistoryMessage, SonicConfig
 from novabridge.sonic.history import History
+from novabridge.turns import FirstAudioClock, StaleOutput
 
 __all__ = ["BridgeError", "BridgeMetrics", "Latency", "SonicBridge", "default_worker_python"]
 
@@ -134,8 +135,7 @@ class SonicBridge:
         self._send_lock = threading.Lock()
         self._history = History(config.history)
         self._turns: dict[int, str] = {}
-        self._interrupted_turns: set[str] = set()
-        self._last_audio_turn = ""
+        self._stale = StaleOutput(self._out_bytes)
         self._replay = ReplayWindow(limit_bytes(REPLAY_LIMIT_S, config.input_rate))
         """User audio of the turn in progress, for a replacement worker (as the session keeps it for a new stream)."""
         self._asks: list[str] = []
@@ -156,9 +156,7 @@ class SonicBridge:
         self._uplink_s: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
         self._downlink_s: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
         self._uplink_taken = self._downlink_taken = 0
-        self._first_audio_s: list[float] = []
-        self._user_final_at: float | None = None
-        self._dropped_output = 0
+        self._first_audio = FirstAudioClock()
         self._worker_since = (0.0, 0.0)  # (wall, cpu) when the current worker took the session
 
     # ----------------------------------------------------------------------------------------------- lifecycle
@@ -318,17 +316,8 @@ class SonicBridge:
         as it arrives, and all of it is counted in `BridgeMetrics.dropped_output_bytes`.
         """
         self._require_worker()
-        if self._last_audio_turn:
-            self._interrupted_turns.add(self._last_audio_turn)
-        before = self._dropped_output
-        events, self._pending = self._pending + self._read(0.0), []
-        for event in events:
-            if isinstance(event, AudioOut):
-                self._interrupted_turns.add(event.turn_id)
-                self._dropped_output += len(event.pcm)
-            else:
-                self._pending.append(event)
-        return self._dropped_output - before
+        self._pending, dropped = self._stale.interrupt(self._pending + self._read(0.0))
+        return dropped
 
     def _out_bytes(self, service_bytes: int) -> int:
         return service_bytes * self.out_rate // self.config.output_rate
@@ -378,8 +367,8 @@ class SonicBridge:
             while (record := worker.downlink.read_nowait()) is not None:
                 records.append(record)
         except RingClosed:
-            return self._drop_stale(self._decode_all(records)) + self._worker_gone()
-        events = self._drop_stale(self._decode_all(records))
+            return self._stale.filter(self._decode_all(records)) + self._worker_gone()
+        events = self._stale.filter(self._decode_all(records))
         # Only a sleeping read watches the worker's pidfd; so check it when the ring has been drained.
         if worker.process.poll() is not None:
             events += self._worker_gone()
@@ -396,28 +385,6 @@ class SonicBridge:
                 events.append(event)
         return events
 
-    def _drop_stale(self, events: list[SonicEvent]) -> list[SonicEvent]:
-        """A barge-in drops the audio of its turn that is still undelivered, including what came in this batch."""
-        interrupts = {e.turn_id: i for i, e in enumerate(events) if isinstance(e, Interrupted)}
-        if not interrupts and not self._interrupted_turns:
-            return events
-        kept: list[SonicEvent] = []
-        dropped = 0
-        for index, event in enumerate(events):
-            if isinstance(event, AudioOut) and (
-                event.turn_id in self._interrupted_turns or index < interrupts.get(event.turn_id, -1)
-            ):
-                dropped += len(event.pcm)
-                continue
-            if isinstance(event, Interrupted):
-                self._interrupted_turns.add(event.turn_id)
-                event = dataclasses.replace(event, dropped_bytes=self._out_bytes(event.dropped_bytes) + dropped)
-                self._dropped_output += event.dropped_bytes
-                dropped = 0
-            kept.append(event)
-        self._dropped_output += dropped
-        return kept
-
     def _decode(self, record: link.DownlinkRecord) -> SonicEvent | None:
         if isinstance(record, link.AssistantAudio):
             self._downlink_s.append((time.monotonic_ns() - record.received_ns) / 1e9)
@@ -426,10 +393,7 @@ class SonicBridge:
             if self._from_service is not None:
                 samples = self._from_service.process(samples)
             turn_id = self._turns.get(record.turn, "")
-            if self._user_final_at is not None:
-                self._first_audio_s.append(time.monotonic() - self._user_final_at)
-                self._user_final_at = None
-            self._last_audio_turn = turn_id
+            self._first_audio.audio()
             return AudioOut(samples.tobytes(), self.out_rate, turn_id)
         if not isinstance(record, link.SessionEvent):
             self._control(record)
@@ -444,13 +408,13 @@ class SonicBridge:
         ):
             self._history.add(event.role, event.text)
             if event.role == "USER":
-                self._user_final_at = time.monotonic()
+                self._first_audio.user_final()
                 if self._asks_as_text:  # the speech is a question in text now: not replayed, asked again if cut
                     with self._send_lock:
                         self._asks.append(event.text)
                         self._forget_replay()
         elif isinstance(event, TurnEnd):
-            self._user_final_at = None
+            self._first_audio.cancel()
             with self._send_lock:
                 self._asks.clear()
                 if event.stop_reason != "INTERRUPTED":  # else the user is speaking over it: keep the start
@@ -548,12 +512,12 @@ class SonicBridge:
         return BridgeMetrics(
             uplink=Latency(tuple(self._uplink_s), self._uplink_taken),
             downlink=Latency(tuple(self._downlink_s), self._downlink_taken),
-            first_audio_s=tuple(self._first_audio_s),
+            first_audio_s=tuple(self._first_audio.samples),
             uplink_fill=up_fill,
             downlink_fill=down_fill,
             worker_pid=worker.pid if worker is not None else None,
             worker_cpu_s=cpu,
             worker_cpu_percent=100.0 * cpu / wall if wall > 0 else 0.0,
             restarts=self._restarts,
-            dropped_output_bytes=self._dropped_output,
+            dropped_output_bytes=self._stale.dropped_bytes,
         )

@@ -45,6 +45,7 @@ from novabridge.sonic.signing import FreshCredentials, expires_at
 from novabridge.sonic.stream import CLOSE_TIMEOUT_S, SonicStream, make_client
 from novabridge.sonic.tools import Tool, run_tool
 from novabridge.sonic.transport import SonicTransport
+from novabridge.turns import FirstAudioClock, withdraw_audio
 
 logger = logging.getLogger("novabridge.sonic")
 
@@ -101,14 +102,8 @@ class _EventQueue:
         self._ready.set()
 
     def drop_audio(self, turn_id: str) -> int:
-        kept: collections.deque[tuple[SonicEvent, int] | None] = collections.deque()
-        dropped = 0
-        for item in self._items:
-            if item is not None and isinstance(item[0], AudioOut) and item[0].turn_id == turn_id:
-                dropped += len(item[0].pcm)
-            else:
-                kept.append(item)
-        self._items = kept
+        kept, dropped = withdraw_audio(self._items, turn_id, lambda item: item[0] if item is not None else None)
+        self._items = collections.deque(kept)
         return dropped
 
     async def get(self) -> tuple[SonicEvent, int] | None:
@@ -185,8 +180,7 @@ class SonicSession:
         self._retiring_output: list[tuple[SonicEvent, int]] = []
         self._renewed_past = 0
         """Streams of a lower generation were replaced by a renewal: their output is not delivered."""
-        self._last_user_final = 0.0
-        self._awaiting_first_audio = False
+        self._first_audio = FirstAudioClock(self.metrics.first_audio_latency_s)
         self._closed = False
         self._fatal: Error | None = None
         self._last_audio_in = time.monotonic()
@@ -482,8 +476,7 @@ class SonicSession:
             return
         if isinstance(event, Transcript):
             if event.role == "USER" and event.stage is protocol.Stage.FINAL:
-                self._last_user_final = time.monotonic()
-                self._awaiting_first_audio = True
+                self._first_audio.user_final()
                 self.history.add("USER", event.text)
                 if self._asks_as_text:  # the speech is a question in text now: not replayed, asked again if cut
                     self._since_turn.clear()
@@ -493,9 +486,7 @@ class SonicSession:
                 self.history.add("ASSISTANT", event.text)
         elif isinstance(event, AudioOut):
             self._turn_started()
-            if self._awaiting_first_audio:
-                self._awaiting_first_audio = False
-                self.metrics.first_audio_latency_s.append(time.monotonic() - self._last_user_final)
+            self._first_audio.audio()
         elif isinstance(event, Interrupted):
             dropped = self._events.drop_audio(event.turn_id)
             self.metrics.interrupted_audio_bytes += dropped
