@@ -119,7 +119,7 @@ def _field(message: dict[str, Any], name: str, kind: type[_T], what: str) -> _T:
 
 
 class _Tagged:
-    """A record whose payload is a JSON object that names it: ``{KEY: TAG, <its fields>}``, on ring kind ``RING_KIND``."""
+    """A record whose payload is a JSON object that names it, ``{KEY: TAG, <its fields>}``, on ``RING_KIND``."""
 
     __slots__ = ()
     RING_KIND: ClassVar[RecordKind]
