@@ -14,7 +14,7 @@ import dataclasses
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -81,6 +81,21 @@ class Latency:
     def p99_s(self) -> float | None:
         """The 99th percentile."""
         return self.percentile(99)
+
+
+class _LatencyLog:
+    """The newest `LATENCY_SAMPLES` samples of one latency, and how many were ever taken."""
+
+    def __init__(self) -> None:
+        self._samples: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
+        self._taken = 0
+
+    def add(self, samples_s: Sequence[float]) -> None:
+        self._samples.extend(samples_s)
+        self._taken += len(samples_s)
+
+    def latency(self) -> Latency:
+        return Latency(tuple(self._samples), self._taken)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,9 +168,8 @@ class SonicBridge:
         self._closed = False
         self._restarts = 0
         self._restarts_unready = 0
-        self._uplink_s: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
-        self._downlink_s: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
-        self._uplink_taken = self._downlink_taken = 0
+        self._uplink = _LatencyLog()
+        self._downlink = _LatencyLog()
         self._first_audio = FirstAudioClock()
         self._worker_since = (0.0, 0.0)  # (wall, cpu) when the current worker took the session
 
@@ -387,8 +401,7 @@ class SonicBridge:
 
     def _decode(self, record: link.DownlinkRecord) -> SonicEvent | None:
         if isinstance(record, link.AssistantAudio):
-            self._downlink_s.append((time.monotonic_ns() - record.received_ns) / 1e9)
-            self._downlink_taken += 1
+            self._downlink.add([(time.monotonic_ns() - record.received_ns) / 1e9])
             samples = np.frombuffer(record.pcm, dtype="<i2")
             if self._from_service is not None:
                 samples = self._from_service.process(samples)
@@ -433,8 +446,7 @@ class SonicBridge:
         elif isinstance(record, link.TurnStart):
             self._turns[record.ordinal] = record.turn_id
         elif isinstance(record, link.UplinkTimings):
-            self._uplink_s.extend(record.samples_s)
-            self._uplink_taken += len(record.samples_s)
+            self._uplink.add(record.samples_s)
 
     # ---------------------------------------------------------------------------------------------- supervision
 
@@ -510,8 +522,8 @@ class SonicBridge:
             up_fill = worker.uplink.stats().fill_ratio
             down_fill = worker.downlink.stats().fill_ratio
         return BridgeMetrics(
-            uplink=Latency(tuple(self._uplink_s), self._uplink_taken),
-            downlink=Latency(tuple(self._downlink_s), self._downlink_taken),
+            uplink=self._uplink.latency(),
+            downlink=self._downlink.latency(),
             first_audio_s=tuple(self._first_audio.samples),
             uplink_fill=up_fill,
             downlink_fill=down_fill,
