@@ -2,6 +2,7 @@
 the emulator as a 3.12 subprocess, over the real SDK, HTTP/2 and TLS."""
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -12,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 from novabridge import Resampler, pcm
-from novabridge.bridge import BridgeError, Latency, SonicBridge
-from novabridge.exceptions import InvalidInput, RecordTooLarge
+from novabridge.bridge import MAX_RESTARTS_UNREADY, BridgeError, Latency, SonicBridge
+from novabridge.exceptions import WORKER_FAILED, InvalidInput, RecordTooLarge
 from novabridge.pool import WorkerPool
 from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, ToolCall, Transcript, TurnEnd
 from novabridge.sonic import SonicConfig
@@ -578,3 +579,75 @@ def test_a_worker_exits_when_its_host_dies_even_with_the_connection_dead(emulato
         host.wait()
         if host.stdout is not None:
             host.stdout.close()
+
+
+def _exited(child: int) -> bool:
+    """The child process has exited, every thread of it, so its parent can reap it (which this leaves to the bridge).
+
+    /proc shows a killed process's main thread as a zombie while its other threads are still dying; until they are
+    gone the process is not waitable, and the bridge, which checks with Popen.poll(), cannot know it died.
+    """
+    return os.waitid(os.P_PID, child, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def test_audio_sent_while_the_worker_was_dead_beyond_what_is_held_is_reported_dropped(
+    emulator: EmulatorProcess,
+) -> None:
+    # docs/bridge.md: audio that could not be replayed is reported in an Error ("AudioDropped"). The bridge holds
+    # up to HELD_LIMIT_S (30 s) of audio sent while the worker was dead; 31 s are sent before the host polls.
+    held_s, sent_s = 30, 31
+    with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
+        pid = bridge.metrics().worker_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not _exited(pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        for offset in range(0, 16000 * sent_s, FRAME):
+            bridge.send_audio(np.full(FRAME, offset // FRAME % 100 + 1, np.int16))
+        events = until(bridge, [], lambda got: any(isinstance(e, Reconnecting) for e in got), timeout=30)
+    dropped = [e for e in events if isinstance(e, Error) and e.kind == "AudioDropped"]
+    assert len(dropped) == 1, events
+    assert not dropped[0].fatal
+    match = re.fullmatch(
+        r"(\d+) bytes of user audio sent before the worker died never reached the service "
+        r"\(the replacement got the last (\d+) bytes: the turn in progress\)",
+        dropped[0].message,
+    )
+    assert match is not None, dropped[0].message
+    lost, replayed = int(match[1]), int(match[2])
+    # None reached the dead worker's session: the replacement got the newest 30 s, the second before them is lost.
+    assert (lost, replayed) == (2 * 16000 * (sent_s - held_s), 2 * 16000 * held_s)
+
+
+def test_workers_that_keep_dying_before_their_session_is_up_end_it_with_a_fatal_error(
+    emulator: EmulatorProcess,
+) -> None:
+    # docs/bridge.md: workers that keep dying before their session is up end it with a fatal Error. With the
+    # endpoint gone, no replacement gets its session up; each is killed as soon as it has taken the session.
+    with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
+        emulator.stop()
+        events: list[SonicEvent] = []
+        killed = 0
+        while not any(isinstance(e, Error) and e.fatal for e in events):
+            assert killed <= MAX_RESTARTS_UNREADY + 1, events
+            pid = bridge.metrics().worker_pid
+            assert pid is not None
+            assert bridge.ready == (killed == 0)
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+            # The session reports its own reconnections to the stopped endpoint too: count the bridge's restarts.
+            deadline = time.monotonic() + 30
+            while bridge.metrics().restarts < killed and not any(isinstance(e, Error) and e.fatal for e in events):
+                assert time.monotonic() < deadline, events
+                events += bridge.poll(timeout=0.1)
+        assert bridge.closed
+    # The worker that had its session up, then MAX_RESTARTS_UNREADY replacements, each replaced; the next ends it.
+    assert killed == MAX_RESTARTS_UNREADY + 2, events
+    restarts = [e.attempt for e in events if isinstance(e, Reconnecting) and e.reason.startswith("worker exited")]
+    assert restarts == list(range(1, MAX_RESTARTS_UNREADY + 2))
+    fatal = events[-1]
+    assert isinstance(fatal, Error)
+    assert (fatal.kind, fatal.fatal) == (WORKER_FAILED, True)
+    assert "workers keep exiting before the session is up" in fatal.message
