@@ -26,7 +26,7 @@ from novabridge.exceptions import WORKER_FAILED, BridgeError, LinkError, RingClo
 from novabridge.frames import FrameConverter, ServiceFrame
 from novabridge.pool import WorkerPool, WorkerProcess
 from novabridge.protocol import AudioOut, Error, Reconnecting, SonicEvent, Transcript, TurnEnd
-from novabridge.replay import REPLAY_LIMIT_S, ReplayWindow, limit_bytes
+from novabridge.replay import Unanswered, limit_bytes
 from novabridge.ring import aread
 from novabridge.sonic.config import HistoryMessage, SonicConfig
 from novabridge.sonic.history import History
@@ -151,15 +151,11 @@ class SonicBridge:
         self._history = History(config.history)
         self._turns: dict[int, str] = {}
         self._stale = StaleOutput(self._out_bytes)
-        self._replay = ReplayWindow(limit_bytes(REPLAY_LIMIT_S, config.input_rate))
-        """User audio of the turn in progress, for a replacement worker (as the session keeps it for a new stream)."""
-        self._asks: list[str] = []
-        """User turns not answered in full yet, as text (typed, or recognised speech on Nova 2): a replacement
-        worker is asked them again, as the session asks a new stream."""
-        self._asks_as_text = config.model_id == protocol.NOVA_2_SONIC
+        self._unanswered = Unanswered(config)
+        """What a replacement worker is asked again and given of the user's audio, as the session does a new stream.
+        ``holding``: the worker was seen dead by `send_audio` before the consumer replaced it, and the audio since
+        is held for the replacement (up to `HELD_LIMIT_S`)."""
         self._held_limit = limit_bytes(HELD_LIMIT_S, config.input_rate)
-        self._worker_dead = False
-        """Seen dead by `send_audio` before the consumer replaced it: audio is held for the replacement."""
         self._held_bytes = 0
         self._held_dropped = 0
         self._pending: list[SonicEvent] = []
@@ -284,15 +280,15 @@ class SonicBridge:
             if not payload:
                 return  # the resampler holds these few samples for the next frame
             # A dead worker's ring would still take the frame; held back instead, it goes to the replacement.
-            if not self._worker_dead and worker.process.poll() is not None:
-                self._worker_dead = True
-            if self._worker_dead:
+            unanswered = self._unanswered
+            if not unanswered.holding and worker.process.poll() is not None:
+                unanswered.holding = True
+            if unanswered.holding:
                 self._held_bytes += len(payload)
             else:
                 link.write(worker.uplink, link.UserAudio(payload))
-            # While the worker is dead the window holds what the replacement is owed, up to HELD_LIMIT_S.
-            dropped = self._replay.add(payload, limit=self._held_limit if self._worker_dead else None)
-            if self._worker_dead:
+            dropped = unanswered.audio.add(payload, limit=self._held_limit if unanswered.holding else None)
+            if unanswered.holding:
                 self._held_dropped += dropped
 
     def send_text(self, text: str) -> None:
@@ -305,7 +301,7 @@ class SonicBridge:
         text = protocol.check_text(text, self.config.model_id)
         with self._send_lock:
             link.write(self._require_worker().uplink, link.TextCommand(text))
-            self._asks.append(text)
+            self._unanswered.typed(text)
         self._history.add("USER", text)  # the service gives no transcript of typed text; the session's history has it
 
     def send_tool_result(self, tool_use_id: str, result: Any) -> None:
@@ -422,22 +418,13 @@ class SonicBridge:
             self._history.add(event.role, event.text)
             if event.role == "USER":
                 self._first_audio.user_final()
-                if self._asks_as_text:  # the speech is a question in text now: not replayed, asked again if cut
-                    with self._send_lock:
-                        self._asks.append(event.text)
-                        self._forget_replay()
+                with self._send_lock:
+                    self._unanswered.user_final(event.text)
         elif isinstance(event, TurnEnd):
             self._first_audio.cancel()
             with self._send_lock:
-                self._asks.clear()
-                if event.stop_reason != "INTERRUPTED":  # else the user is speaking over it: keep the start
-                    self._forget_replay()
+                self._unanswered.turn_end(event.stop_reason)
         return event
-
-    def _forget_replay(self) -> None:
-        """The kept audio is answered: no replacement needs it (unless it is held for one already)."""
-        if not self._worker_dead:
-            self._replay.clear()
 
     def _control(self, record: link.Control) -> None:
         if isinstance(record, link.Ready):
@@ -490,15 +477,16 @@ class SonicBridge:
             assert self._worker is not None
             # The turns not answered in full, the audio since, and what arrived while the worker was dead go to the
             # replacement first.
-            for text in self._asks:
+            unanswered = self._unanswered
+            for text in unanswered.asks:
                 link.write(self._worker.uplink, link.TextCommand(text))
-            for payload in self._replay:
+            for payload in unanswered.audio:
                 link.write(self._worker.uplink, link.UserAudio(payload))
-            replayed = len(self._replay)
+            replayed = len(unanswered.audio)
             lost = max(0, unread - max(0, replayed - self._held_bytes)) + self._held_dropped
-            self._worker_dead = False
+            unanswered.holding = False
             self._held_bytes = self._held_dropped = 0
-            self._replay.trim(self._replay.limit)
+            unanswered.audio.trim(unanswered.audio.limit)
         events: list[SonicEvent] = [Reconnecting(f"worker exited with status {code}", self._restarts)]
         if lost:
             events.append(

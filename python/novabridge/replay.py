@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The user audio a conversation keeps to replay: to a new stream (the session) or a replacement worker (the bridge).
+"""What a conversation gives a successor (a new stream in the session, a replacement worker in the bridge).
 
-A stream or a worker that fails mid-utterance takes with it what the service heard of the sentence; the audio since
-the last completed turn, at most `REPLAY_LIMIT_S`, is given to its successor so the sentence is heard whole.
+A stream or a worker that fails mid-utterance takes with it what the service heard of the sentence, and any question
+it had not answered in full: its successor is asked those again as text (`Unanswered.asks`), and given the audio
+since the last completed turn, at most `REPLAY_LIMIT_S` (`ReplayWindow`), so nothing said is lost or unanswered.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator
 
-__all__ = ["REPLAY_LIMIT_S", "ReplayWindow"]
+from novabridge.protocol import NOVA_2_SONIC
+from novabridge.sonic.config import SonicConfig
+
+__all__ = ["REPLAY_LIMIT_S", "ReplayWindow", "Unanswered"]
 
 REPLAY_LIMIT_S = 3.0
 """At most this much recent user audio is replayed (the AWS session-continuation window)."""
@@ -70,3 +74,35 @@ class ReplayWindow:
 
     def __bytes__(self) -> bytes:
         return b"".join(self._chunks)
+
+
+class Unanswered:
+    """The user's turns not answered in full, as text, and the audio since the last completed turn."""
+
+    def __init__(self, config: SonicConfig) -> None:
+        self.asks: list[str] = []
+        """Typed turns, and on Nova 2 recognised speech: a successor would not answer them from the history."""
+        self.audio = ReplayWindow(limit_bytes(REPLAY_LIMIT_S, config.input_rate))
+        self.holding = False
+        """The audio is held for a successor already (a dead worker's replacement): answers do not clear it."""
+        self._asks_as_text = config.model_id == NOVA_2_SONIC
+
+    def typed(self, text: str) -> None:
+        """The user typed ``text``."""
+        self.asks.append(text)
+
+    def user_final(self, text: str) -> None:
+        """The service recognised the user's speech as ``text``."""
+        if self._asks_as_text:  # the speech is a question in text now: not replayed, asked again if cut
+            self.asks.append(text)
+            self._forget_audio()
+
+    def turn_end(self, stop_reason: str) -> None:
+        """An answer ended: what was asked is answered."""
+        self.asks.clear()
+        if stop_reason != "INTERRUPTED":  # else the user is speaking over it: keep the start
+            self._forget_audio()
+
+    def _forget_audio(self) -> None:
+        if not self.holding:
+            self.audio.clear()

@@ -26,7 +26,6 @@ import numpy as np
 from novabridge import protocol
 from novabridge.exceptions import SessionError
 from novabridge.protocol import (
-    NOVA_2_SONIC,
     AudioOut,
     Error,
     Interrupted,
@@ -37,7 +36,7 @@ from novabridge.protocol import (
     Transcript,
     TurnEnd,
 )
-from novabridge.replay import REPLAY_LIMIT_S, ReplayWindow, limit_bytes
+from novabridge.replay import Unanswered
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.errors import Failure, classify, gave_up
 from novabridge.sonic.history import History
@@ -147,16 +146,12 @@ class SonicSession:
         ]
         self._tool_timeout_s = tool_timeout_s
         self.history = History(config.history)
-        self._asks_as_text = config.model_id == NOVA_2_SONIC
         self.metrics = SessionMetrics()
         self._frame_bytes = 2 * config.input_rate * config.frame_ms // 1000
         self._backlog = bytearray()
         self._backlog_changed = asyncio.Event()
-        self._since_turn = ReplayWindow(limit_bytes(REPLAY_LIMIT_S, config.input_rate))
-        """User audio sent since the last completed turn, the newest `REPLAY_LIMIT_S` of it."""
-        self._asks: list[str] = []
-        """User turns not answered in full yet, as text (typed, or speech the service recognised, on Nova 2): a new
-        stream is asked them again, since it would not answer them from the history."""
+        self._unanswered = Unanswered(config)
+        """What a new stream is asked again and given of the user's audio (sent since the last completed turn)."""
         self._events = _EventQueue()
         self._transport: SonicTransport | None = None
         self._credentials: FreshCredentials | None = None
@@ -321,7 +316,7 @@ class SonicSession:
         stream = await self._current_stream()
         # Kept before it is sent (and with no await in between): if this stream fails, its replacement asks it.
         self.history.add("USER", text)
-        self._asks.append(text)
+        self._unanswered.typed(text)
         try:
             await stream.send_text(text)
         except Exception as error:  # noqa: BLE001 - the stream is failing; its receive task recovers
@@ -418,7 +413,7 @@ class SonicSession:
                             self._on_audio_sent(self._audio_settled, time.monotonic_ns())
                     else:  # counted once sent: a close may cancel the pump while it waits to send the filler
                         self.metrics.silence_frames += 1
-                    self._since_turn.add(frame)
+                    self._unanswered.audio.add(frame)
                 break
 
     # ------------------------------------------------------------------------------------------------ receiving
@@ -478,9 +473,7 @@ class SonicSession:
             if event.role == "USER" and event.stage is protocol.Stage.FINAL:
                 self._first_audio.user_final()
                 self.history.add("USER", event.text)
-                if self._asks_as_text:  # the speech is a question in text now: not replayed, asked again if cut
-                    self._since_turn.clear()
-                    self._asks.append(event.text)
+                self._unanswered.user_final(event.text)
                 self._turn_started()
             elif event.role == "ASSISTANT" and event.stage is protocol.Stage.FINAL:
                 self.history.add("ASSISTANT", event.text)
@@ -502,9 +495,7 @@ class SonicSession:
         elif isinstance(event, TurnEnd):
             self._turn_active = False
             self._turn_idle.set()
-            self._asks.clear()
-            if event.stop_reason != "INTERRUPTED":  # else the user is speaking over it: keep the start
-                self._since_turn.clear()
+            self._unanswered.turn_end(event.stop_reason)
         self._events.put(event, received_ns)
 
     def _turn_started(self) -> None:
@@ -577,9 +568,9 @@ class SonicSession:
 
         So a question whose answer the failure cut is answered, and a sentence in flight is heard whole.
         """
-        for text in self._asks:
+        for text in self._unanswered.asks:
             await stream.send_text(text)
-        replay = bytes(self._since_turn)
+        replay = bytes(self._unanswered.audio)
         for offset in range(0, len(replay), self._frame_bytes):
             await stream.send_audio(replay[offset : offset + self._frame_bytes])
 
