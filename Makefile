@@ -131,7 +131,7 @@ lint: lint-rust lint-python stubtest
 test-rust:
 	cargo test --workspace
 
-## The wake protocol, model-checked under every interleaving loom explores.
+## The ring's own code (writes, reads, both sides' waits, close), model-checked with loom.
 test-loom:
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(CARGO_LOOM_DIR) cargo test -p novabridge-core --release --lib
 

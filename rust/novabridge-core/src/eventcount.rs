@@ -6,8 +6,9 @@
 //! second it finds the waiter and signals; if the announce is second it synchronises with the notifier, so the
 //! waiter's re-check sees the published change. No wake-up is lost, and the notifier issues a system call only
 //! when a waiter really is asleep (a busy ring costs one uncontended atomic swap per record and no syscall).
-//! A plain store anywhere (even to withdraw) would break the sequence; the `loom` model below catches that.
-//! Run it with `RUSTFLAGS="--cfg loom" cargo test -p novabridge-core --release --lib`.
+//! A plain store anywhere (even to withdraw) would break the sequence. The ring's model check
+//! (`ring::spsc`'s `model_check`, run by `make test-loom`) drives these functions through the ring's own reads,
+//! writes and waits, and fails if either side's wait can miss its wake-up.
 
 use crate::sync::{AtomicU32, Ordering};
 
@@ -27,78 +28,4 @@ pub fn withdraw(waiting: &AtomicU32) {
 #[must_use]
 pub fn must_signal(waiting: &AtomicU32) -> bool {
     waiting.swap(0, Ordering::AcqRel) != 0
-}
-
-#[cfg(all(test, loom))]
-mod loom_tests {
-    use super::{announce, must_signal, withdraw};
-    use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-    use loom::sync::{Arc, Condvar, Mutex};
-    use loom::thread;
-
-    /// An eventfd: a counter a sleeper waits on until it is non-zero, then drains.
-    #[derive(Default)]
-    struct EventFd {
-        count: Mutex<u64>,
-        cond: Condvar,
-    }
-
-    impl EventFd {
-        fn signal(&self) {
-            *self.count.lock().unwrap() += 1;
-            self.cond.notify_one();
-        }
-
-        fn wait_and_drain(&self) {
-            let mut count = self.count.lock().unwrap();
-            while *count == 0 {
-                count = self.cond.wait(count).unwrap();
-            }
-            *count = 0;
-        }
-    }
-
-    #[derive(Default)]
-    struct Shared {
-        tail: AtomicU64,
-        waiting: AtomicU32,
-        event: EventFd,
-    }
-
-    /// A consumer that sleeps whenever it sees nothing new must always be woken for the last record; a lost
-    /// wake-up shows up as a deadlock, which loom reports.
-    #[test]
-    fn no_lost_wakeup() {
-        const RECORDS: u64 = 2;
-        loom::model(|| {
-            let shared = Arc::new(Shared::default());
-            let producer = {
-                let shared = Arc::clone(&shared);
-                thread::spawn(move || {
-                    for tail in 1..=RECORDS {
-                        shared.tail.store(tail, Ordering::Release);
-                        if must_signal(&shared.waiting) {
-                            shared.event.signal();
-                        }
-                    }
-                })
-            };
-            let mut seen = 0;
-            while seen < RECORDS {
-                let tail = shared.tail.load(Ordering::Acquire);
-                if tail > seen {
-                    seen = tail;
-                    continue;
-                }
-                announce(&shared.waiting);
-                if shared.tail.load(Ordering::Acquire) > seen {
-                    withdraw(&shared.waiting);
-                    continue;
-                }
-                shared.event.wait_and_drain();
-                withdraw(&shared.waiting);
-            }
-            producer.join().unwrap();
-        });
-    }
 }

@@ -1,16 +1,27 @@
 //! The shared segment: a memfd sealed against resizing, mapped shared. A memfd has no name in /dev/shm to
 //! leak, is freed with its last descriptor or mapping (even after SIGKILL), and once sealed no process can
 //! truncate it, so the mapping can never SIGBUS.
+//!
+//! Under `--cfg loom` the segment is a header and a data area on the heap instead (loom's atomics cannot live
+//! in a mapping), and every copy into or out of the data area is reported to loom, word by word, so the model
+//! check also fails if a record's bytes could be read before they were written or overwritten before read.
 
+#[cfg(not(loom))]
 use std::ffi::CString;
+#[cfg(not(loom))]
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+#[cfg(not(loom))]
 use std::ptr::NonNull;
 
-use super::layout::Header;
-use crate::{RingError, RingResult};
+use super::layout::{DATA_OFFSET, Header};
+#[cfg(not(loom))]
+use crate::RingError;
+use crate::RingResult;
 
+#[cfg(not(loom))]
 const REQUIRED_SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW;
 
+#[cfg(not(loom))]
 pub(crate) struct SharedSegment {
     ptr: NonNull<u8>,
     len: usize,
@@ -23,6 +34,7 @@ unsafe impl Send for SharedSegment {}
 // SAFETY: as above.
 unsafe impl Sync for SharedSegment {}
 
+#[cfg(not(loom))]
 impl SharedSegment {
     /// A new zero-filled segment of `len` bytes, sealed against shrinking, growing and further sealing.
     pub fn create(name: &str, len: usize) -> RingResult<Self> {
@@ -97,9 +109,21 @@ impl SharedSegment {
         unsafe { &*self.ptr.as_ptr().cast::<Header>() }
     }
 
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+    /// The first byte of the data area.
+    fn data_ptr(&self) -> *mut u8 {
+        // SAFETY: every segment is at least DATA_OFFSET bytes long (checked in `attach`, by construction in
+        // `create`), so the result points into the mapping or one past its end.
+        unsafe { self.ptr.as_ptr().add(DATA_OFFSET) }
     }
+
+    // Real memory needs no record of who touched it.
+    #[inline(always)]
+    #[allow(clippy::unused_self)]
+    fn mark_written(&self, _offset: usize, _len: usize) {}
+
+    #[inline(always)]
+    #[allow(clippy::unused_self)]
+    fn mark_read(&self, _offset: usize, _len: usize) {}
 
     pub fn len(&self) -> usize {
         self.len
@@ -110,9 +134,94 @@ impl SharedSegment {
     }
 }
 
+#[cfg(not(loom))]
 impl Drop for SharedSegment {
     fn drop(&mut self) {
         // SAFETY: the mapping was created by `map` with this pointer and length and is unmapped only here.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The data area's accessors. Offsets count from the start of the data area.
+impl SharedSegment {
+    /// Copies `bytes` into the data area at `offset`.
+    ///
+    /// # Safety
+    /// `offset..offset + bytes.len()` lies inside the data area and is free space only the caller's side writes.
+    #[inline]
+    pub unsafe fn write_data(&self, offset: usize, bytes: &[u8]) {
+        self.mark_written(offset, bytes.len());
+        // SAFETY: the range is inside the data area (the caller's contract) and `bytes` cannot overlap it.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data_ptr().add(offset), bytes.len()) };
+    }
+
+    /// Copies `out.len()` bytes from the data area at `offset` into `out`.
+    ///
+    /// # Safety
+    /// `offset..offset + out.len()` lies inside the data area.
+    #[inline]
+    pub unsafe fn read_data(&self, offset: usize, out: &mut [u8]) {
+        self.mark_read(offset, out.len());
+        // SAFETY: the range is inside the data area (the caller's contract) and `out` cannot overlap it.
+        unsafe { std::ptr::copy_nonoverlapping(self.data_ptr().add(offset), out.as_mut_ptr(), out.len()) };
+    }
+
+    /// The `len` bytes of the data area at `offset`, borrowed.
+    ///
+    /// # Safety
+    /// `offset..offset + len` lies inside the data area, and the peer does not write it while the slice lives.
+    #[inline]
+    pub unsafe fn data_slice(&self, offset: usize, len: usize) -> &[u8] {
+        self.mark_read(offset, len);
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.data_ptr().add(offset), len) }
+    }
+}
+
+/// The model check's segment: the same header and data area, on the heap.
+#[cfg(loom)]
+pub(crate) struct SharedSegment {
+    header: Box<Header>,
+    data: Box<[std::cell::UnsafeCell<u8>]>,
+    /// One per 8-byte word of the data area (records and wrap marks start on word boundaries), for loom to
+    /// check that each access to the word is ordered after the last conflicting one.
+    words: Box<[loom::cell::UnsafeCell<()>]>,
+}
+
+#[cfg(loom)]
+impl SharedSegment {
+    /// A zeroed segment of `len` bytes (header included), as the memfd of real builds starts.
+    #[allow(clippy::unnecessary_wraps)] // the signature of the real `create`
+    pub fn create(_name: &str, len: usize) -> RingResult<Self> {
+        let capacity = len - DATA_OFFSET;
+        Ok(Self {
+            header: Box::default(),
+            data: (0..capacity).map(|_| std::cell::UnsafeCell::new(0)).collect(),
+            words: (0..capacity.div_ceil(8)).map(|_| loom::cell::UnsafeCell::new(())).collect(),
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn data_ptr(&self) -> *mut u8 {
+        std::cell::UnsafeCell::raw_get(self.data.as_ptr())
+    }
+
+    fn words(&self, offset: usize, len: usize) -> &[loom::cell::UnsafeCell<()>] {
+        &self.words[offset / 8..(offset + len).div_ceil(8)]
+    }
+
+    fn mark_written(&self, offset: usize, len: usize) {
+        for word in self.words(offset, len) {
+            word.with_mut(|_| ());
+        }
+    }
+
+    fn mark_read(&self, offset: usize, len: usize) {
+        for word in self.words(offset, len) {
+            word.with(|_| ());
+        }
     }
 }

@@ -10,21 +10,27 @@
 //! corrupt or hostile peer produces [`RingError::Corrupt`], never an out-of-bounds access.
 
 use std::collections::VecDeque;
-use std::os::fd::{BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+#[cfg(not(loom))]
+use std::os::fd::BorrowedFd;
+use std::os::fd::RawFd;
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
+#[cfg(not(loom))]
+use super::layout::STATE_INIT;
 use super::layout::{
-    DATA_OFFSET, Header, Identity, MAX_CAPACITY, MAX_NAME_LEN, MIN_CAPACITY, STATE_CLOSED, STATE_INIT, STATE_READY,
+    DATA_OFFSET, Header, Identity, MAX_CAPACITY, MAX_NAME_LEN, MIN_CAPACITY, STATE_CLOSED, STATE_READY,
 };
 use super::record::{
     ALIGN, RECORD_HEADER_LEN, RecordHeader, WRAP_MARK, decode_header, encode_header, framed_len, max_payload,
 };
 use super::shm::SharedSegment;
-use super::wake::{EventFd, Peer, PeerCell, poll_ready};
+#[cfg(not(loom))]
+use super::wake::EventFd;
+use super::wake::{Event, Notifier, Peer, PeerCell};
 use crate::clock::monotonic_ns;
 use crate::eventcount;
+use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::{CloseReason, RingError, RingResult};
 
 /// Longest single sleep inside a blocking call, so that callers (Python) can check for signals between steps.
@@ -32,8 +38,9 @@ use crate::{CloseReason, RingError, RingResult};
 pub const WAIT_STEP: Duration = Duration::from_millis(100);
 
 /// Spins on a fresh check before announcing a sleep: a record that arrives within a microsecond or so is
-/// picked up without the cost of a wake-up.
-const SPIN_CHECKS: u32 = 64;
+/// picked up without the cost of a wake-up. The model check spins once: the spin only ever returns early,
+/// and each further turn would multiply the interleavings loom explores without reaching a new state.
+const SPIN_CHECKS: u32 = if cfg!(loom) { 1 } else { 64 };
 
 /// The immutable description of a ring.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,8 +97,8 @@ pub struct Ring {
     segment: SharedSegment,
     info: RingInfo,
     mask: u64,
-    data_ready: EventFd,
-    space_ready: EventFd,
+    data_ready: Event,
+    space_ready: Event,
     is_creator: bool,
     peer: PeerCell,
     closed_here: AtomicBool,
@@ -135,7 +142,7 @@ impl Ring {
             created_ns: monotonic_ns(),
             name: name.to_owned(),
         };
-        let ring = Self::assemble(segment, &identity, EventFd::new()?, EventFd::new()?, true, PeerCell::default())?;
+        let ring = Self::assemble(segment, &identity, Event::new()?, Event::new()?, true, PeerCell::default())?;
         let line = &ring.header().id;
         identity.store(line);
         line.state.store(STATE_READY, Ordering::Release);
@@ -144,6 +151,7 @@ impl Ring {
 
     /// Attaches to a ring a peer created, from copies of the descriptors of [`Ring::fds`] (the caller's
     /// descriptors stay open and remain the caller's to close). Validates the header before anything else.
+    #[cfg(not(loom))]
     pub fn attach(fds: [BorrowedFd<'_>; 3]) -> RingResult<Self> {
         let [segment_fd, data_fd, space_fd] = fds;
         let segment = SharedSegment::attach(segment_fd, DATA_OFFSET + MIN_CAPACITY)?;
@@ -174,8 +182,8 @@ impl Ring {
     fn assemble(
         segment: SharedSegment,
         identity: &Identity,
-        data_ready: EventFd,
-        space_ready: EventFd,
+        data_ready: Event,
+        space_ready: Event,
         is_creator: bool,
         peer: PeerCell,
     ) -> RingResult<Self> {
@@ -214,17 +222,13 @@ impl Ring {
         self.segment.header()
     }
 
-    fn data(&self) -> *mut u8 {
-        // SAFETY: DATA_OFFSET + capacity is the segment's length (validated on attach).
-        unsafe { self.segment.as_ptr().add(DATA_OFFSET) }
-    }
-
     #[must_use]
     pub fn info(&self) -> &RingInfo {
         &self.info
     }
 
     #[must_use]
+    #[cfg(not(loom))]
     pub fn fds(&self) -> RingFds {
         RingFds {
             segment: self.segment.raw_fd(),
@@ -267,8 +271,8 @@ impl Ring {
     pub fn close(&self) {
         self.closed_here.store(true, Ordering::Release);
         self.header().id.state.store(STATE_CLOSED, Ordering::Release);
-        self.data_ready.signal();
-        self.space_ready.signal();
+        self.data_ready.notify();
+        self.space_ready.notify();
     }
 
     #[must_use]
@@ -317,12 +321,11 @@ impl Ring {
             return Ok(None);
         }
         let capacity = self.info.capacity;
-        let data = self.data();
         let mut pos = st.tail;
         let offset = (pos & self.mask) as usize;
         if framed > capacity - offset {
             // SAFETY: offset is 8-aligned and below capacity, so 4 bytes fit; the range is free (checked above).
-            unsafe { std::ptr::copy_nonoverlapping(WRAP_MARK.to_le_bytes().as_ptr(), data.add(offset), 4) };
+            unsafe { self.segment.write_data(offset, &WRAP_MARK.to_le_bytes()) };
             pos += (capacity - offset) as u64;
         }
         let at = (pos & self.mask) as usize;
@@ -331,8 +334,8 @@ impl Ring {
         // SAFETY: [at, at + framed) lies inside the data area (framed <= capacity - at by construction) and is
         // free space that only the producer writes until `tail` is published below.
         unsafe {
-            std::ptr::copy_nonoverlapping(encoded.as_ptr(), data.add(at), RECORD_HEADER_LEN);
-            std::ptr::copy_nonoverlapping(payload.as_ptr(), data.add(at + RECORD_HEADER_LEN), payload.len());
+            self.segment.write_data(at, &encoded);
+            self.segment.write_data(at + RECORD_HEADER_LEN, payload);
         }
         st.next_seq += 1;
         st.tail = pos + framed as u64;
@@ -341,7 +344,7 @@ impl Ring {
         bump(&h.producer.bytes_written, payload.len() as u64);
         drop(st);
         if eventcount::must_signal(&h.producer.consumer_waiting) {
-            self.data_ready.signal();
+            self.data_ready.notify();
             bump(&h.producer.data_wakeups, 1);
         }
         Ok(Some(header.seq))
@@ -417,9 +420,8 @@ impl Ring {
         eventcount::withdraw(&h.consumer.producer_waiting);
     }
 
-    fn sleep_on(&self, event: &EventFd, timeout: Duration) {
-        let fds = [event.raw_fd(), self.peer().and_then(Peer::raw_fd).unwrap_or(-1)];
-        poll_ready(&fds, timeout);
+    fn sleep_on(&self, event: &Event, timeout: Duration) {
+        event.wait(self.peer().and_then(Peer::raw_fd), timeout);
     }
 
     // ---------------------------------------------------------------------------------------------------
@@ -450,7 +452,6 @@ impl Ring {
     ) -> RingResult<Option<T>> {
         let capacity = self.info.capacity;
         let h = self.header();
-        let data = self.data();
         if h.consumer.head.load(Ordering::Relaxed) != st.head {
             return Err(RingError::corrupt(
                 "the head moved under this consumer: another handle reads this ring, and a ring has one consumer",
@@ -476,7 +477,7 @@ impl Ring {
             let mut len_field = [0u8; 4];
             // SAFETY: offset is 8-aligned and below capacity, so 4 bytes lie inside the data area; the producer
             // published at least 8 bytes here (available is a positive multiple of 8).
-            unsafe { std::ptr::copy_nonoverlapping(data.add(offset), len_field.as_mut_ptr(), 4) };
+            unsafe { self.segment.read_data(offset, &mut len_field) };
             if u32::from_le_bytes(len_field) == WRAP_MARK {
                 if to_end > available {
                     return Err(RingError::corrupt("wrap marker beyond the published tail"));
@@ -489,7 +490,7 @@ impl Ring {
                 return Err(RingError::corrupt(format!("truncated record header at offset {offset}")));
             }
             // SAFETY: checked just above that the header lies inside both the data area and the published range.
-            unsafe { std::ptr::copy_nonoverlapping(data.add(offset), raw.as_mut_ptr(), RECORD_HEADER_LEN) };
+            unsafe { self.segment.read_data(offset, &mut raw) };
             let (len, header) = decode_header(&raw);
             let len = len as usize;
             let framed = framed_len(len);
@@ -501,12 +502,12 @@ impl Ring {
             // SAFETY: [offset + header, offset + framed) is inside the data area and the published range,
             // which the producer does not write until `head` moves past it (a hostile peer could, which would
             // garble the payload bytes but not the bounds, all of which were checked above).
-            let payload = unsafe { std::slice::from_raw_parts(data.add(offset + RECORD_HEADER_LEN), len) };
+            let payload = unsafe { self.segment.data_slice(offset + RECORD_HEADER_LEN, len) };
             let out = take(header, payload);
             st.head += framed as u64;
             h.consumer.head.store(st.head, Ordering::Release);
             if eventcount::must_signal(&h.consumer.producer_waiting) {
-                self.space_ready.signal();
+                self.space_ready.notify();
                 bump(&h.consumer.space_wakeups, 1);
             }
             return Ok(Some(out));
@@ -569,6 +570,8 @@ impl Ring {
             if self.has_data() {
                 return;
             }
+            // Not loom's spin hint, even in the model check: loom takes it as a yield after which the thread
+            // sees only newer values, which would hide a stale re-check from the model.
             std::hint::spin_loop();
         }
         if self.prepare_wait() {
@@ -598,6 +601,7 @@ impl Ring {
     /// The descriptors that become readable when the consumer should wake: the data eventfd and, once the
     /// peer is known, its pidfd.
     #[must_use]
+    #[cfg(not(loom))]
     pub fn wait_fds(&self) -> Vec<RawFd> {
         let mut fds = vec![self.data_ready.raw_fd()];
         fds.extend(self.peer().and_then(Peer::raw_fd));
@@ -651,5 +655,8 @@ fn step_until(deadline: Option<Instant>) -> Option<Duration> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
+
+#[cfg(all(test, loom))]
+mod model_check;

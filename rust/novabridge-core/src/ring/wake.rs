@@ -1,15 +1,42 @@
 //! Sleeping and waking across processes: eventfds for "data written" and "space freed", a pidfd to notice the
 //! peer's death at once, and `poll` over them in bounded steps.
+//!
+//! The ring uses its events only through [`Notifier`]. Real builds use [`EventFd`]; under `--cfg loom` the
+//! event is a loom mutex and condition variable with the same meaning, whose `wait` never times out, so that
+//! a wake-up the ring's protocol could lose shows up in the model check as a deadlock.
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+#[cfg(not(loom))]
+use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::{RingError, RingResult};
+#[cfg(not(loom))]
+use crate::RingError;
+use crate::RingResult;
+
+/// A level-triggered event between two sides of a ring: pending from a `notify` until a `drain`.
+pub(crate) trait Notifier {
+    /// Makes the event pending, waking a side asleep in [`Notifier::wait`].
+    fn notify(&self);
+    /// Clears the event, so that the next `wait` sleeps until a later `notify`.
+    fn drain(&self);
+    /// Sleeps until the event is pending (leaving it pending), `peer` (a pidfd) is readable, or `timeout`
+    /// passes. May return early, e.g. for a signal; callers re-check their condition after every return.
+    fn wait(&self, peer: Option<RawFd>, timeout: Duration);
+}
+
+/// The event of real builds: [`EventFd`]; of the model check: [`ModelEvent`].
+#[cfg(not(loom))]
+pub(crate) type Event = EventFd;
+#[cfg(loom)]
+pub(crate) type Event = ModelEvent;
 
 /// A non-blocking eventfd. Writes add to a counter; one read drains it, however many writes it absorbed.
+#[cfg(not(loom))]
 pub(crate) struct EventFd(OwnedFd);
 
+#[cfg(not(loom))]
 impl EventFd {
     pub fn new() -> RingResult<Self> {
         // SAFETY: plain syscall.
@@ -38,21 +65,66 @@ impl EventFd {
         Ok(Self(owned))
     }
 
-    pub fn signal(&self) {
+    pub fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+#[cfg(not(loom))]
+impl Notifier for EventFd {
+    fn notify(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a valid u64. It can only fail if the counter would overflow (it cannot:
         // every sleeper drains it) so the result carries no information.
         unsafe { libc::write(self.0.as_raw_fd(), (&raw const one).cast(), 8) };
     }
 
-    pub fn drain(&self) {
+    fn drain(&self) {
         let mut count: u64 = 0;
         // SAFETY: reads 8 bytes into a valid u64; EAGAIN (nothing to drain) is the expected failure.
         unsafe { libc::read(self.0.as_raw_fd(), (&raw mut count).cast(), 8) };
     }
 
-    pub fn raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
+    fn wait(&self, peer: Option<RawFd>, timeout: Duration) {
+        poll_ready(&[self.raw_fd(), peer.unwrap_or(-1)], timeout);
+    }
+}
+
+/// The model check's event: a pending flag under a loom mutex, and a condition variable to sleep on.
+#[cfg(loom)]
+#[derive(Default)]
+pub(crate) struct ModelEvent {
+    pending: loom::sync::Mutex<bool>,
+    notified: loom::sync::Condvar,
+}
+
+#[cfg(loom)]
+impl ModelEvent {
+    #[allow(clippy::unnecessary_wraps)] // the signature of `EventFd::new`
+    pub fn new() -> RingResult<Self> {
+        Ok(Self::default())
+    }
+}
+
+#[cfg(loom)]
+impl Notifier for ModelEvent {
+    fn notify(&self) {
+        *self.pending.lock().unwrap() = true;
+        self.notified.notify_all();
+    }
+
+    fn drain(&self) {
+        *self.pending.lock().unwrap() = false;
+    }
+
+    /// Only a `notify` ends this wait: the model has no clock and no peer process, and a wait that only its
+    /// time limit could end is the lost wake-up the model check looks for.
+    fn wait(&self, peer: Option<RawFd>, _timeout: Duration) {
+        assert!(peer.is_none(), "the model has no peer process");
+        let mut pending = self.pending.lock().unwrap();
+        while !*pending {
+            pending = self.notified.wait(pending).unwrap();
+        }
     }
 }
 

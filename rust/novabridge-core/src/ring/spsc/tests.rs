@@ -2,6 +2,8 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::thread;
 
+use crate::sync::AtomicU32;
+
 use super::*;
 
 type Owned = (RecordHeader, Vec<u8>);
@@ -281,17 +283,17 @@ fn hostile_indices_are_reported_not_followed() {
     let ring = Ring::create(4096, "").unwrap();
     ring.try_write(1, 0, &[1; 16]).unwrap().unwrap();
     // SAFETY: offset 0 of the data area holds the first record's length field.
-    unsafe { std::ptr::copy_nonoverlapping(1000u32.to_le_bytes().as_ptr(), ring.data(), 4) };
+    unsafe { ring.segment.write_data(0, &1000u32.to_le_bytes()) };
     assert!(matches!(ring.try_read(take), Err(RingError::Corrupt(msg)) if msg.contains("record length")));
 
     // A record length beyond the ring itself.
     // SAFETY: as above.
-    unsafe { std::ptr::copy_nonoverlapping(0x7FFF_FFF0u32.to_le_bytes().as_ptr(), ring.data(), 4) };
+    unsafe { ring.segment.write_data(0, &0x7FFF_FFF0u32.to_le_bytes()) };
     assert!(matches!(ring.try_read(take), Err(RingError::Corrupt(_))));
 
     // A wrap marker where the published data does not reach the end.
     // SAFETY: as above.
-    unsafe { std::ptr::copy_nonoverlapping(WRAP_MARK.to_le_bytes().as_ptr(), ring.data(), 4) };
+    unsafe { ring.segment.write_data(0, &WRAP_MARK.to_le_bytes()) };
     assert!(matches!(ring.try_read(take), Err(RingError::Corrupt(msg)) if msg.contains("wrap")));
 
     // A consumer index ahead of the producer's tail, seen when the producer needs room.
@@ -328,4 +330,109 @@ fn a_second_producer_or_consumer_is_refused() {
     creator.try_write(1, 0, b"again").unwrap().unwrap();
     assert!(matches!(creator.try_read(take), Err(RingError::Corrupt(msg)) if msg.contains("one consumer")));
     assert_eq!(peer.try_read(take).unwrap().unwrap().1, b"again");
+}
+
+/// Takes the notifications an eventfd holds (its counter, reset by the read): how many `write`s the ring made
+/// on it since it was last drained.
+fn take_notifications(fd: RawFd) -> u64 {
+    let mut count: u64 = 0;
+    // SAFETY: reads 8 bytes into a valid u64 from a non-blocking eventfd; EAGAIN means a count of zero.
+    let got = unsafe { libc::read(fd, (&raw mut count).cast(), 8) };
+    if got == 8 { count } else { 0 }
+}
+
+/// Waits (bounded) until `flag`, one of the ring's waiting flags, says its side announced a sleep.
+fn until_announced(flag: &AtomicU32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while flag.load(Ordering::Acquire) == 0 {
+        assert!(Instant::now() < deadline, "the waiting side never announced its sleep");
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn a_busy_ring_makes_no_wake_up_system_call() {
+    const RECORDS: usize = 20_000;
+    let writer_side = Arc::new(Ring::create(1 << 14, "busy").unwrap());
+    let reader_side = attach_to(&writer_side).unwrap();
+    let writer = {
+        let ring = Arc::clone(&writer_side);
+        thread::spawn(move || {
+            for i in 0..RECORDS {
+                let bytes = payload(i, i % 300);
+                // Busy: retry at once when full, never sleeping.
+                while ring.try_write(1, 0, &bytes).unwrap().is_none() {
+                    std::hint::spin_loop();
+                }
+            }
+        })
+    };
+    for i in 0..RECORDS {
+        let (header, bytes) = loop {
+            if let Some(record) = reader_side.try_read(take).unwrap() {
+                break record;
+            }
+            std::hint::spin_loop();
+        };
+        assert_eq!((header.seq, bytes), (i as u64, payload(i, i % 300)));
+    }
+    writer.join().unwrap();
+    let stats = writer_side.stats();
+    assert_eq!(stats.records_read, RECORDS as u64);
+    assert!(stats.full_events == 0 && stats.data_wakeups == 0 && stats.space_wakeups == 0, "{stats:?}");
+    let fds = writer_side.fds();
+    assert_eq!(take_notifications(fds.data_ready), 0, "no write(2) on the data eventfd");
+    assert_eq!(take_notifications(fds.space_ready), 0, "no write(2) on the space eventfd");
+}
+
+#[test]
+fn a_sleeping_reader_costs_one_wake_up_however_many_records_follow() {
+    let writer_side = Ring::create(1 << 14, "").unwrap();
+    let reader_side = Arc::new(attach_to(&writer_side).unwrap());
+    let reader = {
+        let ring = Arc::clone(&reader_side);
+        thread::spawn(move || ring.read(Some(Duration::from_secs(10)), take, no_park).unwrap())
+    };
+    until_announced(&writer_side.header().producer.consumer_waiting);
+    for i in 0..5 {
+        writer_side.try_write(1, 0, &payload(i, 40)).unwrap().unwrap();
+    }
+    assert_eq!(reader.join().unwrap().unwrap().0.seq, 0);
+    assert_eq!(writer_side.stats().data_wakeups, 1);
+    let fds = writer_side.fds();
+    assert_eq!(take_notifications(fds.data_ready), 1, "one write(2) for one sleep");
+    // The reader is awake again: the records still queued, and more, cost nothing.
+    for i in 5..10 {
+        writer_side.try_write(1, 0, &payload(i, 40)).unwrap().unwrap();
+    }
+    while reader_side.try_read(take).unwrap().is_some() {}
+    assert_eq!(writer_side.stats().data_wakeups, 1);
+    assert_eq!(take_notifications(fds.data_ready), 0);
+    assert_eq!(take_notifications(fds.space_ready), 0);
+}
+
+#[test]
+fn a_writer_sleeping_on_a_full_ring_costs_one_wake_up() {
+    let writer_side = Arc::new(Ring::create(4096, "").unwrap());
+    let reader_side = attach_to(&writer_side).unwrap();
+    // 1000 payload bytes frame to 1024: four records fill the ring exactly, and one read makes room for one.
+    let record = vec![3u8; 1000];
+    for _ in 0..4 {
+        writer_side.try_write(1, 0, &record).unwrap().unwrap();
+    }
+    let writer = {
+        let ring = Arc::clone(&writer_side);
+        let record = record.clone();
+        thread::spawn(move || ring.write(1, 0, &record, Some(Duration::from_secs(10)), no_park))
+    };
+    until_announced(&writer_side.header().consumer.producer_waiting);
+    for _ in 0..3 {
+        reader_side.try_read(take).unwrap().unwrap();
+    }
+    assert_eq!(writer.join().unwrap().unwrap(), 4);
+    let stats = writer_side.stats();
+    assert_eq!((stats.full_events, stats.space_wakeups, stats.data_wakeups), (1, 1, 0));
+    let fds = writer_side.fds();
+    assert_eq!(take_notifications(fds.space_ready), 1, "one write(2) for one sleep");
+    assert_eq!(take_notifications(fds.data_ready), 0);
 }
