@@ -271,3 +271,29 @@ async def test_cancelled_aread_leaves_ring_usable(ring: nb.Ring) -> None:
     assert record.payload == b"after cancel"
     record2 = ring.read_nowait()
     assert record2 is None
+
+
+def test_a_busy_ring_issues_no_wake_up_without_a_waiter(ring: nb.Ring) -> None:
+    # docs/ring.md: the writer signals only a reader that announced it sleeps; records that find none cost no
+    # system call. 10,000 records written and read with nobody waiting: no wake-up either way.
+    for round_ in range(200):  # 50 records of 48 bytes at a time: the 4 KiB ring never fills
+        for index in range(50):
+            ring.write(1, bytes([index]) * 24)
+        for index in range(50):
+            record = ring.read_nowait()
+            assert record is not None
+            assert record.seq == round_ * 50 + index
+    stats = ring.stats()
+    assert stats.records_written == stats.records_read == 10_000
+    assert (stats.data_wakeups, stats.space_wakeups) == (0, 0)
+
+
+def test_a_waiting_reader_costs_one_wake_up(ring: nb.Ring) -> None:
+    call: Background[nb.Record | None] = Background(lambda: ring.read(timeout=None))
+    call.wait_blocked()
+    ring.write(4, b"wake")
+    call.join(5.0)
+    assert call.result is not None
+    for _ in range(100):  # the reader no longer waits: these cost nothing
+        ring.write(4, b"more")
+    assert ring.stats().data_wakeups == 1
