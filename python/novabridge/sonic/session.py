@@ -150,6 +150,9 @@ class SonicSession:
         self._frame_bytes = 2 * config.input_rate * config.frame_ms // 1000
         self._backlog = bytearray()
         self._backlog_changed = asyncio.Event()
+        self._not_sending = asyncio.Event()
+        """Clear while the pump is inside the SDK's send: a close waits for it rather than cut a frame off."""
+        self._not_sending.set()
         self._unanswered = Unanswered(config)
         """What a new stream is asked again and given of the user's audio (sent since the last completed turn)."""
         self._events = _EventQueue()
@@ -222,6 +225,9 @@ class SonicSession:
             return
         self._closed = True
         current = asyncio.current_task()
+        # A frame the SDK is sending goes out whole (or fails); one the pump holds unsent goes back to the backlog.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._not_sending.wait(), CLOSE_TIMEOUT_S)
         workers = [task for task in self._workers if task is not current]
         for task in workers:
             task.cancel()
@@ -392,29 +398,42 @@ class SonicSession:
     async def _pump(self) -> None:
         while not self._closed:
             frame, from_caller = await self._next_frame()
-            while not self._closed:
-                await self._stream_ready.wait()
-                async with self._handover:
-                    stream = self._stream
-                    if stream is None:
-                        return
-                    started = time.perf_counter()
-                    try:
-                        await stream.send_audio(frame)
-                    except Exception as error:  # noqa: BLE001 - the stream's receive task reports and recovers
-                        logger.debug("audio send failed on stream %d: %r", stream.generation, error)
-                        self._stream_ready.clear()
-                        continue
-                    self.metrics.send_overhead_s.append(time.perf_counter() - started)
-                    self.metrics.frames_sent += 1
-                    if from_caller:
-                        self._audio_settled += len(frame)
-                        if self._on_audio_sent is not None:
-                            self._on_audio_sent(self._audio_settled, time.monotonic_ns())
-                    else:  # counted once sent: a close may cancel the pump while it waits to send the filler
-                        self.metrics.silence_frames += 1
-                    self._unanswered.audio.add(frame)
-                break
+            sent = False
+            try:
+                sent = await self._send_frame(frame, from_caller)
+            finally:
+                if from_caller and not sent:  # the session is closing: close() sends the backlog
+                    self._backlog[:0] = frame
+
+    async def _send_frame(self, frame: bytes, from_caller: bool) -> bool:
+        """Send one frame on the current stream, waiting out reconnections and handovers; False if the session closed."""
+        while not self._closed:
+            await self._stream_ready.wait()
+            async with self._handover:
+                stream = self._stream
+                if stream is None:
+                    return False
+                started = time.perf_counter()
+                self._not_sending.clear()
+                try:
+                    await stream.send_audio(frame)
+                except Exception as error:  # noqa: BLE001 - the stream's receive task reports and recovers
+                    logger.debug("audio send failed on stream %d: %r", stream.generation, error)
+                    self._stream_ready.clear()
+                    continue
+                finally:
+                    self._not_sending.set()
+                self.metrics.send_overhead_s.append(time.perf_counter() - started)
+                self.metrics.frames_sent += 1
+                if from_caller:
+                    self._audio_settled += len(frame)
+                    if self._on_audio_sent is not None:
+                        self._on_audio_sent(self._audio_settled, time.monotonic_ns())
+                else:  # counted once sent: a close may cancel the pump while it waits to send the filler
+                    self.metrics.silence_frames += 1
+                self._unanswered.audio.add(frame)
+                return True
+        return False
 
     # ------------------------------------------------------------------------------------------------ receiving
 
