@@ -178,15 +178,26 @@ impl SharedSegment {
     }
 }
 
-/// The model check's segment: the same header and data area, on the heap.
+/// The model check's segment: the same header and data area, on the heap, shared by the ring's two handles.
 #[cfg(loom)]
-pub(crate) struct SharedSegment {
-    header: Box<Header>,
+pub(crate) struct SharedSegment(std::sync::Arc<HeapSegment>);
+
+#[cfg(loom)]
+struct HeapSegment {
+    header: Header,
     data: Box<[std::cell::UnsafeCell<u8>]>,
     /// One per 8-byte word of the data area (records and wrap marks start on word boundaries), for loom to
     /// check that each access to the word is ordered after the last conflicting one.
     words: Box<[loom::cell::UnsafeCell<()>]>,
 }
+
+// SAFETY: as for the real segment: the header is atomics, and the ring gives each byte range of the data area
+// to one side at a time (which the model check verifies through `words`).
+#[cfg(loom)]
+unsafe impl Send for HeapSegment {}
+// SAFETY: as above.
+#[cfg(loom)]
+unsafe impl Sync for HeapSegment {}
 
 #[cfg(loom)]
 impl SharedSegment {
@@ -194,23 +205,32 @@ impl SharedSegment {
     #[allow(clippy::unnecessary_wraps)] // the signature of the real `create`
     pub fn create(_name: &str, len: usize) -> RingResult<Self> {
         let capacity = len - DATA_OFFSET;
-        Ok(Self {
-            header: Box::default(),
+        Ok(Self(std::sync::Arc::new(HeapSegment {
+            header: Header::default(),
             data: (0..capacity).map(|_| std::cell::UnsafeCell::new(0)).collect(),
             words: (0..capacity.div_ceil(8)).map(|_| loom::cell::UnsafeCell::new(())).collect(),
-        })
+        })))
+    }
+
+    /// The same segment for the peer's handle, as a second process maps the memfd it was given.
+    pub fn share(&self) -> Self {
+        Self(std::sync::Arc::clone(&self.0))
     }
 
     pub fn header(&self) -> &Header {
-        &self.header
+        &self.0.header
+    }
+
+    pub fn len(&self) -> usize {
+        DATA_OFFSET + self.0.data.len()
     }
 
     fn data_ptr(&self) -> *mut u8 {
-        std::cell::UnsafeCell::raw_get(self.data.as_ptr())
+        std::cell::UnsafeCell::raw_get(self.0.data.as_ptr())
     }
 
     fn words(&self, offset: usize, len: usize) -> &[loom::cell::UnsafeCell<()>] {
-        &self.words[offset / 8..(offset + len).div_ceil(8)]
+        &self.0.words[offset / 8..(offset + len).div_ceil(8)]
     }
 
     fn mark_written(&self, offset: usize, len: usize) {

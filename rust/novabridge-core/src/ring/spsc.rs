@@ -16,10 +16,8 @@ use std::os::fd::RawFd;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-#[cfg(not(loom))]
-use super::layout::STATE_INIT;
 use super::layout::{
-    DATA_OFFSET, Header, Identity, MAX_CAPACITY, MAX_NAME_LEN, MIN_CAPACITY, STATE_CLOSED, STATE_READY,
+    DATA_OFFSET, Header, Identity, MAX_CAPACITY, MAX_NAME_LEN, MIN_CAPACITY, STATE_CLOSED, STATE_INIT, STATE_READY,
 };
 use super::record::{
     ALIGN, RECORD_HEADER_LEN, RecordHeader, WRAP_MARK, decode_header, encode_header, framed_len, max_payload,
@@ -155,6 +153,18 @@ impl Ring {
     pub fn attach(fds: [BorrowedFd<'_>; 3]) -> RingResult<Self> {
         let [segment_fd, data_fd, space_fd] = fds;
         let segment = SharedSegment::attach(segment_fd, DATA_OFFSET + MIN_CAPACITY)?;
+        Self::join(segment, || Ok((EventFd::attach(data_fd)?, EventFd::attach(space_fd)?)))
+    }
+
+    /// The model check's [`Ring::attach`]: the peer's handle on the same segment and events, as a second
+    /// process gets them, through the same validation and claim.
+    #[cfg(loom)]
+    pub(crate) fn attach_in_model(&self) -> RingResult<Self> {
+        Self::join(self.segment.share(), || Ok((self.data_ready.share(), self.space_ready.share())))
+    }
+
+    /// The peer's side of attaching once it has the segment: checks the header, takes the events, claims the ring.
+    fn join(segment: SharedSegment, events: impl FnOnce() -> RingResult<(Event, Event)>) -> RingResult<Self> {
         let header = segment.header();
         match header.id.state.load(Ordering::Acquire) {
             STATE_READY => {}
@@ -163,8 +173,7 @@ impl Ring {
             state => return Err(RingError::corrupt(format!("unknown state {state}"))),
         }
         let identity = Identity::load(&header.id, segment.len())?;
-        let data_ready = EventFd::attach(data_fd)?;
-        let space_ready = EventFd::attach(space_fd)?;
+        let (data_ready, space_ready) = events()?;
         let peer = PeerCell::resolved(identity.creator_pid);
         let ring = Self::assemble(segment, &identity, data_ready, space_ready, false, peer)?;
         // Claim the ring last, so that an attach refused for any other reason leaves it free for a good one.

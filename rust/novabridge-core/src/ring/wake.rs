@@ -90,10 +90,15 @@ impl Notifier for EventFd {
     }
 }
 
-/// The model check's event: a pending flag under a loom mutex, and a condition variable to sleep on.
+/// The model check's event: a pending flag under a loom mutex, and a condition variable to sleep on, shared by
+/// the ring's two handles as the two processes share an eventfd.
 #[cfg(loom)]
 #[derive(Default)]
-pub(crate) struct ModelEvent {
+pub(crate) struct ModelEvent(std::sync::Arc<ModelEventState>);
+
+#[cfg(loom)]
+#[derive(Default)]
+struct ModelEventState {
     pending: loom::sync::Mutex<bool>,
     notified: loom::sync::Condvar,
 }
@@ -104,26 +109,31 @@ impl ModelEvent {
     pub fn new() -> RingResult<Self> {
         Ok(Self::default())
     }
+
+    /// The same event for the peer's handle.
+    pub fn share(&self) -> Self {
+        Self(std::sync::Arc::clone(&self.0))
+    }
 }
 
 #[cfg(loom)]
 impl Notifier for ModelEvent {
     fn notify(&self) {
-        *self.pending.lock().unwrap() = true;
-        self.notified.notify_all();
+        *self.0.pending.lock().unwrap() = true;
+        self.0.notified.notify_all();
     }
 
     fn drain(&self) {
-        *self.pending.lock().unwrap() = false;
+        *self.0.pending.lock().unwrap() = false;
     }
 
     /// Only a `notify` ends this wait: the model has no clock and no peer process, and a wait that only its
     /// time limit could end is the lost wake-up the model check looks for.
     fn wait(&self, peer: Option<RawFd>, _timeout: Duration) {
         assert!(peer.is_none(), "the model has no peer process");
-        let mut pending = self.pending.lock().unwrap();
+        let mut pending = self.0.pending.lock().unwrap();
         while !*pending {
-            pending = self.notified.wait(pending).unwrap();
+            pending = self.0.notified.wait(pending).unwrap();
         }
     }
 }
