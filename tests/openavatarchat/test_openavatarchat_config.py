@@ -28,6 +28,8 @@ from novabridge.exceptions import EmulatorNotRunning
 from novabridge.openavatarchat.avatar_portrait import HandlerPortraitAvatar, PortraitAvatarConfig
 from novabridge.openavatarchat.handler_novasonic import HandlerNovaSonic, NovaSonicConfig
 from novabridge.protocol import TurnEnd
+from novabridge.sonic import SonicConfig
+from pydantic import ValidationError
 from service.service_data_models.service_config_data import ServiceConfigData
 
 with warnings.catch_warnings():
@@ -245,3 +247,28 @@ def test_an_emulator_that_died_without_cleaning_up_is_reported(tmp_path: Path) -
     (state / published.STATE_FILE).write_text("{not json")
     with pytest.raises(EmulatorNotRunning, match="cannot be read"):
         published.find(state)
+
+
+def test_the_handlers_session_settings_take_the_sessions_defaults_and_bounds() -> None:
+    handler = NovaSonicConfig()
+    session = handler.sonic_config([])
+    defaults = SonicConfig()
+    assert (session.model_id, session.voice, session.system_prompt) == (
+        defaults.model_id,
+        defaults.voice,
+        defaults.system_prompt,
+    )
+    assert session.inference == defaults.inference
+    assert session.renewal_after_s == defaults.renewal_after_s
+    assert session.retry == defaults.retry
+    # A value the session would refuse fails as the YAML loads, naming the setting.
+    for setting, value in [
+        ("temperature", 1.5),
+        ("max_tokens", 0),
+        ("renewal_after_s", 500.0),
+        ("model_id", "amazon.nova-lite-v1:0"),
+        ("system_prompt", ""),
+        ("reconnect_attempts", -1),
+    ]:
+        with pytest.raises(ValidationError, match=setting):
+            NovaSonicConfig(**{setting: value})

@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 import numpy as np
 from chat_engine.common.handler_base import HandlerBase, HandlerBaseInfo, HandlerDataInfo, HandlerDetail
@@ -60,7 +60,6 @@ from novabridge.openavatarchat._log import logger
 from novabridge.openavatarchat.trace import HopTrace
 from novabridge.pool import WorkerPool
 from novabridge.protocol import (
-    NOVA_2_SONIC,
     AudioOut,
     Error,
     Interrupted,
@@ -72,11 +71,17 @@ from novabridge.protocol import (
     TurnEnd,
 )
 from novabridge.sonic.config import (
-    DEFAULT_SYSTEM_PROMPT,
+    Attempts,
+    Endpointing,
     HistoryMessage,
     InferenceConfig,
+    MaxTokens,
+    ModelId,
+    Probability,
+    RenewalAfter,
     RetryPolicy,
     SonicConfig,
+    SystemPrompt,
 )
 from novabridge.sonic.keys import reveal_keys
 from novabridge.sonic.tools import Tool, run_tool
@@ -108,19 +113,24 @@ RETRY_MAX_S = 30.0
 """A session that ended with a cause that can pass is started again after 1, 2, 4 ... seconds, at most this."""
 
 
+_SESSION = SonicConfig.model_fields
+_INFERENCE = InferenceConfig.model_fields
+
+
 class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     """The handler's YAML settings (beside OAC's ``enabled``, ``module`` and ``concurrent_limit``)."""
 
-    model_id: Literal["amazon.nova-2-sonic-v1:0", "amazon.nova-sonic-v1:0"] = NOVA_2_SONIC
+    # The session's settings take SonicConfig's types, bounds and defaults, so a bad value fails as the YAML loads.
+    model_id: ModelId = _SESSION["model_id"].default
     region: str | None = None
     """Bedrock region; None: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else us-east-1."""
-    voice: str = "matthew"
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    endpointing: Literal["HIGH", "MEDIUM", "LOW"] | None = None
+    voice: str = _SESSION["voice"].default
+    system_prompt: SystemPrompt = _SESSION["system_prompt"].default
+    endpointing: Endpointing | None = None
     """Nova 2 turn detection: the pause that ends the user's turn (1.5, 1.75 or 2.0 s)."""
-    max_tokens: int = 1024
-    temperature: float = 0.7
-    top_p: float = 0.9
+    max_tokens: MaxTokens = _INFERENCE["max_tokens"].default
+    temperature: Probability = _INFERENCE["temperature"].default
+    top_p: Probability = _INFERENCE["top_p"].default
     tools_module: str | None = None
     """A module importable in OAC's Python with ``TOOLS``: `novabridge.sonic.Tool` objects or plain functions (their
     docstring describes them to the model). They run in OAC's process, in a thread per call."""
@@ -141,9 +151,9 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     aws_secret_access_key: SecretStr | None = None
     aws_session_token: SecretStr | None = None
     aws_profile: str | None = None
-    renewal_after_s: float = 360.0
+    renewal_after_s: RenewalAfter = _SESSION["renewal_after_s"].default
     """Nova Sonic ends a stream after 8 minutes; the session moves to a new one after this long."""
-    reconnect_attempts: int = Field(5, ge=0, le=100)
+    reconnect_attempts: Attempts = RetryPolicy.model_fields["max_attempts"].default
     """How often a session whose stream failed tries a new one (after 0.25, 0.5, 1, 2, 4 s) before it ends with the
     cause; a cause that can pass then brings a new session after 1, 2, 4 ... at most 30 s."""
     pacing_lead_ms: float = Field(PACING_LEAD_MS, ge=40.0, le=2000.0)

@@ -11,7 +11,7 @@ import re
 import ssl
 import urllib.parse
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -25,6 +25,16 @@ DEFAULT_SYSTEM_PROMPT = (
 
 Rate = Literal[8000, 16000, 24000]
 
+# The settings' types with their bounds, for every config that passes them on (the OAC handler's YAML) to use as is.
+ModelId = Literal["amazon.nova-2-sonic-v1:0", "amazon.nova-sonic-v1:0"]
+Endpointing = Literal["HIGH", "MEDIUM", "LOW"]
+SystemPrompt = Annotated[str, Field(min_length=1)]
+MaxTokens = Annotated[int, Field(ge=1, le=10_000)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+RenewalAfter = Annotated[float, Field(gt=0.0, le=470.0)]
+"""Seconds before a stream is renewed: under the 8-minute connection limit, with room to open the next."""
+Attempts = Annotated[int, Field(ge=0, le=100)]
+
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
 """An AWS region name: us-east-1, ap-northeast-1, us-gov-west-1, ..."""
 
@@ -36,15 +46,15 @@ class _Model(BaseModel):
 class InferenceConfig(_Model):
     """sessionStart.inferenceConfiguration."""
 
-    max_tokens: int = Field(1024, ge=1, le=10_000)
-    top_p: float = Field(0.9, ge=0.0, le=1.0)
-    temperature: float = Field(0.7, ge=0.0, le=1.0)
+    max_tokens: MaxTokens = 1024
+    top_p: Probability = 0.9
+    temperature: Probability = 0.7
 
 
 class RetryPolicy(_Model):
     """Reconnection after transient errors: exponential backoff from ``initial_backoff_s`` up to ``max_backoff_s``."""
 
-    max_attempts: int = Field(5, ge=0, le=100)
+    max_attempts: Attempts = 5
     """Consecutive failed attempts before the session gives up with a fatal error (0: never reconnect)."""
     initial_backoff_s: float = Field(0.25, ge=0.0, le=60.0)
     max_backoff_s: float = Field(8.0, ge=0.0, le=300.0)
@@ -86,7 +96,7 @@ def _env(*names: str) -> str | None:
 class SonicConfig(_Model):
     """How to reach Nova Sonic and what the conversation is."""
 
-    model_id: Literal["amazon.nova-2-sonic-v1:0", "amazon.nova-sonic-v1:0"] = NOVA_2_SONIC
+    model_id: ModelId = NOVA_2_SONIC
     region: str = Field(default_factory=lambda: _env("AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1")
     endpoint_uri: str | None = None
     """``https://...``; None means Bedrock's regional endpoint. The emulator prints its own."""
@@ -98,15 +108,15 @@ class SonicConfig(_Model):
     profile: str | None = None
     """A shared-config profile to read credentials from when no keys are given."""
     voice: str = "matthew"
-    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, min_length=1)
+    system_prompt: SystemPrompt = DEFAULT_SYSTEM_PROMPT
     inference: InferenceConfig = InferenceConfig()
-    endpointing: Literal["HIGH", "MEDIUM", "LOW"] | None = None
+    endpointing: Endpointing | None = None
     """Nova 2 turn detection: the pause that ends a user turn (1.5, 1.75 or 2.0 s). None: the service default."""
     input_rate: Rate = 16000
     output_rate: Rate = 24000
     tools: tuple[ToolSpec, ...] = ()
     history: tuple[HistoryMessage, ...] = ()
-    renewal_after_s: float = Field(360.0, gt=0.0, le=470.0)
+    renewal_after_s: RenewalAfter = 360.0
     """Move to a fresh stream after this long, ahead of the 8-minute connection limit."""
     credentials_refresh_s: float = Field(180.0, gt=0.0, le=3600.0)
     """With temporary credentials from the SDK's sources (no keys given here), move to a stream signed with fresh
