@@ -1,0 +1,335 @@
+"""`novabridge.replay`: the audio and the asks a successor (a new stream, a replacement worker) is given.
+
+`ReplayWindow` keeps the newest user audio up to a limit, cut to the byte; `Unanswered` decides when a turn's asks
+and audio are forgotten. Pure Python, no service: runs on 3.11 and 3.12.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from novabridge.protocol import NOVA_2_SONIC, NOVA_SONIC_V1
+from novabridge.replay import REPLAY_LIMIT_S, ReplayWindow, Unanswered, limit_bytes
+from novabridge.sonic.config import SonicConfig
+from support.fuzzing import BOUNDARY_FUZZ
+
+PROPERTY = BOUNDARY_FUZZ
+
+CHUNKS = st.lists(st.binary(max_size=64), max_size=40)
+"""User audio as it arrives: chunks of any length (odd ones too, and empty ones), in any number."""
+
+EVEN_LIMITS = st.integers(min_value=0, max_value=300).map(lambda n: 2 * n)
+
+
+def numbered(count: int, width: int) -> list[bytes]:
+    """``count`` chunks of ``width`` bytes, every byte telling its chunk, so order and cut points show."""
+    return [bytes([index % 256]) * width for index in range(count)]
+
+
+# ------------------------------------------------------------------------------------------------ ReplayWindow
+
+
+def test_limit_bytes_counts_whole_s16le_samples() -> None:
+    assert limit_bytes(3.0, 16000) == 96_000
+    assert limit_bytes(3.0, 24000) == 144_000
+    assert limit_bytes(0.5, 8000) == 8_000
+    assert limit_bytes(0.00001, 16000) == 0  # 0.16 of a sample: no whole sample
+    assert limit_bytes(0.0001, 24000) == 4  # 2.4 samples: two whole ones
+
+
+@pytest.mark.parametrize("limit", [-2, -1, 1, 7, 96_001])
+def test_a_limit_that_is_not_whole_samples_is_refused(limit: int) -> None:
+    with pytest.raises(ValueError, match=f"whole s16le samples: limit {limit} bytes"):
+        ReplayWindow(limit)
+
+
+def test_a_window_keeps_the_newest_bytes_cut_inside_the_oldest_chunk() -> None:
+    window = ReplayWindow(10)
+    assert window.add(b"abcd") == 0
+    assert window.add(b"efgh") == 0
+    assert window.add(b"ijklmn") == 4  # 14 bytes: "abcd" goes whole
+    assert bytes(window) == b"efghijklmn"
+    assert window.add(b"op") == 2  # "ef" of "efgh" goes, "gh" stays as the oldest chunk
+    assert list(window) == [b"gh", b"ijklmn", b"op"]
+    assert len(window) == 10
+
+
+def test_a_chunk_longer_than_the_window_keeps_only_its_tail() -> None:
+    window = ReplayWindow(4)
+    window.add(b"xy")
+    assert window.add(b"0123456789") == 8
+    assert list(window) == [b"6789"]
+
+
+def test_empty_chunks_are_not_kept_and_a_zero_window_keeps_nothing() -> None:
+    window = ReplayWindow(8)
+    assert window.add(b"") == 0
+    assert list(window) == []
+    window.add(b"ab")
+    window.add(b"")
+    assert list(window) == [b"ab"]
+    nothing = ReplayWindow(0)
+    assert nothing.add(b"abcdef") == 6
+    assert (len(nothing), list(nothing), bytes(nothing)) == (0, [], b"")
+
+
+def test_clear_forgets_everything_and_the_window_fills_again() -> None:
+    window = ReplayWindow(6)
+    for chunk in numbered(5, 3):
+        window.add(chunk)
+    window.clear()
+    assert (len(window), list(window), bytes(window)) == (0, [], b"")
+    assert window.add(b"abcd") == 0
+    assert window.add(b"ef") == 0
+    assert window.add(b"g") == 1
+    assert bytes(window) == b"bcdefg"
+
+
+def test_a_limit_for_one_add_holds_more_until_the_window_is_trimmed_to_its_own() -> None:
+    # The bridge holds more than the window's limit while its worker is dead, then trims once the audio is replayed.
+    window = ReplayWindow(4)
+    for chunk in numbered(5, 2):
+        assert window.add(chunk, limit=8) == (2 if chunk == b"\x04\x04" else 0)
+    assert bytes(window) == b"\x01\x01\x02\x02\x03\x03\x04\x04"
+    assert window.limit == 4
+    assert window.trim(window.limit) == 4
+    assert bytes(window) == b"\x03\x03\x04\x04"
+    assert window.trim(100) == 0
+    assert window.add(b"\x05\x05") == 2  # back to its own limit
+    assert bytes(window) == b"\x04\x04\x05\x05"
+
+
+@given(chunks=CHUNKS, limit=EVEN_LIMITS)
+@PROPERTY
+def test_any_adds_keep_exactly_the_last_limit_bytes_in_order(chunks: list[bytes], limit: int) -> None:
+    window = ReplayWindow(limit)
+    forgotten = 0
+    sent = b""
+    for chunk in chunks:
+        forgotten += window.add(chunk)
+        sent += chunk
+        assert len(window) == min(len(sent), limit)
+    kept = bytes(window)
+    assert kept == sent[len(sent) - len(kept) :]
+    assert len(kept) == min(len(sent), limit)
+    assert forgotten == len(sent) - len(kept)
+    assert b"".join(window) == kept
+    assert all(window)  # no empty chunk is ever handed to a successor
+
+
+@given(chunks=CHUNKS, limits=st.lists(EVEN_LIMITS, min_size=40, max_size=40), own=EVEN_LIMITS)
+@PROPERTY
+def test_any_adds_with_their_own_limits_keep_the_last_bytes_each_allows(
+    chunks: list[bytes], limits: list[int], own: int
+) -> None:
+    window = ReplayWindow(own)
+    sent = b""
+    for chunk, limit in zip(chunks, limits, strict=False):
+        before = len(window) + len(chunk)
+        assert window.add(chunk, limit=limit) == max(0, before - limit)
+        sent += chunk
+        assert bytes(window) == sent[len(sent) - len(window) :]
+        assert len(window) == min(before, limit)
+    kept = len(window)
+    assert window.trim(own) == max(0, kept - own)
+    assert bytes(window) == sent[len(sent) - min(kept, own) :]
+
+
+def test_chunks_kept_whole_are_handed_on_as_they_came_not_merged() -> None:
+    window = ReplayWindow(100)
+    frames = numbered(4, 10)
+    for frame in frames:
+        window.add(frame)
+    assert list(window) == frames  # a successor gets the frames as they came, one by one
+
+
+# ------------------------------------------------------------------------------------------------ Unanswered
+
+
+def nova_2(rate: int = 16000) -> Unanswered:
+    return Unanswered(SonicConfig(model_id=NOVA_2_SONIC, input_rate=rate))
+
+
+def nova_v1(rate: int = 16000) -> Unanswered:
+    return Unanswered(SonicConfig(model_id=NOVA_SONIC_V1, input_rate=rate))
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+def test_a_conversation_starts_with_nothing_unanswered_and_a_window_of_three_seconds(rate: int) -> None:
+    unanswered = nova_2(rate)
+    assert REPLAY_LIMIT_S == 3.0
+    assert (unanswered.asks, len(unanswered.audio), unanswered.holding) == ([], 0, False)
+    assert unanswered.audio.limit == 3 * rate * 2
+    second = b"\x01\x02" * rate
+    for _ in range(4):
+        unanswered.audio.add(second)
+    assert len(unanswered.audio) == 3 * len(second)  # four seconds spoken, three kept
+
+
+@pytest.mark.parametrize("make", [nova_2, nova_v1])
+def test_a_completed_turn_answers_the_asks_and_forgets_the_audio(make: Callable[[], Unanswered]) -> None:
+    unanswered = make()
+    unanswered.typed("what time is it")
+    unanswered.audio.add(b"spoken")
+    unanswered.turn_end("END_TURN")
+    assert unanswered.asks == []
+    assert len(unanswered.audio) == 0
+
+
+@pytest.mark.parametrize("make", [nova_2, nova_v1])
+def test_an_interrupted_turn_answers_the_asks_but_keeps_the_start_of_what_the_user_says_over_it(
+    make: Callable[[], Unanswered],
+) -> None:
+    unanswered = make()
+    unanswered.typed("tell me a story")
+    unanswered.audio.add(b"wait, ")
+    unanswered.turn_end("INTERRUPTED")
+    assert unanswered.asks == []
+    unanswered.audio.add(b"stop")
+    assert bytes(unanswered.audio) == b"wait, stop"
+
+
+@pytest.mark.parametrize(
+    ("make", "asks", "audio"),
+    [
+        # Nova 2: the sentence is asked again as text, so it is not replayed as well.
+        (nova_2, ["What is the weather?"], b"|and tomorrow"),
+        # v1 takes no text input: its successor can only hear the sentence again.
+        (nova_v1, [], b"what is the weather|and tomorrow"),
+    ],
+)
+def test_recognised_speech_is_an_ask_on_nova_2_and_stays_audio_on_v1(
+    make: Callable[[], Unanswered], asks: list[str], audio: bytes
+) -> None:
+    unanswered = make()
+    unanswered.audio.add(b"what is the weather")
+    unanswered.user_final("What is the weather?")
+    unanswered.audio.add(b"|and tomorrow")
+    assert unanswered.asks == asks
+    assert bytes(unanswered.audio) == audio
+
+
+@pytest.mark.parametrize("make", [nova_2, nova_v1])
+def test_a_typed_turn_is_asked_and_leaves_the_audio(make: Callable[[], Unanswered]) -> None:
+    unanswered = make()
+    unanswered.audio.add(b"um")
+    unanswered.typed("first")
+    unanswered.typed("second")
+    assert unanswered.asks == ["first", "second"]
+    assert bytes(unanswered.audio) == b"um"
+
+
+def test_a_successor_is_given_every_ask_since_the_last_answer_in_order_and_the_audio_since() -> None:
+    unanswered = nova_2()
+    unanswered.typed("answered already")
+    unanswered.turn_end("END_TURN")
+    unanswered.typed("typed one")
+    unanswered.audio.add(b"spoken one")
+    unanswered.user_final("spoken one")
+    unanswered.typed("typed two")
+    unanswered.audio.add(b"spoken tw")  # the stream fails mid-sentence
+    assert unanswered.asks == ["typed one", "spoken one", "typed two"]
+    assert list(unanswered.audio) == [b"spoken tw"]
+
+
+@pytest.mark.parametrize("stop_reason", ["END_TURN", "INTERRUPTED"])
+def test_audio_held_for_a_replacement_survives_answers_and_transcripts(stop_reason: str) -> None:
+    unanswered = nova_2()
+    unanswered.audio.add(b"before ")
+    unanswered.holding = True
+    unanswered.audio.add(b"the worker died")
+    unanswered.user_final("before the worker died")
+    unanswered.turn_end(stop_reason)
+    assert unanswered.asks == []  # the answer still answers them
+    assert bytes(unanswered.audio) == b"before the worker died"
+    unanswered.holding = False  # handed to the replacement: answers clear it again
+    unanswered.turn_end("END_TURN")
+    assert len(unanswered.audio) == 0
+
+
+def test_a_transcript_held_for_a_replacement_is_still_asked() -> None:
+    unanswered = nova_2()
+    unanswered.holding = True
+    unanswered.audio.add(b"hello")
+    unanswered.user_final("hello")
+    assert unanswered.asks == ["hello"]
+    assert bytes(unanswered.audio) == b"hello"
+
+
+# A conversation as the session and the bridge see it, step by step, and what each step must leave behind.
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing that happens: the user types, is heard, speaks; an answer ends; a worker is seen dead or replaced."""
+
+    kind: Literal["typed", "heard", "spoke", "answered", "hold"]
+    text: str = ""
+    audio: bytes = b""
+    stop_reason: str = ""
+    holding: bool = False
+
+
+TEXT = st.text(min_size=1, max_size=8)
+STEPS = st.lists(
+    st.one_of(
+        st.builds(Step, kind=st.just("typed"), text=TEXT),
+        st.builds(Step, kind=st.just("heard"), text=TEXT),
+        st.builds(Step, kind=st.just("spoke"), audio=st.binary(min_size=1, max_size=6)),
+        st.builds(Step, kind=st.just("answered"), stop_reason=st.sampled_from(["END_TURN", "INTERRUPTED", "TOOL_USE"])),
+        st.builds(Step, kind=st.just("hold"), holding=st.booleans()),
+    ),
+    max_size=60,
+)
+
+
+@dataclass
+class Since:
+    """What happened since each forgetting: the asks since the last answer, the audio since the last clearing."""
+
+    asks: list[str] = field(default_factory=list)
+    audio: bytes = b""
+
+
+def apply(unanswered: Unanswered, step: Step) -> None:
+    match step:
+        case Step(kind="typed", text=text):
+            unanswered.typed(text)
+        case Step(kind="heard", text=text):
+            unanswered.user_final(text)
+        case Step(kind="spoke", audio=audio):
+            unanswered.audio.add(audio)
+        case Step(kind="answered", stop_reason=stop_reason):
+            unanswered.turn_end(stop_reason)
+        case Step(kind="hold", holding=holding):
+            unanswered.holding = holding
+
+
+@given(steps=STEPS, asks_as_text=st.booleans())
+@PROPERTY
+def test_any_conversation_leaves_the_asks_since_the_last_answer_and_the_audio_since_the_last_clearing(
+    steps: list[Step], asks_as_text: bool
+) -> None:
+    unanswered = Unanswered(SonicConfig(model_id=NOVA_2_SONIC if asks_as_text else NOVA_SONIC_V1, input_rate=8000))
+    unanswered.audio = ReplayWindow(10)  # small enough that the limit cuts often
+    since = Since()
+    for step in steps:
+        apply(unanswered, step)
+        match step:
+            case Step(kind="typed", text=text):
+                since.asks.append(text)
+            case Step(kind="heard", text=text) if asks_as_text:
+                since.asks.append(text)
+                if not unanswered.holding:
+                    since.audio = b""
+            case Step(kind="spoke", audio=audio):
+                since.audio += audio
+            case Step(kind="answered", stop_reason=stop_reason):
+                since.asks.clear()
+                if stop_reason != "INTERRUPTED" and not unanswered.holding:
+                    since.audio = b""
+        assert unanswered.asks == since.asks
+        assert bytes(unanswered.audio) == since.audio[-10:]
