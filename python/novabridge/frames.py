@@ -28,9 +28,21 @@ class ServiceFrame:
     samples: npt.NDArray[np.int16]
     rate: int
 
+    def __post_init__(self) -> None:
+        # Built by hand it is sent as it is: a frame that is not what the service takes fails here, not on the wire.
+        samples = self.samples
+        if not isinstance(samples, np.ndarray) or samples.dtype.str[1:] != "i2" or samples.ndim != 1:  # either order
+            raise TypeError("a ServiceFrame holds a 1-D int16 array (FrameConverter.convert makes one from any frame)")
+        _check_rate(self.rate)
+
     def pcm(self) -> bytes:
         """The samples as s16le bytes."""
         return np.ascontiguousarray(self.samples, dtype="<i2").tobytes()
+
+
+def _check_rate(rate: int) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+        raise ValueError(f"a sample rate is a positive number of hertz, not {rate!r}")
 
 
 class FrameConverter:
@@ -44,8 +56,10 @@ class FrameConverter:
 
         The resamplers from ``host_rate`` are built now, so a rate they do not take fails here, not at a frame.
         """
+        _check_rate(to_rate)
         self.to_rate = to_rate
         self.host_rate = host_rate if host_rate is not None else to_rate
+        _check_rate(self.host_rate)
         self._resamplers: dict[tuple[int, str], Resampler] = {}
         for dtype in ("int16", "float32"):
             self._resampler(self.host_rate, dtype)
@@ -66,6 +80,7 @@ class FrameConverter:
 
         Raises:
             TypeError, ValueError: not a mono int16 or float32 array, or non-finite samples (`pcm.mono`).
+            ValueError: a rate that is not a positive number of hertz, or one the resampler does not take.
         """
         if isinstance(audio, ServiceFrame):
             if audio.rate == self.to_rate:
@@ -73,9 +88,11 @@ class FrameConverter:
             rate = audio.rate
             audio = audio.samples
         samples: npt.NDArray[Any] = pcm.mono(audio)
+        rate = self.host_rate if rate is None else rate
+        _check_rate(rate)
+        resampler = self._resampler(rate, "int16" if samples.dtype == np.int16 else "float32")
         if samples.size == 0:
             return ServiceFrame(samples.astype(np.int16), self.to_rate)
-        resampler = self._resampler(rate or self.host_rate, "int16" if samples.dtype == np.int16 else "float32")
         if resampler is not None:
             samples = resampler.process(samples)
         if samples.dtype != np.int16:

@@ -263,7 +263,7 @@ def test_an_empty_frame_gives_an_empty_service_frame_and_leaves_the_stream(host_
     assert np.array_equal(converter.convert(host_frame).samples, expected.samples)
 
 
-@pytest.mark.parametrize("host_rate", [12345, 96000, 0])
+@pytest.mark.parametrize("host_rate", [12345, 96000])
 def test_a_host_rate_no_resampler_takes_fails_at_construction(host_rate: int) -> None:
     with pytest.raises(ValueError, match=f"unsupported sample rate {host_rate}; supported: \\[8000, "):
         FrameConverter(SERVICE_RATE, host_rate=host_rate)
@@ -278,3 +278,29 @@ def test_a_frame_at_a_rate_no_resampler_takes_is_refused_and_the_converter_goes_
         converter.convert(speech(44000, 0.02, "int16"), 44000)
     second = speech(48000, 0.02, "int16", seed=2)
     assert np.array_equal(converter.convert(second).samples, reference(resampler, second))
+
+
+@pytest.mark.parametrize("rate", [0, -1, -48000, True])
+def test_a_rate_that_is_not_a_positive_number_of_hertz_is_refused(rate: int) -> None:
+    with pytest.raises(ValueError, match="positive number of hertz"):
+        FrameConverter(SERVICE_RATE, host_rate=rate)
+    with pytest.raises(ValueError, match="positive number of hertz"):
+        FrameConverter(rate)
+    converter = FrameConverter(SERVICE_RATE, host_rate=48000)
+    with pytest.raises(ValueError, match="positive number of hertz"):
+        converter.convert(np.zeros(480, np.int16), rate)
+
+
+def test_an_empty_frame_at_a_rate_no_resampler_takes_is_refused_as_a_full_one_is() -> None:
+    with pytest.raises(ValueError, match="unsupported sample rate 12345"):
+        FrameConverter(SERVICE_RATE).convert(np.zeros(0, np.int16), 12345)
+
+
+@pytest.mark.parametrize(
+    "samples",
+    [np.full(4, 0.7), np.zeros(4, np.float32), np.zeros((2, 4), np.int16), np.zeros(4, np.int32), [0, 1]],
+    ids=["float64", "float32", "2-D", "int32", "list"],
+)
+def test_a_service_frame_built_by_hand_must_be_what_the_service_takes(samples: Any) -> None:
+    with pytest.raises(TypeError, match="1-D int16"):
+        ServiceFrame(samples, SERVICE_RATE)
