@@ -1,4 +1,4 @@
-"""The README's ring example runs as shown: a Python 3.11 host and a Python 3.12 worker."""
+"""The ring example (examples/ring_echo.py, shown in docs/ring.md) runs: a Python 3.11 host and a Python 3.12 worker."""
 
 import re
 import subprocess
