@@ -30,14 +30,11 @@ in its own `NovaSonicContext`, so sessions never share state.
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import importlib
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
@@ -48,7 +45,7 @@ from chat_engine.contexts.session_context import SessionContext
 from chat_engine.data_models.chat_data.chat_data_model import ChatData
 from chat_engine.data_models.chat_data_type import ChatDataType
 from chat_engine.data_models.chat_engine_config_data import ChatEngineConfigModel, HandlerBaseConfigModel
-from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBundleDefinition, DataBundleEntry
+from chat_engine.data_models.runtime_data.data_bundle import DataBundleDefinition, DataBundleEntry
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from novabridge import pcm
@@ -57,19 +54,10 @@ from novabridge.emulator import published
 from novabridge.exceptions import WORKER_FAILED, BridgeError, EmulatorNotRunning, WorkerError, recoverable
 from novabridge.frames import FrameConverter, ServiceFrame
 from novabridge.openavatarchat._log import logger
+from novabridge.openavatarchat.pacing import OUTPUT_RATE, SLICE_S, AnswerPacer, BargeInStats, LocalBargeIn
 from novabridge.openavatarchat.trace import HopTrace
 from novabridge.pool import WorkerPool
-from novabridge.protocol import (
-    AudioOut,
-    Error,
-    Interrupted,
-    Reconnecting,
-    SonicEvent,
-    Stage,
-    ToolCall,
-    Transcript,
-    TurnEnd,
-)
+from novabridge.protocol import Error, Interrupted, Reconnecting, SonicEvent, ToolCall
 from novabridge.sonic.config import (
     Attempts,
     Endpointing,
@@ -85,19 +73,11 @@ from novabridge.sonic.config import (
 )
 from novabridge.sonic.keys import reveal_keys
 from novabridge.sonic.tools import Tool, run_tool
-from novabridge.voice_activity import VoiceDetector, VoiceEnded, VoiceStarted
+from novabridge.voice_activity import VoiceDetector
 
 INPUT_RATE = 16000
-OUTPUT_RATE = 24000
-END_MARKER_SAMPLES = 240
-SLICE_S = 0.02
-IDLE_LEAD_S = 0.04
-SILENCE = np.zeros((1, round(SLICE_S * OUTPUT_RATE)), np.float32)
-"""With ``idle_audio``, the silence kept queued ahead of real time between answers: enough to ride out OAC's 30 ms
-pump polls, and all an answer's first audio can wait behind."""
-"""Audio is handed to the avatar in slices of this length, so the pacing lead is kept to within a slice."""
 STOP_TIMEOUT_S = 0.9
-"""What `destroy_context` may spend: joining the pacing thread and closing the bridge."""
+"""What `destroy_context` may spend: joining the session's thread and closing the bridge."""
 PACING_LEAD_MS = 60.0
 """The default ``pacing_lead_ms``: OAC's 30 ms pump poll, and as much again for stalls of this thread or the next.
 
@@ -251,91 +231,36 @@ def _output_definitions() -> dict[ChatDataType, DataBundleDefinition]:
     }
 
 
-@dataclass
-class _Answer:
-    """One assistant turn on its way to the avatar."""
-
-    speech_id: str
-    audio: collections.deque[np.ndarray[Any, Any]] = field(default_factory=collections.deque)
-    texts: collections.deque[tuple[int, str]] = field(default_factory=collections.deque)
-    """The answer's words not shown yet, each with the slice of audio it precedes: words appear as they are spoken,
-    and those of audio a barge-in dropped never appear."""
-    slices_received: int = 0
-    slices_submitted: int = 0
-    text_started: bool = False
-    audio_received: bool = False
-    audio_submitted: bool = False
-    finished: bool = False
-    """The service ended the turn: once its audio is out, the end markers follow."""
-
-
-@dataclass(frozen=True)
-class BargeInStats:
-    """A session's local barge-ins so far (`NovaSonicContext.barge_in_stats`)."""
-
-    pauses: int
-    """Answers paused at the onset of the user's voice."""
-    confirmed: int
-    """Pauses Nova Sonic confirmed with ``Interrupted``: the held audio was dropped."""
-    false: int
-    """Pauses it did not confirm (a cough, a "mm-hm", a door): the answer resumed with nothing lost."""
-    holding: bool
-    """Whether a pause is waiting for the service now."""
-    unpaused_interruptions: int
-    """The service's barge-ins with no pause in place: voice the detector missed, or a confirmation that came after
-    the answer had resumed (if these are common, raise ``barge_in_resume_ms``)."""
-    onset_to_pause_ms_mean: float | None
-    onset_to_pause_ms_max: float | None
-    """From the voice's onset to the pause: the audio from the onset to the end of the microphone chunk that carried
-    it (the chunk had to arrive whole) plus the time `handle` took to pause; None before the first pause."""
-    confirm_ms_mean: float | None
-    confirm_ms_max: float | None
-    """From a pause to the service's confirmation; None before the first confirmation."""
-
-
-@dataclass
-class _Hold:
-    """A pause of the pacing, waiting for the service's verdict on the user's voice."""
-
-    paused_at: float
-    voice_ended_at: float | None = None
-    """When the detector reported the voice's end (None while it goes on)."""
-    voiced_s: float = 0.0
-
-
-@dataclass
-class _Latencies:
-    """Count, sum and maximum of a latency, in seconds."""
-
-    count: int = 0
-    total_s: float = 0.0
-    max_s: float = 0.0
-
-    def add(self, seconds: float) -> None:
-        self.count += 1
-        self.total_s += seconds
-        self.max_s = max(self.max_s, seconds)
-
-    def mean_ms(self) -> float | None:
-        return self.total_s / self.count * 1000 if self.count else None
-
-    def max_ms(self) -> float | None:
-        return self.max_s * 1000 if self.count else None
-
-
 class NovaSonicContext(HandlerContext):
-    """One OAC session: its bridge, its pacing thread and the answer in progress."""
+    """One OAC session: its bridge, its session thread, the answers on their way out and the local barge-in.
 
-    def __init__(self, session_id: str) -> None:
+    OAC's pump thread feeds the microphone in (`hear`, `send_audio`); the session's thread (`run`) runs the session on
+    the bridge, starts a new one after a fatal end while the cause can pass, and has `pacer` hand the answers over.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        config: NovaSonicConfig,
+        *,
+        make_bridge: Callable[[tuple[HistoryMessage, ...]], SonicBridge],
+        tools: dict[str, Tool],
+        definitions: dict[ChatDataType, DataBundleDefinition],
+        trace: HopTrace,
+    ) -> None:
+        """The session's state, with a bridge for its first session (no process is started here).
+
+        Raises:
+            EmulatorNotRunning: the config says ``emulator: true`` and the emulator has stopped.
+        """
         super().__init__(session_id)
-        self.bridge: SonicBridge | None = None
+        self.make_bridge = make_bridge
+        """A bridge for a new session with the given history."""
+        self.bridge: SonicBridge | None = make_bridge(())
         """The session's bridge; replaced by a new one when a session that ended fatally is started again."""
-        self.make_bridge: Callable[[tuple[HistoryMessage, ...]], SonicBridge] | None = None
-        """A bridge for a new session with the given history (set by the handler)."""
         self.fatal: Error | None = None
         """The fatal error the current bridge's session ended with."""
-        self.tools: dict[str, Tool] = {}
-        self.lead_s = 0.1
+        self.tools = tools
         self.started = threading.Event()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -345,104 +270,41 @@ class NovaSonicContext(HandlerContext):
         self.early_text: list[str] = []
         self.frames = FrameConverter(INPUT_RATE)
         """Microphone frames, checked and resampled once: the detector hears them and the bridge sends them so."""
-        self.definitions: dict[ChatDataType, DataBundleDefinition] = {}
-        self.answers: collections.deque[_Answer] = collections.deque()
-        self.by_turn: dict[str, _Answer] = {}
-        self.playout_until = 0.0
-        """Wall time at which the audio handed to the avatar so far has played."""
         self.dropped_inputs = 0
         """Inputs not passed on: malformed ones, and the microphone's while no session runs (between attempts)."""
-        self.detector: VoiceDetector | None = None
-        """The user's voice on the microphone (None: ``local_barge_in`` is off); fed on OAC's pump thread."""
-        self.resume_after_s = 0.4
-        self.max_hold_s = 1.5
-        self.idle_audio = False
-        self.trace = HopTrace(None)
-        self.pacing_lock = threading.Lock()
-        """Held by the pacing thread while it changes the answers or submits, and by `handle` to pause them: once
-        `handle` has paused, nothing more is submitted. Never held for longer than a submission."""
-        self.hold: _Hold | None = None
-        self._pauses = 0
-        self._confirmed = 0
-        self._false = 0
-        self._unpaused_interruptions = 0
-        self._onset_to_pause = _Latencies()
-        self._confirm = _Latencies()
+        self.trace = trace
+        self.pacer = AnswerPacer(
+            self.submit_data,
+            definitions,
+            lead_s=config.pacing_lead_ms / 1000,
+            idle_audio=config.idle_audio,
+            trace=trace,
+            session_id=session_id,
+        )
+        detector = (
+            VoiceDetector(INPUT_RATE, threshold_db=config.barge_in_threshold_db) if config.local_barge_in else None
+        )
+        self.barge_in = LocalBargeIn(
+            self.pacer,
+            detector,
+            resume_after_s=config.barge_in_resume_ms / 1000,
+            max_hold_s=config.barge_in_max_hold_ms / 1000,
+            trace=trace,
+            session_id=session_id,
+        )
+
+    @property
+    def detector(self) -> VoiceDetector | None:
+        """The local barge-in's voice detector (None: ``local_barge_in`` is off)."""
+        return self.barge_in.detector
 
     def barge_in_stats(self) -> BargeInStats:
         """The session's local barge-ins so far: pauses, how each ended, and their latencies."""
-        with self.pacing_lock:
-            return BargeInStats(
-                pauses=self._pauses,
-                confirmed=self._confirmed,
-                false=self._false,
-                holding=self.hold is not None,
-                unpaused_interruptions=self._unpaused_interruptions,
-                onset_to_pause_ms_mean=self._onset_to_pause.mean_ms(),
-                onset_to_pause_ms_max=self._onset_to_pause.max_ms(),
-                confirm_ms_mean=self._confirm.mean_ms(),
-                confirm_ms_max=self._confirm.max_ms(),
-            )
+        return self.barge_in.stats()
 
     def hear(self, audio: np.ndarray[Any, Any], received_at: float) -> None:
-        """From OAC's pump thread: the microphone chunk that arrived at ``received_at``, through the detector."""
-        if self.detector is None:
-            return
-        for event in self.detector.feed(audio):
-            if isinstance(event, VoiceStarted):
-                self._voice_started(self.detector.position_s - event.at_s, received_at)
-            elif isinstance(event, VoiceEnded):
-                with self.pacing_lock:
-                    if self.hold is not None:
-                        self.hold.voice_ended_at = time.monotonic()
-                        self.hold.voiced_s = event.voiced_s
-
-    def _voice_started(self, heard_s: float, received_at: float) -> None:
-        with self.pacing_lock:
-            if self.hold is not None:  # the voice came back before the verdict: keep waiting
-                self.hold.voice_ended_at = None
-                return
-            if not any(answer.audio or not answer.finished for answer in self.answers):
-                return  # nothing left to hold back
-            now = time.monotonic()
-            self.hold = _Hold(paused_at=now)
-            self._pauses += 1
-            self._onset_to_pause.add(heard_s + (now - received_at))
-        self.trace.mark("local_pause", self.session_id)
-
-    def confirm_barge_in(self) -> None:
-        """The service's ``Interrupted`` (the pacing thread, holding `pacing_lock`): a pause in place was right."""
-        self.trace.mark("interrupted", self.session_id, paused=self.hold is not None)
-        if self.hold is None:
-            self._unpaused_interruptions += 1
-            return
-        self._confirmed += 1
-        self._confirm.add(time.monotonic() - self.hold.paused_at)
-        self.hold = None
-
-    def resume_if_unconfirmed(self) -> None:
-        """The pacing thread: end a pause the service has not confirmed in time, a false barge-in.
-
-        That is ``resume_after_s`` after the voice stopped, or ``max_hold_s`` after the pause began. The pause is
-        counted and logged, and the answer resumes where it stopped.
-        """
-        with self.pacing_lock:
-            hold = self.hold
-            if hold is None:
-                return
-            now = time.monotonic()
-            held_s = now - hold.paused_at
-            quiet = hold.voice_ended_at is not None and now - hold.voice_ended_at >= self.resume_after_s
-            if not quiet and held_s < self.max_hold_s:
-                return
-            self.hold = None
-            self._false += 1
-        self.trace.mark("local_resume", self.session_id)
-        sound = f"{hold.voiced_s * 1000:.0f} ms of sound" if hold.voice_ended_at is not None else "a voice going on"
-        logger.info(
-            f"Nova Sonic session {self.session_id}: false barge-in ({sound}, not confirmed by the service in "
-            f"{held_s * 1000:.0f} ms); the answer resumes"
-        )
+        """From OAC's pump thread: the microphone chunk that arrived at ``received_at``, to the local barge-in."""
+        self.barge_in.hear(audio, received_at)
 
     def send_audio(self, audio: ServiceFrame) -> None:
         """From OAC's pump thread: to the bridge, or held until the session's thread has taken a worker."""
@@ -469,6 +331,136 @@ class NovaSonicContext(HandlerContext):
             self.dropped_inputs += 1
             return
         bridge.send_text(text)
+
+    # --------------------------------------------------------------------------------- the session's own thread
+
+    def run(self) -> None:
+        """The session's thread: runs the session, and when it ends fatally, a new one while the cause can pass."""
+        attempts = 0  # sessions in a row that ended with a cause that can pass
+        bridge = self.bridge
+        history: tuple[HistoryMessage, ...] = ()
+        while True:
+            failure: tuple[str, str] | None = None
+            came_up = False
+            if bridge is None:
+                try:
+                    bridge = self.make_bridge(history)
+                except EmulatorNotRunning as error:  # `emulator: true`, and it is not running (yet, or again)
+                    failure = ("EndpointUnreachable", str(error))
+            if bridge is not None:
+                failure, came_up = self._serve(bridge, attempts)
+                if failure is None:
+                    return  # destroy_context
+                history = bridge.history
+            assert failure is not None
+            if came_up:
+                attempts = 0  # it was up: the cause is a new one
+            kind, message = failure
+            if not recoverable(kind):
+                logger.error(
+                    f"Nova Sonic session {self.session_id}: {kind}: {message} (not retried: this cause does not pass "
+                    "without a change of configuration; the avatar stays silent)"
+                )
+                return
+            attempts += 1
+            delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempts - 1))
+            logger.warning(
+                f"Nova Sonic session {self.session_id}: {kind}: {message} (a cause that can pass: a new session in "
+                f"{delay:g} s, attempt {attempts}; the microphone is dropped until then)"
+            )
+            if self.stopping.wait(delay):
+                return
+            bridge = None
+
+    def _serve(self, bridge: SonicBridge, attempts: int) -> tuple[tuple[str, str] | None, bool]:
+        """Run a session on ``bridge`` and pace its output until it ends.
+
+        Returns the fatal error it ended with (kind, message), or None when `destroy_context` ended it; and whether it
+        was up (connected) at some point.
+        """
+        self.fatal = None
+        failure: tuple[str, str] | None = None
+        try:
+            bridge.start(wait=False)
+        except WorkerError as error:  # no worker could run it: a crash, or a worker Python that cannot
+            failure = (WORKER_FAILED, str(error))
+        with self.lock:
+            stopping = self.stopping.is_set()
+            if not stopping:
+                self.bridge = bridge  # destroy_context closes it from now on
+                self._hand_over_early_input(bridge if failure is None else None)
+        if stopping or failure is not None:
+            bridge.close()
+            return (None if stopping else failure), False
+        came_up = False
+        pacer = self.pacer
+        while not self.stopping.is_set():
+            try:
+                for event in bridge.poll(timeout=pacer.wait_s(paused=self.barge_in.holding)):
+                    with pacer.lock:
+                        self._on_event(event)
+                if not came_up and bridge.ready:
+                    came_up = True
+                    if attempts:
+                        logger.info(f"Nova Sonic session {self.session_id} is back (attempt {attempts})")
+                self.barge_in.resume_if_unconfirmed()
+                with pacer.lock:
+                    pacer.submit_due(paused=self.barge_in.holding)
+            except BridgeError:  # the bridge closed: destroy_context, or the session ended fatally
+                break
+            except Exception:  # noqa: BLE001 - a bug: logged, and the session goes on
+                logger.exception(f"Nova Sonic session {self.session_id}: error in the output thread")
+                time.sleep(SLICE_S)
+        if self.stopping.is_set() or self.fatal is None:
+            return None, came_up
+        return (self.fatal.kind, self.fatal.message), came_up
+
+    def _hand_over_early_input(self, bridge: SonicBridge | None) -> None:
+        """What came before the first session had its worker: to ``bridge`` in order, or dropped (None: it has none).
+
+        Called with `lock` held; from then on, input goes straight to the context's bridge.
+        """
+        early: list[tuple[str, Callable[[], None]]] = []
+        if bridge is not None:
+            early += [("audio", functools.partial(bridge.send_audio, audio)) for audio in self.early_audio]
+            early += [("text", functools.partial(bridge.send_text, text)) for text in self.early_text]
+        else:
+            self.dropped_inputs += len(self.early_audio) + len(self.early_text)
+        for what, send in early:
+            try:
+                send()
+            except Exception as error:  # noqa: BLE001 - reported; the rest goes on
+                self.dropped_inputs += 1
+                logger.warning(f"Nova Sonic session {self.session_id}: early {what} dropped: {error}")
+        self.early_audio.clear()
+        self.early_text.clear()
+        self.started.set()
+
+    def _on_event(self, event: SonicEvent) -> None:
+        """An event of the session (with the pacer's lock held): the session's part, then the answers'."""
+        if isinstance(event, Interrupted):
+            self.barge_in.confirm()
+        elif isinstance(event, ToolCall):
+            tool = self.tools.get(event.name)
+            if tool is not None:
+                threading.Thread(target=self._run_tool, args=(tool, event), daemon=True).start()
+            else:
+                logger.warning(f"Nova Sonic asked for tool {event.name}, which tools_module does not provide")
+        elif isinstance(event, Reconnecting):
+            logger.warning(f"Nova Sonic session {self.session_id} reconnecting: {event.reason}")
+        elif isinstance(event, Error) and event.fatal:
+            self.fatal = event  # the session's thread says what comes next, once the bridge has closed
+        elif isinstance(event, Error):
+            logger.warning(f"Nova Sonic session {self.session_id}: {event.kind}: {event.message}")
+        self.pacer.on_event(event)
+
+    def _run_tool(self, tool: Tool, call: ToolCall) -> None:
+        result = asyncio.run(run_tool(tool, call.input, timeout_s=30.0))
+        if self.bridge is not None and not self.stopping.is_set():
+            try:
+                self.bridge.send_tool_result(call.tool_use_id, result)
+            except Exception as error:  # noqa: BLE001 - the session closed meanwhile
+                logger.info(f"tool result for {call.name} not delivered: {error}")
 
 
 class HandlerNovaSonic(HandlerBase):
@@ -515,19 +507,14 @@ class HandlerNovaSonic(HandlerBase):
         Raises:
             EmulatorNotRunning: the config says ``emulator: true`` and the emulator has stopped.
         """
-        context = NovaSonicContext(session_context.session_info.session_id)
-        context.bridge = self._new_bridge(())
-        context.make_bridge = self._new_bridge
-        context.tools = {tool.spec.name: tool for tool in self.tools}
-        context.definitions = self.definitions
-        context.lead_s = self.config.pacing_lead_ms / 1000
-        context.idle_audio = self.config.idle_audio
-        context.trace = self.trace
-        if self.config.local_barge_in:
-            context.detector = VoiceDetector(INPUT_RATE, threshold_db=self.config.barge_in_threshold_db)
-            context.resume_after_s = self.config.barge_in_resume_ms / 1000
-            context.max_hold_s = self.config.barge_in_max_hold_ms / 1000
-        return context
+        return NovaSonicContext(
+            session_context.session_info.session_id,
+            self.config,
+            make_bridge=self._new_bridge,
+            tools={tool.spec.name: tool for tool in self.tools},
+            definitions=self.definitions,
+            trace=self.trace,
+        )
 
     def _new_bridge(self, history: tuple[HistoryMessage, ...]) -> SonicBridge:
         """A bridge for a new session that knows ``history`` (no process is started here).
@@ -546,11 +533,11 @@ class HandlerNovaSonic(HandlerBase):
         )
 
     def start_context(self, session_context: SessionContext, handler_context: HandlerContext) -> None:
-        """Start the session's thread, which takes a warm worker and paces the output."""
+        """Start the session's thread (`NovaSonicContext.run`), which takes a warm worker and paces the output."""
         assert isinstance(handler_context, NovaSonicContext)
         # The worker is taken on the session's own thread: nothing here waits, OAC's server loop included.
         handler_context.thread = threading.Thread(
-            target=_run_session, args=(handler_context,), name=f"novasonic-{handler_context.session_id}", daemon=True
+            target=handler_context.run, name=f"novasonic-{handler_context.session_id}", daemon=True
         )
         handler_context.thread.start()
 
@@ -618,247 +605,3 @@ def _mic_audio(context: NovaSonicContext, inputs: ChatData) -> ServiceFrame | No
     # Checked before it can wait in the early buffer; the bridge sends it as it is.
     frame = context.frames.convert(inputs.data.get_main_data(), rate)
     return frame if frame.samples.size else None
-
-
-# ------------------------------------------------------------------------------------- the session's own thread
-
-
-def _run_session(context: NovaSonicContext) -> None:
-    """The session's thread: runs the session, and when it ends fatally, a new one while the cause can pass."""
-    attempts = 0  # sessions in a row that ended with a cause that can pass
-    bridge = context.bridge
-    history: tuple[HistoryMessage, ...] = ()
-    while True:
-        failure: tuple[str, str] | None = None
-        came_up = False
-        if bridge is None:
-            assert context.make_bridge is not None
-            try:
-                bridge = context.make_bridge(history)
-            except EmulatorNotRunning as error:  # `emulator: true`, and it is not running (yet, or again)
-                failure = ("EndpointUnreachable", str(error))
-        if bridge is not None:
-            failure, came_up = _serve(context, bridge, attempts)
-            if failure is None:
-                return  # destroy_context
-            history = bridge.history
-        assert failure is not None
-        if came_up:
-            attempts = 0  # it was up: the cause is a new one
-        kind, message = failure
-        if not recoverable(kind):
-            logger.error(
-                f"Nova Sonic session {context.session_id}: {kind}: {message} (not retried: this cause does not pass "
-                "without a change of configuration; the avatar stays silent)"
-            )
-            return
-        attempts += 1
-        delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (attempts - 1))
-        logger.warning(
-            f"Nova Sonic session {context.session_id}: {kind}: {message} (a cause that can pass: a new session in "
-            f"{delay:g} s, attempt {attempts}; the microphone is dropped until then)"
-        )
-        if context.stopping.wait(delay):
-            return
-        bridge = None
-
-
-def _serve(context: NovaSonicContext, bridge: SonicBridge, attempts: int) -> tuple[tuple[str, str] | None, bool]:
-    """Run a session on ``bridge`` and pace its output until it ends.
-
-    Returns the fatal error it ended with (kind, message), or None when `destroy_context` ended it; and whether it was
-    up (connected) at some point.
-    """
-    context.fatal = None
-    failure: tuple[str, str] | None = None
-    try:
-        bridge.start(wait=False)
-    except WorkerError as error:  # no worker could run it: a crash, or a worker Python that cannot
-        failure = (WORKER_FAILED, str(error))
-    with context.lock:
-        stopping = context.stopping.is_set()
-        if not stopping:
-            context.bridge = bridge  # destroy_context closes it from now on
-            _hand_over_early_input(context, bridge if failure is None else None)
-    if stopping or failure is not None:
-        bridge.close()
-        return (None if stopping else failure), False
-    came_up = False
-    while not context.stopping.is_set():
-        try:
-            for event in bridge.poll(timeout=_wait_s(context)):
-                with context.pacing_lock:
-                    _on_event(context, event)
-            if not came_up and bridge.ready:
-                came_up = True
-                if attempts:
-                    logger.info(f"Nova Sonic session {context.session_id} is back (attempt {attempts})")
-            context.resume_if_unconfirmed()
-            with context.pacing_lock:
-                _submit_due_audio(context)
-        except BridgeError:  # the bridge closed: destroy_context, or the session ended fatally
-            break
-        except Exception:  # noqa: BLE001 - a bug: logged, and the session goes on
-            logger.exception(f"Nova Sonic session {context.session_id}: error in the output thread")
-            time.sleep(SLICE_S)
-    if context.stopping.is_set() or context.fatal is None:
-        return None, came_up
-    return (context.fatal.kind, context.fatal.message), came_up
-
-
-def _hand_over_early_input(context: NovaSonicContext, bridge: SonicBridge | None) -> None:
-    """What came before the first session had its worker: to ``bridge`` in order, or dropped (None: it has none).
-
-    Called with `NovaSonicContext.lock` held; from then on, input goes straight to the context's bridge.
-    """
-    early: list[tuple[str, Callable[[], None]]] = []
-    if bridge is not None:
-        early += [("audio", functools.partial(bridge.send_audio, audio)) for audio in context.early_audio]
-        early += [("text", functools.partial(bridge.send_text, text)) for text in context.early_text]
-    else:
-        context.dropped_inputs += len(context.early_audio) + len(context.early_text)
-    for what, send in early:
-        try:
-            send()
-        except Exception as error:  # noqa: BLE001 - reported; the rest goes on
-            context.dropped_inputs += 1
-            logger.warning(f"Nova Sonic session {context.session_id}: early {what} dropped: {error}")
-    context.early_audio.clear()
-    context.early_text.clear()
-    context.started.set()
-
-
-def _wait_s(context: NovaSonicContext) -> float:
-    """How long the pacing thread may sleep: until the avatar needs more audio, at most a slice."""
-    if context.hold is not None or not any(answer.audio or answer.finished for answer in context.answers):
-        return SLICE_S
-    ahead = context.playout_until - time.monotonic()
-    return min(SLICE_S, max(0.0, ahead - context.lead_s))
-
-
-def _answer(context: NovaSonicContext, turn_id: str) -> _Answer:
-    answer = context.by_turn.get(turn_id)
-    if answer is None:
-        answer = context.by_turn[turn_id] = _Answer(speech_id=str(uuid.uuid4()))
-        context.answers.append(answer)
-    return answer
-
-
-def _on_event(context: NovaSonicContext, event: SonicEvent) -> None:
-    if isinstance(event, AudioOut):
-        samples = pcm.to_float32(np.frombuffer(event.pcm, dtype="<i2"))
-        answer = _answer(context, event.turn_id)
-        if not answer.audio_received:
-            answer.audio_received = True
-            context.trace.mark("answer_audio", context.session_id, speech_id=answer.speech_id)
-        step = round(SLICE_S * OUTPUT_RATE)
-        for offset in range(0, len(samples), step):
-            answer.audio.append(samples[offset : offset + step])
-            answer.slices_received += 1
-    elif isinstance(event, Transcript) and event.role == "USER" and event.stage is Stage.FINAL:
-        speech_id = str(uuid.uuid4())
-        _submit_text(context, ChatDataType.HUMAN_TEXT, "human_text", event.text, speech_id, end=False)
-        _submit_text(context, ChatDataType.HUMAN_TEXT, "human_text", "", speech_id, end=True)
-    elif isinstance(event, Transcript) and event.role == "ASSISTANT" and event.stage is Stage.SPECULATIVE:
-        answer = _answer(context, event.turn_id)
-        answer.texts.append((answer.slices_received, event.text))  # shown when its audio starts playing
-    elif isinstance(event, Interrupted):
-        context.confirm_barge_in()
-        interrupted = context.by_turn.get(event.turn_id)
-        if interrupted is not None:
-            interrupted.audio.clear()  # what the avatar has not been given is dropped at once, and its words
-            interrupted.texts.clear()
-            interrupted.finished = True
-    elif isinstance(event, TurnEnd):
-        ended = context.by_turn.get(event.turn_id)
-        if ended is not None:
-            ended.finished = True
-    elif isinstance(event, ToolCall):
-        tool = context.tools.get(event.name)
-        if tool is not None:
-            threading.Thread(target=_run_tool, args=(context, tool, event), daemon=True).start()
-        else:
-            logger.warning(f"Nova Sonic asked for tool {event.name}, which tools_module does not provide")
-    elif isinstance(event, Reconnecting):
-        logger.warning(f"Nova Sonic session {context.session_id} reconnecting: {event.reason}")
-        for answer in context.answers:
-            answer.finished = True  # an answer cut by the reconnection ends here
-    elif isinstance(event, Error) and event.fatal:
-        context.fatal = event  # the session's thread says what comes next, once the bridge has closed
-        for answer in context.answers:
-            answer.audio.clear()  # the session is over: what was not given to the avatar will not be
-            answer.texts.clear()
-            answer.finished = True
-    elif isinstance(event, Error):
-        logger.warning(f"Nova Sonic session {context.session_id}: {event.kind}: {event.message}")
-
-
-def _run_tool(context: NovaSonicContext, tool: Tool, call: ToolCall) -> None:
-    result = asyncio.run(run_tool(tool, call.input, timeout_s=30.0))
-    if context.bridge is not None and not context.stopping.is_set():
-        try:
-            context.bridge.send_tool_result(call.tool_use_id, result)
-        except Exception as error:  # noqa: BLE001 - the session closed meanwhile
-            logger.info(f"tool result for {call.name} not delivered: {error}")
-
-
-def _submit_due_audio(context: NovaSonicContext) -> None:
-    """Hand the avatar what keeps it ``lead_s`` ahead of real time; end finished answers.
-
-    Called with `NovaSonicContext.pacing_lock` held. While a barge-in pause holds, no audio of an answer is
-    submitted (an answer with none left may still end). With ``idle_audio``, silence fills in whenever nothing else
-    keeps the avatar `IDLE_LEAD_S` ahead.
-    """
-    now = time.monotonic()
-    context.playout_until = max(context.playout_until, now)
-    paused = context.hold is not None
-    while context.answers:
-        answer = context.answers[0]
-        while answer.audio and not paused and context.playout_until - now < context.lead_s:
-            chunk = answer.audio.popleft()
-            _show_text(context, answer, answer.slices_submitted)
-            _submit_audio(context, chunk.reshape(1, -1), answer.speech_id, end=False)
-            answer.slices_submitted += 1
-            if not answer.audio_submitted:
-                answer.audio_submitted = True
-                context.trace.mark("avatar_audio", context.session_id, speech_id=answer.speech_id)
-            context.playout_until += len(chunk) / OUTPUT_RATE
-        if answer.audio or not answer.finished:
-            break
-        _show_text(context, answer, answer.slices_received)  # words after the last audio, or of a text-only answer
-        _submit_audio(context, np.zeros((1, END_MARKER_SAMPLES), np.float32), answer.speech_id, end=True)
-        if answer.text_started:
-            _submit_text(context, ChatDataType.AVATAR_TEXT, "avatar_text", "", answer.speech_id, end=True)
-        context.answers.popleft()
-        context.by_turn = {turn: a for turn, a in context.by_turn.items() if a is not answer}
-    if context.idle_audio:
-        while context.playout_until - now < IDLE_LEAD_S:  # nothing else is due: silence keeps the stream going
-            _submit_audio(context, SILENCE, "", end=False)
-            context.playout_until += SILENCE.shape[1] / OUTPUT_RATE
-
-
-def _show_text(context: NovaSonicContext, answer: _Answer, upto: int) -> None:
-    """Hand the avatar the answer's words that precede audio slice ``upto``."""
-    while answer.texts and answer.texts[0][0] <= upto:
-        _, text = answer.texts.popleft()
-        shown = text if not answer.text_started else " " + text
-        answer.text_started = True
-        _submit_text(context, ChatDataType.AVATAR_TEXT, "avatar_text", shown, answer.speech_id, end=False)
-
-
-def _submit_audio(context: NovaSonicContext, audio: np.ndarray[Any, Any], speech_id: str, *, end: bool) -> None:
-    bundle = DataBundle(context.definitions[ChatDataType.AVATAR_AUDIO])
-    bundle.set_main_data(audio)
-    bundle.add_meta("avatar_speech_end", end)
-    bundle.add_meta("speech_id", speech_id)
-    context.submit_data(ChatData(type=ChatDataType.AVATAR_AUDIO, data=bundle))
-
-
-def _submit_text(
-    context: NovaSonicContext, kind: ChatDataType, entry: str, text: str, speech_id: str, *, end: bool
-) -> None:
-    bundle = DataBundle(context.definitions[kind])
-    bundle.set_main_data(text)
-    bundle.add_meta(f"{entry}_end", end)
-    bundle.add_meta("speech_id", speech_id)
-    context.submit_data(ChatData(type=kind, data=bundle))
