@@ -704,6 +704,7 @@ KNOWN_KINDS = [
     "expire",
     "slow",
     "reject-input",
+    "stall",
 ]
 
 

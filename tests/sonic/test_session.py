@@ -27,6 +27,7 @@ from novabridge.protocol import (
     TurnEnd,
 )
 from novabridge.sonic import SessionClosed, SonicConfig, SonicSession, Tool, ToolSpec
+from novabridge.sonic.session import STALL_S
 from novabridge.sonic.stream import SonicStream
 from support.emulator_in_process import TEST_KEY, EmulatorFactory
 from support.emulator_process import user_audio_reached
@@ -228,6 +229,34 @@ async def test_speech_the_old_stream_recognises_after_a_renewal_is_heard_once(
     assert session.metrics.retired_events > 0
 
 
+async def talk_across_a_break(session: SonicSession, events: Collector, *, break_within_s: float) -> bytes:
+    """An utterance, the host's microphone until the session reports a break, another utterance and its answer.
+
+    The microphone goes on (silence) until the break, so the session never fills in silence of its own in the middle
+    and every byte it sent is one the host gave it. Returns the host's audio; the session is closed.
+    """
+    first, second = utterance(), utterance()
+    await stream(session, first)
+    waiting = bytearray()
+    async with asyncio.timeout(break_within_s):
+        while not events.of(Reconnecting):
+            await stream(session, silence(0.08))
+            waiting += silence(0.08)
+    await stream(session, second)
+    await events.wait_for(lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN")
+    await session.close()
+    await events.finished()
+    return first + bytes(waiting) + second
+
+
+def assert_no_user_audio_lost(session: SonicSession, emulator: Emulator, sent: bytes) -> None:
+    """Each new stream's audio continues where the old one stopped (after a replay of at most 3 s of what the old one
+    may not have heard), up to the last byte sent and the keep-alive's silence after it."""
+    sent += bytes(session.metrics.silence_frames * 1024)
+    received = [bytes(r.user_audio) for r in emulator.recordings]
+    assert user_audio_reached(received, sent, replay_limit=3 * 32000) == len(sent)
+
+
 @pytest.mark.parametrize(
     ("fault", "params"),
     [
@@ -246,30 +275,13 @@ async def test_transient_faults_reconnect_and_resume_the_conversation(
     session = await open_session(config_for(emulator))
     events = Collector(session)
     emulator.inject(fault, **params)
-    first, second = utterance(), utterance()
-    await stream(session, first)
-    # The host's microphone goes on (silence) until the session reports the break, so the session never fills in
-    # silence of its own in the middle and every byte it sent is one the host gave it.
-    waiting = bytearray()
-    async with asyncio.timeout(20):
-        while not events.of(Reconnecting):
-            await stream(session, silence(0.08))
-            waiting += silence(0.08)
-    await stream(session, second)
-    await events.wait_for(lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN")
-    await session.close()
-    await events.finished()
+    sent = await talk_across_a_break(session, events, break_within_s=20)
 
     assert len(emulator.recordings) >= 2
     assert emulator.recordings[0].outcome != "completed"
     assert not [e for e in events.of(Error) if e.fatal]
     assert session.metrics.reconnects >= 1
-    # Nothing lost: each new stream's audio continues where the old one stopped (after a replay of what the old
-    # one may not have heard), up to the last byte sent and the keep-alive's silence after it.
-    tail = session.metrics.silence_frames * 1024
-    sent = first + bytes(waiting) + second + bytes(tail)
-    received = [bytes(r.user_audio) for r in emulator.recordings]
-    assert user_audio_reached(received, sent, replay_limit=3 * 32000) == len(sent)
+    assert_no_user_audio_lost(session, emulator, sent)
     # What the user had said when the old stream broke reached the new stream, in its history or asked again.
     broke = next(i for i, e in enumerate(events.events) if isinstance(e, Reconnecting))
     said = [e.text for e in events.events[:broke] if isinstance(e, Transcript) and e.role == "USER"]
@@ -278,6 +290,31 @@ async def test_transient_faults_reconnect_and_resume_the_conversation(
     assert all(text in opened_with for text in said), (said, opened_with)  # [0] is the system prompt
     # A break before the transcript came leaves the replay to carry the question: the new stream hears it.
     assert said or new.turns[0].user_text == "(speech, 0.6 seconds)"
+
+
+@pytest.mark.timeout(90)
+async def test_a_stream_that_stops_taking_audio_is_failed_and_the_conversation_resumes(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    # Found by the soak run: the service stopped reading one stream, the SDK's send waited on HTTP/2 flow control for
+    # ever, and the session went silent (no error, no reconnection). The emulator's stall stops reading likewise.
+    emulator = await make_emulator()
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    emulator.inject("stall", after_s=0.0)
+    # The sends block once flow control's window is full (well under a second of audio at 4x), then STALL_S passes.
+    sent = await talk_across_a_break(session, events, break_within_s=STALL_S + 5)
+
+    reconnecting = events.of(Reconnecting)
+    assert reconnecting[0].reason.startswith("StreamStalled:"), reconnecting
+    assert not [e for e in events.of(Error) if e.fatal]
+    assert session.metrics.reconnects == 1
+    stalled, resumed = emulator.recordings[:2]
+    assert stalled.outcome != "completed"
+    assert resumed.turns, "the new stream answered a turn"
+    # The audio the stalled stream never read (in flight on the connection, and the frame whose send was given up)
+    # reaches the new stream.
+    assert_no_user_audio_lost(session, emulator, sent)
 
 
 async def test_throttled_reconnection_backs_off_and_retries(

@@ -136,6 +136,11 @@ class Conversation:
         self._pending_tools: dict[str, asyncio.Future[str]] = {}
         self._reject_input_at: float | None = None
         """A reject-input fault: the first input event from this time (``time.monotonic()``) on is refused."""
+        self._stall_at: float | None = None
+        """A stall fault: from this time (``time.monotonic()``) on, the server stops reading the request."""
+        self.stalled = False
+        """A stall fault fired: the server stopped reading the request until the stream ended."""
+        self._ended = asyncio.Event()
         self._wake = asyncio.Event()
         self._turn: _TurnState | None = None
         self._responder: asyncio.Task[None] | None = None
@@ -465,12 +470,26 @@ class Conversation:
 
     def _close(self, outcome: str, end: End) -> None:
         self.finished = True
+        self._ended.set()
         self.recording.outcome = outcome
         self.recording.closed_at = time.monotonic()
         self.output.put_nowait(end)
         self._stop_turn()
         for future in self._pending_tools.values():
             future.cancel()
+
+    async def stall_if_due(self) -> None:
+        """Under a stall fault that is due, return only once the stream has ended (the server reads nothing meanwhile).
+
+        The end comes as for any stream: the input timeout (no input gets through), the lifetime, or the server's
+        stop, which aborts every stream. A client's reset of the stream is not seen: reading is what would see it.
+        """
+        if self._stall_at is None or time.monotonic() < self._stall_at or self.finished:
+            return
+        self._stall_at = None
+        self.stalled = True
+        logger.info("stream %d: fault stall", self.recording.stream_id)
+        await self._ended.wait()
 
     def _stop_turn(self) -> None:
         if self._responder is not None and not self._responder.done():
@@ -767,6 +786,8 @@ class Conversation:
                 self._deadlines.append((now + fault.after_s, validation(Message.INSTABILITY, "fault instability")))
             elif fault.kind is FaultKind.REJECT_INPUT:
                 self._reject_input_at = now + fault.after_s
+            elif fault.kind is FaultKind.STALL:
+                self._stall_at = now + fault.after_s
             else:
                 error = ServiceError("modelTimeoutException", Message.MODEL_TIMEOUT, "fault expire")
                 self._deadlines.append((now + fault.after_s, error))

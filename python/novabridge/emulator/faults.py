@@ -35,11 +35,22 @@ class FaultKind(StrEnum):
     REJECT_INPUT = "reject-input"
     """ValidationException "Invalid input request" for the first input event ``after_s`` after a stream claims it,
     as the service answers an input it will not take."""
+    STALL = "stall"
+    """``after_s`` after a stream claims it, the server stops reading its request until the stream ends: the HTTP/2
+    flow-control window fills and the client's sends block, as when a peer stops taking audio without a word. It
+    stalls the whole connection, as a peer that stops reading its socket does."""
 
 
 CONNECT_FAULTS = frozenset({FaultKind.THROTTLE})
 STREAM_FAULTS = frozenset(
-    {FaultKind.INSTABILITY, FaultKind.RST_531, FaultKind.EXPIRE, FaultKind.SLOW, FaultKind.REJECT_INPUT}
+    {
+        FaultKind.INSTABILITY,
+        FaultKind.RST_531,
+        FaultKind.EXPIRE,
+        FaultKind.SLOW,
+        FaultKind.REJECT_INPUT,
+        FaultKind.STALL,
+    }
 )
 MID_TURN_FAULTS = frozenset({FaultKind.MODEL_STREAM_ERROR, FaultKind.CORRUPT_FRAME, FaultKind.RESET})
 

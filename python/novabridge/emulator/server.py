@@ -45,6 +45,11 @@ logger = logging.getLogger("novabridge.emulator")
 
 _PATH = re.compile(r"^/model/([^/]+)/invoke-with-bidirectional-stream$")
 
+DRAIN_QUIET_S = 0.2
+"""A stalled stream's request is drained until nothing more comes for this long..."""
+DRAIN_LIMIT_S = 2.0
+"""...or for at most this long."""
+
 Scope = dict[str, Any]
 Message_ = dict[str, Any]
 
@@ -391,6 +396,8 @@ class _App:
             watchdog.cancel()
             conversation.abort("connection-closed")  # only if the stream had not ended by itself
             await asyncio.gather(reader, watchdog, return_exceptions=True)
+            if conversation.stalled:
+                await _drain(receive)
             if emulator.record_dir is not None:
                 recording.save(emulator.record_dir)
             if not emulator.keep_recordings:
@@ -400,6 +407,7 @@ class _App:
         """Feed input events to the conversation until the client ends its request; False if it went away."""
         decoder = InputDecoder()
         while True:
+            await conversation.stall_if_due()
             message = await receive()
             if message["type"] == "http.disconnect":
                 conversation.abort("client-disconnected")
@@ -446,6 +454,22 @@ class _App:
                 if "audioOutput" not in item["event"]:
                     recording.output_events.append(item)
             await send({"type": "http.response.body", "body": frame, "more_body": True})
+
+
+async def _drain(receive: Any) -> None:
+    """Take what is left of a stalled stream's request, so hypercorn can go on reading the connection.
+
+    hypercorn hands a request's body over through a small queue and reads nothing more from the connection while it
+    is full; nobody takes from it once the application has returned, so a stall would otherwise outlive the stream.
+    Taken until the request ends, nothing comes for `DRAIN_QUIET_S`, or `DRAIN_LIMIT_S` has passed.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_LIMIT_S):
+            while True:
+                async with asyncio.timeout(DRAIN_QUIET_S):
+                    message = await receive()
+                if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                    return
 
 
 def _issued_keys(options: EmulatorOptions) -> dict[str, IssuedKey] | None:

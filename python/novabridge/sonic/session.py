@@ -56,6 +56,9 @@ MIN_ATTEMPT_S = 0.5
 """A connection attempt at `start` gets at least this long; with less of ``connect_timeout_s`` left, none is made."""
 RENEWAL_GRACE_S = 60.0
 """How long a due renewal waits for the assistant to finish its turn before it goes ahead anyway."""
+STALL_S = 5.0
+"""A frame the SDK has not sent after this long: the service stopped taking audio, and the stream is failed (the
+connection with it, since it is the connection that is stuck: HTTP/2 flow control)."""
 SETTLED_TOOL_CALLS = 256
 """Tool uses no longer pending whose fate is remembered, to say why a late result for one is dropped."""
 
@@ -237,7 +240,8 @@ class SonicSession:
             # Audio the caller already handed over goes out before the end of the conversation.
             if self._backlog and self._stream_ready.is_set():
                 with contextlib.suppress(Exception):
-                    await stream.send_audio(bytes(self._backlog))
+                    async with asyncio.timeout(STALL_S):  # a stalled stream would take nothing: as the pump
+                        await stream.send_audio(bytes(self._backlog))
                     self._audio_settled += len(self._backlog)
                     self._backlog.clear()
                     if self._on_audio_sent is not None:
@@ -415,12 +419,16 @@ class SonicSession:
                     return False
                 started = time.perf_counter()
                 self._not_sending.clear()
+                stall = asyncio.timeout(STALL_S)
                 try:
-                    await stream.send_audio(frame)
+                    async with stall:
+                        await stream.send_audio(frame)
                 except Exception as error:  # noqa: BLE001 - the stream's receive task reports and recovers
                     logger.debug("audio send failed on stream %d: %r", stream.generation, error)
                     self._stream_ready.clear()
-                    continue
+                    if stall.expired():  # no receive task would see it: the service is silent, not failing
+                        self._stream_stalled(stream)
+                    continue  # the frame goes to the next stream: the pump still holds it
                 finally:
                     self._not_sending.set()
                 self.metrics.send_overhead_s.append(time.perf_counter() - started)
@@ -480,6 +488,10 @@ class SonicSession:
             self.metrics.receive_overhead_s.append(time.perf_counter() - received)
 
     def _on_event(self, stream: SonicStream, event: SonicEvent, received_ns: int) -> None:
+        if stream.failed:
+            # A stalled stream may still answer: the new stream is given what it was about (the replay), and its
+            # answers are the ones delivered.
+            return
         if stream.generation < self._renewed_past:
             # A stream a renewal replaced: the speech and the turns it could still answer were given to the new stream
             # (the replay), whose answers are the ones delivered, so the user is heard and answered once.
@@ -593,9 +605,22 @@ class SonicSession:
         for offset in range(0, len(replay), self._frame_bytes):
             await stream.send_audio(replay[offset : offset + self._frame_bytes])
 
+    def _stream_stalled(self, stream: SonicStream) -> None:
+        """The service stopped taking audio on ``stream``: recover as from any transient failure, on a new connection.
+
+        Called by the pump, which holds the handover lock that the recovery takes: the recovery runs as a task.
+        """
+        if stream.failed or stream is not self._stream:
+            return
+        if self._transport is not None:
+            self._transport.drop_connections()  # the stuck part: a new stream on it would stall too
+        failure = Failure("StreamStalled", f"the service took no audio for {STALL_S:g} s", transient=True)
+        self._spawn(self._stream_failed(stream, failure), self._receivers)
+
     async def _stream_failed(self, stream: SonicStream, failure: Failure) -> None:
-        if stream is not self._stream or self._closed:
-            return  # a retired stream's end, or our own close
+        if stream is not self._stream or self._closed or stream.failed:
+            return  # a retired stream's end, our own close, or a failure already being recovered from
+        stream.failed = True
         self._stream_ready.clear()
         logger.info("stream %d failed: %s: %s", stream.generation, failure.kind, failure.message)
         if failure.input_rejected and stream.settled:

@@ -86,6 +86,8 @@ class SonicStream:
         """When the credentials the stream was opened with expire (``time.time()``); None: never, or unknown."""
         self.received = 0
         """Output events received so far."""
+        self.failed = False
+        """The session took this stream for failed and recovers from it: what it still sends is not delivered."""
 
     async def open(
         self, history: list[tuple[str, str]], *, tools: list[dict[str, Any]], timeout_s: float | None = None
