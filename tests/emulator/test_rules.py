@@ -7,7 +7,6 @@ which rule fired. The positive controls send well-formed conversations at the li
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,21 +25,6 @@ from support.sonic_client import Event, SonicTestClient, silence, tone
 P = "p"
 SYSTEM = "You are a helpful assistant."
 WEATHER = ev.tool_spec("getWeather", "The weather in a city.", {"type": "object", "properties": {}, "required": []})
-
-
-@pytest.fixture
-async def connect(emulator: Emulator) -> AsyncIterator[ClientFactory]:
-    """conftest's `connect`, but teardown cannot hang on input sent into a stream that has already ended."""
-    clients: list[SonicTestClient] = []
-
-    async def open_client(target: Emulator | None = None, **kwargs: Any) -> SonicTestClient:
-        client = SonicTestClient(target or emulator, **kwargs)
-        clients.append(client)
-        return await client.open()
-
-    yield open_client
-    for client in clients:
-        await client.close_within(5.0)
 
 
 def opening(*, sensitivity: str | None = "HIGH", tools: list[Event] | None = None) -> list[Event]:

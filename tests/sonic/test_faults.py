@@ -7,9 +7,8 @@ exception with the service's wording, at the point the fault names; the emulator
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -43,21 +42,6 @@ CHUNK_BYTES = 2 * round(0.08 * 24000)  # one audioOutput: output_chunk_s of 24 k
 LONG_ANSWER = " ".join(f"This is sentence number {n} of a long answer that keeps on streaming." for n in range(1, 9))
 # A long answer sent at twice real time: audio is still streaming when a mid-turn fault fires.
 STREAMING = {"scenario": Scenario(turns=(Turn(assistant=LONG_ANSWER),)), "options": {"output_speed": 2.0}}
-
-
-@pytest.fixture
-async def connect(emulator: Emulator) -> AsyncIterator[ClientFactory]:
-    """conftest's `connect`, but teardown cannot hang on input sent into a stream that has already ended."""
-    clients: list[SonicTestClient] = []
-
-    async def open_client(target: Emulator | None = None, **kwargs: Any) -> SonicTestClient:
-        client = SonicTestClient(target or emulator, **kwargs)
-        clients.append(client)
-        return await client.open()
-
-    yield open_client
-    for client in clients:
-        await client.close_within(5.0)
 
 
 async def spoken_turn(client: SonicTestClient, *, hz: float = 220.0) -> bytes:

@@ -49,7 +49,8 @@ async def emulator(make_emulator: EmulatorFactory) -> "Emulator":
 
 @pytest.fixture
 async def connect(emulator: "Emulator") -> AsyncIterator[ClientFactory]:
-    """Open SDK streams to the `emulator` fixture; all are closed at teardown."""
+    """Open SDK streams to the `emulator` fixture; all are closed at teardown, within 5 s each (a stream some input was
+    sent into after it ended would otherwise never finish closing: `SonicTestClient.close_within`)."""
     from support.sonic_client import SonicTestClient  # the SDK: only where a test opens a stream
 
     clients: list[SonicTestClient] = []
@@ -61,4 +62,4 @@ async def connect(emulator: "Emulator") -> AsyncIterator[ClientFactory]:
 
     yield open_client
     for client in clients:
-        await client.close()
+        await client.close_within(5.0)
