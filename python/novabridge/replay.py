@@ -34,6 +34,8 @@ class ReplayWindow:
         self.limit = limit
         self._chunks: collections.deque[bytes] = collections.deque()
         self._bytes = 0
+        self.total = 0
+        """The bytes ever added: a position in the audio, for `since`."""
 
     def add(self, chunk: bytes, *, limit: int | None = None) -> int:
         """Keep ``chunk`` as the newest audio, forgetting the oldest beyond ``limit`` (default: the window's).
@@ -43,6 +45,7 @@ class ReplayWindow:
         if chunk:
             self._chunks.append(bytes(chunk))
             self._bytes += len(chunk)
+            self.total += len(chunk)
         return self.trim(self.limit if limit is None else limit)
 
     def trim(self, limit: int) -> int:
@@ -58,6 +61,11 @@ class ReplayWindow:
             chunks[0] = chunks[0][excess:]
         self._bytes -= forgotten
         return forgotten
+
+    def since(self, position: int) -> bytes:
+        """The audio kept from ``position`` (a past `total`) on."""
+        kept = bytes(self)
+        return kept[max(0, len(kept) - (self.total - position)) :]
 
     def clear(self) -> None:
         """The audio kept was answered: nothing needs it."""
@@ -93,9 +101,11 @@ class Unanswered:
 
     def user_final(self, text: str) -> None:
         """The service recognised the user's speech as ``text``."""
-        if self._asks_as_text:  # the speech is a question in text now: not replayed, asked again if cut
+        # The speech is a question in text now: not replayed, asked again if cut. Audio held for a successor keeps
+        # it, and would have it answered twice.
+        if self._asks_as_text and not self.holding:
             self.asks.append(text)
-            self._forget_audio()
+            self.audio.clear()
 
     def turn_end(self, stop_reason: str) -> None:
         """An answer ended: what was asked is answered."""

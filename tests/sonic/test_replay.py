@@ -32,6 +32,21 @@ def numbered(count: int, width: int) -> list[bytes]:
 # ------------------------------------------------------------------------------------------------ ReplayWindow
 
 
+def test_since_gives_the_audio_kept_from_a_past_position() -> None:
+    window = ReplayWindow(6)
+    window.add(b"ab")
+    mark = window.total
+    window.add(b"cdef")
+    assert window.since(mark) == b"cdef"
+    window.add(b"gh")  # "ab" is forgotten: the position still counts it
+    assert window.total == 8
+    assert window.since(mark) == b"cdefgh"
+    assert window.since(0) == b"cdefgh"  # from before what is kept: all of it
+    assert window.since(window.total) == b""
+    window.clear()
+    assert window.since(mark) == b""
+
+
 def test_limit_bytes_counts_whole_s16le_samples() -> None:
     assert limit_bytes(3.0, 16000) == 96_000
     assert limit_bytes(3.0, 24000) == 144_000
@@ -250,12 +265,14 @@ def test_audio_held_for_a_replacement_survives_answers_and_transcripts(stop_reas
     assert len(unanswered.audio) == 0
 
 
-def test_a_transcript_held_for_a_replacement_is_still_asked() -> None:
+def test_speech_recognised_while_its_audio_is_held_is_left_to_the_audio_not_asked_too() -> None:
+    # Asked as text and replayed as audio, the replacement would answer it twice.
     unanswered = nova_2()
+    unanswered.typed("typed before")
     unanswered.holding = True
     unanswered.audio.add(b"hello")
     unanswered.user_final("hello")
-    assert unanswered.asks == ["hello"]
+    assert unanswered.asks == ["typed before"]
     assert bytes(unanswered.audio) == b"hello"
 
 
@@ -321,10 +338,9 @@ def test_any_conversation_leaves_the_asks_since_the_last_answer_and_the_audio_si
         match step:
             case Step(kind="typed", text=text):
                 since.asks.append(text)
-            case Step(kind="heard", text=text) if asks_as_text:
+            case Step(kind="heard", text=text) if asks_as_text and not unanswered.holding:
                 since.asks.append(text)
-                if not unanswered.holding:
-                    since.audio = b""
+                since.audio = b""
             case Step(kind="spoke", audio=audio):
                 since.audio += audio
             case Step(kind="answered", stop_reason=stop_reason):

@@ -317,6 +317,35 @@ async def test_a_stream_that_stops_taking_audio_is_failed_and_the_conversation_r
     assert_no_user_audio_lost(session, emulator, sent)
 
 
+@pytest.mark.timeout(90)
+async def test_a_stall_while_an_answer_plays_loses_no_audio(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    # Left open by the soak run: the service stops reading while its answer still plays, the answer's TurnEnd comes
+    # before the stall is noticed, and the audio the stalled connection had taken since was forgotten as answered.
+    emulator = await make_emulator(scenario=Scenario.from_dict({"turns": [{"assistant": "Yes."}]}))
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+
+    async def stall_once_the_answer_plays() -> None:
+        await events.wait_for(lambda e: isinstance(e, AudioOut), timeout=30)
+        emulator.inject("stall", after_s=0.0)
+
+    staller = asyncio.create_task(stall_once_the_answer_plays())
+    sent = await talk_across_a_break(session, events, break_within_s=STALL_S + 20)
+    await staller
+
+    reconnecting = events.of(Reconnecting)
+    assert reconnecting[0].reason.startswith("StreamStalled:"), reconnecting
+    stalled = emulator.recordings[0]
+    assert [t.source for t in stalled.turns] == ["speech"], "the first stream answered before it stalled"
+    broke = next(i for i, e in enumerate(events.events) if isinstance(e, Reconnecting))
+    assert any(isinstance(e, TurnEnd) for e in events.events[:broke]), events.kinds()
+    assert_no_user_audio_lost(session, emulator, sent)
+    resumed = emulator.recordings[1]
+    assert len(resumed.turns) == 1, "the new stream answered the second utterance only, not the first's replay"
+
+
 async def test_throttled_reconnection_backs_off_and_retries(
     make_emulator: EmulatorFactory, open_session: SessionFactory
 ) -> None:

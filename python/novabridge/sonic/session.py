@@ -36,7 +36,7 @@ from novabridge.protocol import (
     Transcript,
     TurnEnd,
 )
-from novabridge.replay import Unanswered
+from novabridge.replay import ReplayWindow, Unanswered
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.errors import Failure, classify, gave_up
 from novabridge.sonic.history import History
@@ -59,6 +59,7 @@ RENEWAL_GRACE_S = 60.0
 STALL_S = 5.0
 """A frame the SDK has not sent after this long: the service stopped taking audio, and the stream is failed (the
 connection with it, since it is the connection that is stuck: HTTP/2 flow control)."""
+STREAM_STALLED = "StreamStalled"
 SETTLED_TOOL_CALLS = 256
 """Tool uses no longer pending whose fate is remembered, to say why a late result for one is dropped."""
 
@@ -158,6 +159,11 @@ class SonicSession:
         self._not_sending.set()
         self._unanswered = Unanswered(config)
         """What a new stream is asked again and given of the user's audio (sent since the last completed turn)."""
+        self._taken = ReplayWindow(self._unanswered.audio.limit)
+        """The newest audio the SDK took, answered or not: after a stall, what the stuck connection may have held
+        unread is in it (an answer that ends during a stall proves nothing of the audio taken after its question)."""
+        self._read_mark = 0
+        """`_taken`'s position when the service last proved it read the audio: a turn began (it heard the end)."""
         self._events = _EventQueue()
         self._transport: SonicTransport | None = None
         self._credentials: FreshCredentials | None = None
@@ -440,6 +446,7 @@ class SonicSession:
                 else:  # counted once sent: a close may cancel the pump while it waits to send the filler
                     self.metrics.silence_frames += 1
                 self._unanswered.audio.add(frame)
+                self._taken.add(frame)
                 return True
         return False
 
@@ -530,6 +537,8 @@ class SonicSession:
         self._events.put(event, received_ns)
 
     def _turn_started(self) -> None:
+        if not self._turn_active:
+            self._read_mark = self._taken.total
         self._turn_active = True
         self._turn_idle.clear()
 
@@ -594,14 +603,18 @@ class SonicSession:
         self._spawn(self._receive(stream), self._receivers)
         self._stream_ready.set()
 
-    async def _replay_to(self, stream: SonicStream) -> None:
+    async def _replay_to(self, stream: SonicStream, *, stalled: bool = False) -> None:
         """Give a new stream the user's turns not answered in full, and the audio since the last one.
 
-        So a question whose answer the failure cut is answered, and a sentence in flight is heard whole.
+        So a question whose answer the failure cut is answered, and a sentence in flight is heard whole. After a stall
+        the audio is all the old stream took since its last turn began (at most the window), answered since or not:
+        the service may not have read it.
         """
         for text in self._unanswered.asks:
             await stream.send_text(text)
         replay = bytes(self._unanswered.audio)
+        if stalled:  # both end with the newest audio taken: the longer holds the other
+            replay = max(replay, self._taken.since(self._read_mark), key=len)
         for offset in range(0, len(replay), self._frame_bytes):
             await stream.send_audio(replay[offset : offset + self._frame_bytes])
 
@@ -614,7 +627,7 @@ class SonicSession:
             return
         if self._transport is not None:
             self._transport.drop_connections()  # the stuck part: a new stream on it would stall too
-        failure = Failure("StreamStalled", f"the service took no audio for {STALL_S:g} s", transient=True)
+        failure = Failure(STREAM_STALLED, f"the service took no audio for {STALL_S:g} s", transient=True)
         self._spawn(self._stream_failed(stream, failure), self._receivers)
 
     async def _stream_failed(self, stream: SonicStream, failure: Failure) -> None:
@@ -645,7 +658,7 @@ class SonicSession:
                     if stream is not self._stream:  # a renewal replaced the failed stream meanwhile
                         await new.close()
                         return
-                    await self._replay_to(new)
+                    await self._replay_to(new, stalled=failure.kind == STREAM_STALLED)
                     self._install(new)
             except Exception as error:  # noqa: BLE001 - classified: transient errors try again
                 last = classify(error, self.config)
