@@ -507,6 +507,27 @@ async def test_close_is_prompt_and_polite(make_emulator: EmulatorFactory, open_s
     await session.close()  # idempotent
 
 
+async def test_closing_while_no_stream_takes_audio_reports_the_audio_not_sent(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    emulator = await make_emulator()
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    emulator.inject("throttle", count=50)  # every reconnection attempt is refused
+    emulator.inject("instability", after_s=0.0)
+    await events.wait_for(lambda e: isinstance(e, Reconnecting))
+    pending = tone(0.5)
+    await session.send_audio(pending)
+    await session.close()
+    await events.finished()
+
+    dropped = [e for e in events.of(Error) if e.kind == "AudioDropped"]
+    assert [e.message for e in dropped] == [
+        f"{len(pending)} bytes of user audio not sent: the session closed with no stream taking it"
+    ]
+    assert session.metrics.dropped_audio_bytes == len(pending)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -253,6 +253,12 @@ class SonicSession:
                     if self._on_audio_sent is not None:
                         self._on_audio_sent(self._audio_settled, time.monotonic_ns())
             await stream.close()
+        if self._backlog:  # no stream took it: a reconnection under way, or a stalled stream
+            self.metrics.dropped_audio_bytes += len(self._backlog)
+            message = f"{len(self._backlog)} bytes of user audio not sent: the session closed with no stream taking it"
+            logger.warning("%s", message)
+            self._events.put(Error("AudioDropped", message, False))
+            self._backlog.clear()
         self._stream_ready.set()  # whoever waits for a stream learns that there is none
         # Receive tasks end when the service ends the response; give them a moment, then stop waiting.
         receivers = {task for task in self._receivers if task is not current}
