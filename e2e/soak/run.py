@@ -42,6 +42,9 @@ SILENT_S = 30.0
 SAMPLE_EVERY_S = 2.0
 AUDIT_EVERY_S = 5.0
 IDLE_WAIT_S = 30.0
+DELIVERY_LAG_S = 1.0
+"""At the end, each session's audio is to reach the emulator up to this close to what its host has sent: a stream
+stalled by a late fault holds audio back until the session replaces it."""
 RSS_WINDOW_S = 600.0
 RSS_SLOPE_LIMIT = 1.0
 """MiB per 10 minutes, by least squares over the samples after the calm phase (the warm-up)."""
@@ -200,6 +203,10 @@ class Audits:
             run.violation(what)
         self.reported = len(found)
 
+    def delivered(self, index: int) -> int:
+        """How far into session ``index``'s sent audio its streams have reached, in samples."""
+        return max((a.pieces[-1].sent_end for a in self.of_session(index) if a.pieces), default=0)
+
     def of_session(self, index: int) -> list[ledger.StreamAudit]:
         """The session's streams in the order they opened."""
 
@@ -320,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.0)
         run.stop.set()
         chaos.join()
-        _wind_down(run, sessions)
+        _wind_down(run, sessions, audits)
         dropped = {s.log.index: s.bridge.metrics().dropped_output_bytes for s in sessions}
         for session in sessions:
             session.finish()
@@ -350,16 +357,29 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if run.violations else 0
 
 
-def _wind_down(run: Run, sessions: list[SoakSession]) -> None:
-    """No new turns; wait for the answers in progress, then a little more audio so the last frames arrive."""
+def _wind_down(run: Run, sessions: list[SoakSession], audits: Audits) -> None:
+    """No new turns; wait for the answers in progress and for the audio to reach the emulator, then a little more.
+
+    The audio of a stream stalled by a late fault arrives once the session has replaced the stream.
+    """
     for session in sessions:
         session.quiesce()
     deadline = time.monotonic() + IDLE_WAIT_S
-    while time.monotonic() < deadline and not all(s.idle() for s in sessions):
-        time.sleep(0.2)
+    logs = [s.log for s in sessions]
+
+    def behind() -> list[SoakSession]:
+        audits.advance(run, logs)
+        lag = int(DELIVERY_LAG_S * ledger.RATE)
+        return [s for s in sessions if audits.delivered(s.log.index) < s.log.sent.size // 2 - lag]
+
+    time.sleep(2 * DELIVERY_LAG_S)  # a stall armed last shows as a lag by then
+    while time.monotonic() < deadline and (behind() or not all(s.idle() for s in sessions)):
+        time.sleep(0.5)
     for session in sessions:
         if not session.idle():
             run.violation(f"session {session.log.index} still waits for an answer at the end", session.log)
+    for session in behind():
+        run.violation(f"session {session.log.index}'s audio still does not reach the service at the end", session.log)
     time.sleep(1.5)
 
 

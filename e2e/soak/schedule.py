@@ -21,6 +21,7 @@ EMULATOR_FAULT_SPECS: dict[str, str] = {
     FaultKind.EXPIRE: "expire:after_s=0.5",
     FaultKind.SLOW: "slow:delay_s=2.0",
     FaultKind.REJECT_INPUT: "reject-input:after_s=0.5",
+    FaultKind.STALL: "stall:after_s=0.5",
 }
 """Each emulator fault as armed on the emulator's stdin; the first stream to reach its trigger takes it."""
 
