@@ -22,8 +22,8 @@ from typing import Any, Final
 
 import numpy as np
 from novabridge.emulator.process import EmulatorProcess
+from novabridge.events import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, TurnEnd
 from novabridge.exceptions import RingFull
-from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, TurnEnd
 
 from benches.playout import TOLERANCE_S, Chunk, Playout
 

@@ -44,10 +44,10 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 import numpy as np
-from novabridge.bridge import SonicBridge
+from novabridge.events import AudioOut, Error, Reconnecting, SonicEvent
+from novabridge.host.bridge import SonicBridge
+from novabridge.host.pool import WorkerPool
 from novabridge.measure import cpu_seconds, percentiles, system_cpu_seconds
-from novabridge.pool import WorkerPool
-from novabridge.protocol import AudioOut, Error, Reconnecting, SonicEvent
 from novabridge.sonic.config import SonicConfig
 
 if __package__ in (None, ""):  # `python benches/peers.py`: make the `benches` package importable
@@ -259,7 +259,7 @@ class InProcessBridge:
         self.config = config
         self.uplink: queue.Queue[tuple[int, bytes] | None] = queue.Queue()
         self.downlink: queue.Queue[tuple[SonicEvent, int] | None] = queue.Queue()
-        from novabridge.worker import UplinkClock  # the worker's own pairing; it imports the SDK (3.12)
+        from novabridge.worker.uplink_clock import UplinkClock  # the worker's own pairing; it imports the SDK (3.12)
 
         self.clock = UplinkClock()
         self.downlink_s: list[float] = []

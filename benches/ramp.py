@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
-from novabridge.bridge import SonicBridge
+from novabridge.events import Error
 from novabridge.exceptions import BridgeError
+from novabridge.host.bridge import SonicBridge
+from novabridge.host.pool import WorkerPool
 from novabridge.measure import cpu_seconds, percentile, pss_bytes, rss_bytes, system_cpu_seconds
-from novabridge.pool import WorkerPool
-from novabridge.protocol import Error
 from novabridge.sonic.config import SonicConfig
 
 from benches.conversation import (

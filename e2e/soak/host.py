@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from novabridge import SonicBridge
 from novabridge.emulator.voice import synthesize
+from novabridge.events import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, ToolCall, TurnEnd
 from novabridge.exceptions import RingFull
-from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, ToolCall, TurnEnd
 
 RATE = 16000
 FRAME = 640

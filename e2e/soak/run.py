@@ -26,9 +26,9 @@ from pathlib import Path
 
 import yaml
 from novabridge import SonicBridge
-from novabridge.bridge import Latency
 from novabridge.emulator.process import EmulatorProcess
-from novabridge.pool import WorkerPool
+from novabridge.host.bridge import Latency
+from novabridge.host.pool import WorkerPool
 from novabridge.sonic.config import ToolSpec
 
 from e2e.soak import ledger, report, resources

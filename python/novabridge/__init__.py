@@ -21,9 +21,6 @@ from novabridge._novabridge import (
     __version__,
     monotonic_ns,
 )
-
-# The host's API, after the native names it builds on.
-from novabridge.bridge import BridgeMetrics, SonicBridge
 from novabridge.exceptions import (
     BridgeError,
     CredentialsError,
@@ -41,7 +38,10 @@ from novabridge.exceptions import (
     SessionError,
     WorkerError,
 )
-from novabridge.pool import WorkerPool
+
+# The host's API, after the native names it builds on.
+from novabridge.host.bridge import BridgeMetrics, SonicBridge
+from novabridge.host.pool import WorkerPool
 from novabridge.ring import RecordKind
 from novabridge.sonic.config import SonicConfig
 

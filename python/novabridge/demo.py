@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from novabridge.bridge import BridgeMetrics, Latency, SonicBridge
 from novabridge.emulator.process import EmulatorProcess
 from novabridge.emulator.vad import Utterance, find_utterances
-from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
+from novabridge.events import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Transcript, TurnEnd
+from novabridge.host.bridge import BridgeMetrics, Latency, SonicBridge
 from novabridge.sonic.config import SonicConfig
 from novabridge.timeline import Track, TurnMark, draw_timeline
 

@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from novabridge._novabridge import __version__
+from novabridge.events import Error, Reconnecting
 from novabridge.exceptions import BridgeError, EmulatorNotRunning, SessionError
-from novabridge.pool import WorkerPool
-from novabridge.protocol import NOVA_2_SONIC, REGIONS, Error, Reconnecting
+from novabridge.host.pool import WorkerPool
 from novabridge.sonic.config import SonicConfig
+from novabridge.sonic.models import NOVA_2_SONIC, REGIONS
 
 STEP_TIMEOUT_S = 3.0
 """Each step of reaching the endpoint (name, TCP, TLS) may take this long."""
@@ -69,7 +70,7 @@ for name in PACKAGES:
         report["packages"][name] = None
 if sys.version_info >= (3, 12) and report["packages"]["novabridge"] is not None:
     try:
-        import novabridge.worker  # what a worker imports: the SDK, awscrt and the native rings
+        import novabridge.worker.main  # what a worker imports: the SDK, awscrt and the native rings
     except Exception as error:
         report["import_error"] = "%s: %s" % (type(error).__name__, error)
     else:
@@ -412,7 +413,7 @@ def _split_fix(message: str) -> tuple[str, str]:
 
 def _stream(config: SonicConfig, pool: WorkerPool) -> Check:
     """A real stream through a worker of ``pool`` and the SDK: opened, then the first event back after a greeting."""
-    from novabridge.bridge import SonicBridge
+    from novabridge.host.bridge import SonicBridge
 
     name = "stream"
     if pool.wait_warm(PROBE_TIMEOUT_S) < 1:

@@ -85,7 +85,7 @@ class SessionError(NovaBridgeError):
     ``ValidationException``, ``ThrottlingException``, ...), else novabridge's own (``NoCredentials``,
     ``EndpointUnreachable``, ``ConnectTimeout``, ...). The message says what happened and what to change; it never
     holds a secret. `SonicSession.start` and `SonicBridge.start` raise it, and the same ``kind`` and message arrive
-    as the fatal `novabridge.protocol.Error` event of a session that was not waited for.
+    as the fatal `novabridge.events.Error` event of a session that was not waited for.
     """
 
     def __init__(self, kind: str, message: str) -> None:
@@ -177,10 +177,14 @@ class EmulatorNotRunning(NovaBridgeError):
     """A client was told to use the local emulator, and none is running where it looked (`novabridge emulator`)."""
 
 
+class ProtocolError(NovaBridgeError, ValueError):
+    """An event that does not have the documented shape: from the service, or across the link."""
+
+
 class InvalidInput(NovaBridgeError, ValueError):
     """Text or a tool result that Nova Sonic would reject, refused before anything was sent.
 
     Not valid UTF-8 (a lone surrogate), not strict JSON (NaN, infinity, a type JSON cannot carry), or over one of
-    the service's documented size limits (`novabridge.protocol`). The conversation goes on as if the call had not
+    the service's documented size limits (`novabridge.sonic.wire`). The conversation goes on as if the call had not
     been made.
     """

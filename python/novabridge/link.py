@@ -19,7 +19,7 @@ Downlink (worker -> host):
 
 - `AssistantAudio`: AUDIO, ``AUDIO_STAMP`` (u64 little-endian, the ``CLOCK_MONOTONIC`` ns at which the SDK handed the
   audio over) then s16le PCM at ``config.output_rate``; flags carry the turn's ordinal (see `TurnStart`).
-- `SessionEvent`: EVENT, a typed event other than `AudioOut` as `novabridge.protocol.event_to_json` writes it.
+- `SessionEvent`: EVENT, a typed event other than `AudioOut` as `novabridge.events.event_to_json` writes it.
 - `Warm`, `Ready`, `TurnStart`, `UplinkTimings`: CONTROL, JSON tagged by ``"control"``: the worker has imported the
   SDK and attached the rings; its session is connected; the ordinal that the audio of a turn id carries from now
   on (sent before the turn's first audio); the host-write-to-SDK-send time of each frame of user audio sent since
@@ -33,10 +33,9 @@ import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypeVar
 
-from novabridge import protocol
 from novabridge._novabridge import Ring
-from novabridge.exceptions import LinkError
-from novabridge.protocol import SonicEvent
+from novabridge.events import SonicEvent, event_from_json, event_to_json
+from novabridge.exceptions import LinkError, ProtocolError
 from novabridge.ring import RecordKind
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.keys import reveal_keys
@@ -269,14 +268,14 @@ class SessionEvent:
 
     def encode(self) -> Frame:
         """The ring record."""
-        return Frame(RecordKind.EVENT, protocol.event_to_json(self.event))
+        return Frame(RecordKind.EVENT, event_to_json(self.event))
 
     @classmethod
     def decode(cls, payload: bytes, flags: int = 0) -> Self:
         """The inverse of `encode`; raises `LinkError`."""
         try:
-            return cls(protocol.event_from_json(payload))
-        except protocol.ProtocolError as error:
+            return cls(event_from_json(payload))
+        except ProtocolError as error:
             raise LinkError(f"session event: {error}") from None
 
 

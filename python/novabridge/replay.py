@@ -11,8 +11,8 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator
 
-from novabridge.protocol import NOVA_2_SONIC
 from novabridge.sonic.config import SonicConfig
+from novabridge.sonic.models import NOVA_2_SONIC
 
 __all__ = ["REPLAY_LIMIT_S", "ReplayWindow", "Unanswered"]
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from novabridge.protocol import AudioOut, Interrupted, SonicEvent
+from novabridge.events import AudioOut, Interrupted, SonicEvent
 
 __all__ = ["FirstAudioClock", "StaleOutput", "withdraw_audio"]
 

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 from novabridge import Resampler, pcm
-from novabridge.bridge import MAX_RESTARTS_UNREADY, BridgeError, Latency, SonicBridge
+from novabridge.events import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, ToolCall, Transcript, TurnEnd
 from novabridge.exceptions import WORKER_FAILED, InvalidInput, RecordTooLarge
-from novabridge.pool import WorkerPool
-from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, ToolCall, Transcript, TurnEnd
+from novabridge.host.bridge import MAX_RESTARTS_UNREADY, BridgeError, Latency, SonicBridge
+from novabridge.host.pool import WorkerPool
 from novabridge.sonic import SonicConfig
 from support.audio import tone
 from support.emulator_process import EmulatorProcess, user_audio_reached
@@ -555,7 +555,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_a_worker_exits_when_its_host_dies_even_with_the_connection_dead(emulator: EmulatorProcess) -> None:
-    from novabridge.pool import config_json
+    from novabridge.host.pool import config_json
 
     host = subprocess.Popen(
         [python_for(this_version()), "-c", HOST_SCRIPT, python_for("312")],

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from novabridge.bridge import SonicBridge
-from novabridge.pool import WorkerPool
-from novabridge.protocol import Error, Reconnecting, Stage, Transcript
+from novabridge.events import Error, Reconnecting, Stage, Transcript
+from novabridge.host.bridge import SonicBridge
+from novabridge.host.pool import WorkerPool
 from novabridge.sonic import SonicConfig
 from support.audio import tone
 from support.aws import CredentialSource, without_aws_settings

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from novabridge.bridge import SonicBridge
 from novabridge.demo import Conversation, converse
 from novabridge.emulator.vad import Utterance, find_utterances
+from novabridge.host.bridge import SonicBridge
 from support.audio import tone
 from support.emulator_process import EmulatorProcess
 from support.interpreters import python_for

@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from novabridge import protocol
-from novabridge.bridge import SonicBridge
+from novabridge.events import Error, SonicEvent, event_from_json
 from novabridge.exceptions import BridgeError, CredentialsError, EndpointError, SessionError, WorkerError
-from novabridge.pool import WorkerPool, WorkerProcess
-from novabridge.protocol import NOVA_SONIC_V1, Error, SonicEvent
+from novabridge.host.bridge import SonicBridge
+from novabridge.host.pool import WorkerPool, WorkerProcess
 from novabridge.ring import RecordKind
 from novabridge.sonic import SonicConfig
+from novabridge.sonic.models import NOVA_SONIC_V1
 from support.aws import without_aws_settings
 from support.emulator_process import EmulatorProcess
 from support.interpreters import python_for
@@ -175,7 +175,7 @@ def test_the_worker_reports_the_failure_and_exits_with_nothing_on_stderr(
         records = read_until_closed(worker.downlink, timeout=LIMIT_S)
         assert worker.process.wait(timeout=5) == 1
         assert time.monotonic() - started < LIMIT_S
-        events = [protocol.event_from_json(record.payload) for record in records if record.kind == RecordKind.EVENT]
+        events = [event_from_json(record.payload) for record in records if record.kind == RecordKind.EVENT]
         assert len(events) == 1, events
         assert isinstance(events[0], Error)
         assert events[0].fatal

@@ -55,7 +55,7 @@ def worker(home: Path) -> Path:
 
 @pytest.mark.timeout(660)
 def test_setup_worker_makes_an_environment_with_the_sdk_and_the_emulator(worker: Path) -> None:
-    script = "import sys, aws_sdk_bedrock_runtime, novabridge.worker, novabridge.emulator.server; "
+    script = "import sys, aws_sdk_bedrock_runtime, novabridge.worker.main, novabridge.emulator.server; "
     script += "print(sys.version_info >= (3, 12))"
     check = subprocess.run(
         [str(worker), "-c", script],

@@ -2,7 +2,7 @@
 
 import time
 
-from novabridge.protocol import AudioOut, Interrupted, SonicEvent, Stage, Transcript, TurnEnd
+from novabridge.events import AudioOut, Interrupted, SonicEvent, Stage, Transcript, TurnEnd
 from novabridge.turns import FirstAudioClock, StaleOutput, withdraw_audio
 
 

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("aws_sdk_bedrock_runtime", reason="the worker runs the session on the Nova Sonic SDK (Python 3.12)")
 
-from novabridge.worker import UplinkClock
+from novabridge.worker.uplink_clock import UplinkClock
 
 MS = 1_000_000  # nanoseconds
 

@@ -1,11 +1,11 @@
 """The emulator's copy of the service's facts, pinned to the documents they come from.
 
-The emulator keeps its own copy rather than the client's (novabridge.protocol) so that a mistake in one shows as a
+The emulator keeps its own copy rather than the client's (novabridge.sonic.wire) so that a mistake in one shows as a
 disagreement; both are checked here against the literal values of the sources.
 """
 
-from novabridge import protocol
 from novabridge.emulator import service
+from novabridge.sonic import models, wire
 
 V1 = "amazon.nova-sonic-v1:0"
 NOVA_2 = "amazon.nova-2-sonic-v1:0"
@@ -29,18 +29,18 @@ NOVA_2_VOICES = {
 
 
 def test_the_emulator_does_not_take_its_facts_from_the_client() -> None:
-    assert service.MODEL_IDS is not protocol.MODEL_IDS
-    assert service.VOICES is not protocol.VOICES
+    assert service.MODEL_IDS is not models.MODEL_IDS
+    assert service.VOICES is not models.VOICES
 
 
 def test_model_ids_and_voices_are_the_documented_ones() -> None:
-    for facts in (service, protocol):
+    for facts in (service, models):
         assert {V1, NOVA_2} == facts.MODEL_IDS
         assert facts.VOICES == {V1: V1_VOICES, NOVA_2: NOVA_2_VOICES}
 
 
 def test_limits_and_markers_are_the_documented_ones() -> None:
-    for facts in (service, protocol):
+    for facts in (service, wire):
         assert facts.TEXT_INPUT_LIMIT_BYTES == 1024  # Nova 2 user guide, "Managing chat history": 1 KB per textInput
         assert facts.HISTORY_LIMIT_BYTES == 40 * 1024  # the same page: 40 KB of history in all
         assert facts.EVENT_LIMIT_BYTES == 1_000_000  # Bedrock API Reference, BidirectionalInputPayloadPart.bytes

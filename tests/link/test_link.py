@@ -14,9 +14,20 @@ import novabridge as nb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from novabridge import link, protocol
+from novabridge import link
+from novabridge.events import (
+    Error,
+    Interrupted,
+    Reconnecting,
+    Renewed,
+    Stage,
+    ToolCall,
+    Transcript,
+    TurnEnd,
+    Usage,
+    event_to_json,
+)
 from novabridge.exceptions import BridgeError, LinkError
-from novabridge.protocol import Error, Interrupted, Reconnecting, Renewed, Stage, ToolCall, Transcript, TurnEnd, Usage
 from novabridge.ring import RecordKind
 from novabridge.sonic.config import HistoryMessage, SonicConfig
 from novabridge.sonic.keys import AWS_KEY_FIELDS, reveal_keys
@@ -110,7 +121,7 @@ def test_the_assistant_audio_stamp_is_a_little_endian_u64_before_the_pcm() -> No
 def test_user_audio_is_the_pcm_as_it_is_and_events_are_protocols_json() -> None:
     assert link.UserAudio(b"\x01\x02").encode() == (RecordKind.AUDIO, b"\x01\x02", 0)
     event = Transcript("ASSISTANT", "hi", Stage.SPECULATIVE, "t")
-    assert link.SessionEvent(event).encode().payload == protocol.event_to_json(event)
+    assert link.SessionEvent(event).encode().payload == event_to_json(event)
 
 
 def test_control_and_command_records_carry_an_explicit_tag() -> None:

@@ -24,10 +24,10 @@ from chat_engine.data_models.chat_engine_config_data import ChatEngineConfigMode
 from novabridge import SonicBridge
 from novabridge.emulator import published
 from novabridge.emulator.process import EmulatorProcess
+from novabridge.events import TurnEnd
 from novabridge.exceptions import EmulatorNotRunning
 from novabridge.openavatarchat.avatar_portrait import HandlerPortraitAvatar, PortraitAvatarConfig
 from novabridge.openavatarchat.handler_novasonic import HandlerNovaSonic, NovaSonicConfig
-from novabridge.protocol import TurnEnd
 from novabridge.sonic import SonicConfig
 from pydantic import ValidationError
 from service.service_data_models.service_config_data import ServiceConfigData

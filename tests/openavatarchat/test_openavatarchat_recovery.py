@@ -19,7 +19,7 @@ sys.path.insert(0, str(oac_src()))
 
 from chat_engine.data_models.chat_data_type import ChatDataType
 from novabridge.exceptions import recoverable
-from novabridge.protocol import NOVA_SONIC_V1
+from novabridge.sonic.models import NOVA_SONIC_V1
 from support.oac_engine import Session, ends
 from support.oac_engine import make_handler as make_handler  # noqa: PLC0414 - a fixture, shared by its name
 

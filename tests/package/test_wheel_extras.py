@@ -17,7 +17,7 @@ SESSION_SCRIPT = """
 import asyncio, json, sys
 import numpy as np
 from novabridge.sonic import SonicConfig, SonicSession
-from novabridge.protocol import Transcript, TurnEnd
+from novabridge.events import Transcript, TurnEnd
 
 async def main():
     endpoint, ca = sys.argv[1], sys.argv[2]

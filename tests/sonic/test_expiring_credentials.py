@@ -21,8 +21,8 @@ pytest.importorskip(
 )
 
 from novabridge.emulator import Emulator
+from novabridge.events import Error, Reconnecting, Renewed, Stage, Transcript, TurnEnd
 from novabridge.exceptions import CredentialsError, session_error
-from novabridge.protocol import Error, Reconnecting, Renewed, Stage, Transcript, TurnEnd
 from novabridge.sonic import SonicConfig, SonicSession
 from novabridge.sonic.config import RetryPolicy
 from support.aws import CredentialSource, without_aws_settings

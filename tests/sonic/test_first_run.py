@@ -26,8 +26,8 @@ pytest.importorskip(
 
 from novabridge.emulator import Emulator
 from novabridge.exceptions import CredentialsError, EndpointError, SessionError
-from novabridge.protocol import NOVA_2_SONIC, NOVA_SONIC_V1
 from novabridge.sonic import SessionClosed, SonicConfig, SonicSession
+from novabridge.sonic.models import NOVA_2_SONIC, NOVA_SONIC_V1
 from support.aws import without_aws_settings
 from support.emulator_in_process import EmulatorFactory
 

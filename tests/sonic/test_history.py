@@ -4,9 +4,9 @@ import itertools
 import threading
 
 import pytest
-from novabridge.protocol import trim_history
 from novabridge.sonic.config import HistoryMessage
 from novabridge.sonic.history import History
+from novabridge.sonic.wire import trim_history
 
 
 def test_messages_keep_their_order_and_consecutive_ones_of_a_role_merge() -> None:

@@ -1,4 +1,4 @@
-"""The host-side checks of text and tool results (`novabridge.protocol`), on both interpreters, without a service.
+"""The host-side checks of text and tool results (`novabridge.sonic.wire`), on both interpreters, without a service.
 
 What they refuse would end the service's stream; the limits are the service's documented ones: 1 KB per textInput
 (Nova 2 user guide, "Managing chat history") and 1,000,000 bytes per input event (Bedrock API Reference,
@@ -9,8 +9,9 @@ import json
 import math
 
 import pytest
-from novabridge import InvalidInput, NovaBridgeError, protocol
-from novabridge.protocol import NOVA_2_SONIC, NOVA_SONIC_V1
+from novabridge import InvalidInput, NovaBridgeError
+from novabridge.sonic import wire
+from novabridge.sonic.models import NOVA_2_SONIC, NOVA_SONIC_V1
 
 
 def test_invalid_input_is_a_value_error_of_the_hierarchy() -> None:
@@ -33,15 +34,15 @@ def test_invalid_input_is_a_value_error_of_the_hierarchy() -> None:
 )
 def test_text_the_service_would_reject_is_refused(text: object, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
-        protocol.check_text(text, NOVA_2_SONIC)
+        wire.check_text(text, NOVA_2_SONIC)
 
 
 def test_text_within_one_text_input_is_taken_and_v1_takes_none() -> None:
-    assert protocol.check_text("x" * 1024, NOVA_2_SONIC) == "x" * 1024
-    assert protocol.check_text("€" * 341 + "x", NOVA_2_SONIC) == "€" * 341 + "x"  # 1024 bytes
-    assert protocol.check_text("😀 fine", NOVA_2_SONIC) == "😀 fine"  # a pair of surrogates is one character
+    assert wire.check_text("x" * 1024, NOVA_2_SONIC) == "x" * 1024
+    assert wire.check_text("€" * 341 + "x", NOVA_2_SONIC) == "€" * 341 + "x"  # 1024 bytes
+    assert wire.check_text("😀 fine", NOVA_2_SONIC) == "😀 fine"  # a pair of surrogates is one character
     with pytest.raises(InvalidInput, match="needs Nova 2"):
-        protocol.check_text("hello", NOVA_SONIC_V1)
+        wire.check_text("hello", NOVA_SONIC_V1)
 
 
 @pytest.mark.parametrize(
@@ -61,43 +62,43 @@ def test_text_within_one_text_input_is_taken_and_v1_takes_none() -> None:
 )
 def test_a_tool_result_that_is_not_strict_json_is_refused(result: object, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
-        protocol.tool_result_content(result)
+        wire.tool_result_content(result)
 
 
 def test_a_circular_tool_result_is_refused() -> None:
     looped: dict[str, object] = {}
     looped["self"] = looped
     with pytest.raises(InvalidInput, match="Circular reference"):
-        protocol.tool_result_content(looped)
+        wire.tool_result_content(looped)
 
 
 def test_tool_results_become_strict_json_text() -> None:
-    assert protocol.tool_result_content({"temp": 20, "city": "Zürich"}) == '{"temp": 20, "city": "Zürich"}'
-    assert protocol.tool_result_content('{"temp": 20}') == '{"temp": 20}'  # JSON text goes as it is
-    assert protocol.tool_result_content("sunny") == '{"result": "sunny"}'  # plain text is wrapped
-    assert protocol.tool_result_content('{"temp": NaN}') == '{"result": "{\\"temp\\": NaN}"}'  # not JSON: text
-    assert protocol.tool_result_content(None) == "null"
-    assert json.loads(protocol.tool_result_content([1, 2.5, True])) == [1, 2.5, True]
+    assert wire.tool_result_content({"temp": 20, "city": "Zürich"}) == '{"temp": 20, "city": "Zürich"}'
+    assert wire.tool_result_content('{"temp": 20}') == '{"temp": 20}'  # JSON text goes as it is
+    assert wire.tool_result_content("sunny") == '{"result": "sunny"}'  # plain text is wrapped
+    assert wire.tool_result_content('{"temp": NaN}') == '{"result": "{\\"temp\\": NaN}"}'  # not JSON: text
+    assert wire.tool_result_content(None) == "null"
+    assert json.loads(wire.tool_result_content([1, 2.5, True])) == [1, 2.5, True]
 
 
 def test_the_tool_result_limit_counts_the_result_as_it_travels() -> None:
-    limit = protocol.TOOL_RESULT_LIMIT_BYTES
-    assert limit < protocol.EVENT_LIMIT_BYTES == 1_000_000
+    limit = wire.TOOL_RESULT_LIMIT_BYTES
+    assert limit < wire.EVENT_LIMIT_BYTES == 1_000_000
     overhead = len(json.dumps(json.dumps({"r": ""})))  # the quotes and escapes around and inside the text
     fits = {"r": "x" * (limit - overhead)}
-    assert len(json.dumps(protocol.tool_result_content(fits))) == limit
+    assert len(json.dumps(wire.tool_result_content(fits))) == limit
     with pytest.raises(InvalidInput, match=f"is {limit + 1} bytes as it travels, over the {limit}"):
-        protocol.tool_result_content({"r": "x" * (limit - overhead + 1)})
+        wire.tool_result_content({"r": "x" * (limit - overhead + 1)})
     # Non-ASCII characters travel escaped (\\uXXXX), six bytes each: 200,000 of them are over the limit.
     with pytest.raises(InvalidInput, match="at most 1000000 bytes per input event"):
-        protocol.tool_result_content({"r": "é" * 200_000})
+        wire.tool_result_content({"r": "é" * 200_000})
     # The event the session builds around a result at the limit stays within the service's event limit.
-    event = protocol.tool_result(f"prompt-{'0' * 36}", f"prompt-{'0' * 36}-block-999999", "t" * 64, "")[1]
-    event["event"]["toolResult"]["content"] = protocol.tool_result_content(fits)
-    assert len(json.dumps(event).encode()) <= protocol.EVENT_LIMIT_BYTES
+    event = wire.tool_result(f"prompt-{'0' * 36}", f"prompt-{'0' * 36}-block-999999", "t" * 64, "")[1]
+    event["event"]["toolResult"]["content"] = wire.tool_result_content(fits)
+    assert len(json.dumps(event).encode()) <= wire.EVENT_LIMIT_BYTES
 
 
 @pytest.mark.parametrize("tool_use_id", ["", None, 7, "bad \ud800"])
 def test_a_tool_use_id_must_be_a_string(tool_use_id: object) -> None:
     with pytest.raises(InvalidInput, match="tool_use_id"):
-        protocol.check_tool_use_id(tool_use_id)
+        wire.check_tool_use_id(tool_use_id)

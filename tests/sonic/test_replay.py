@@ -11,9 +11,9 @@ from typing import Literal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from novabridge.protocol import NOVA_2_SONIC, NOVA_SONIC_V1
 from novabridge.replay import REPLAY_LIMIT_S, ReplayWindow, Unanswered, limit_bytes
 from novabridge.sonic.config import SonicConfig
+from novabridge.sonic.models import NOVA_2_SONIC, NOVA_SONIC_V1
 from support.fuzzing import BOUNDARY_FUZZ
 
 PROPERTY = BOUNDARY_FUZZ

@@ -15,17 +15,8 @@ pytest.importorskip(
 )
 
 from novabridge.emulator import Emulator, EmulatorOptions, Fault, FaultKind, Scenario
+from novabridge.events import AudioOut, Error, Interrupted, Reconnecting, Renewed, ToolCall, Transcript, TurnEnd
 from novabridge.exceptions import InvalidInput
-from novabridge.protocol import (
-    AudioOut,
-    Error,
-    Interrupted,
-    Reconnecting,
-    Renewed,
-    ToolCall,
-    Transcript,
-    TurnEnd,
-)
 from novabridge.sonic import SessionClosed, SonicConfig, SonicSession, Tool, ToolSpec
 from novabridge.sonic.session import STALL_S
 from novabridge.sonic.stream import SonicStream

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from novabridge.emulator import Emulator
-from novabridge.protocol import AudioOut, SonicEvent
+from novabridge.events import AudioOut, SonicEvent
 from novabridge.sonic import SonicConfig, SonicSession
 
 from support.emulator_in_process import TEST_KEY

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-# The emulator keeps its own copy of the service's facts rather than importing the client's (novabridge.protocol):
-# were both to read one list, a mistake in it would pass every test. tests/emulator/test_service_facts.py pins these
+# The emulator keeps its own copy of the service's facts rather than importing the client's (novabridge.sonic.models
+# and novabridge.sonic.wire): were both to read one list, a mistake in it would pass every test. tests/emulator/test_service_facts.py pins these
 # to the documents they come from.
 
 NOVA_SONIC_V1 = "amazon.nova-sonic-v1:0"

@@ -49,15 +49,15 @@ from chat_engine.data_models.runtime_data.data_bundle import DataBundleDefinitio
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from novabridge import pcm
-from novabridge.bridge import SonicBridge, default_worker_python
 from novabridge.emulator import published
+from novabridge.events import Error, Interrupted, Reconnecting, SonicEvent, ToolCall
 from novabridge.exceptions import WORKER_FAILED, BridgeError, EmulatorNotRunning, WorkerError, recoverable
 from novabridge.frames import FrameConverter, ServiceFrame
+from novabridge.host.bridge import SonicBridge, default_worker_python
+from novabridge.host.pool import WorkerPool
 from novabridge.openavatarchat._log import logger
 from novabridge.openavatarchat.pacing import OUTPUT_RATE, SLICE_S, AnswerPacer, BargeInStats, LocalBargeIn
 from novabridge.openavatarchat.trace import HopTrace
-from novabridge.pool import WorkerPool
-from novabridge.protocol import Error, Interrupted, Reconnecting, SonicEvent, ToolCall
 from novabridge.sonic.config import (
     Attempts,
     Endpointing,

@@ -22,9 +22,9 @@ from chat_engine.data_models.chat_data_type import ChatDataType
 from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBundleDefinition
 
 from novabridge import pcm
+from novabridge.events import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Stage, Transcript, TurnEnd
 from novabridge.openavatarchat._log import logger
 from novabridge.openavatarchat.trace import HopTrace
-from novabridge.protocol import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, Stage, Transcript, TurnEnd
 from novabridge.voice_activity import VoiceDetector, VoiceEnded, VoiceStarted
 
 OUTPUT_RATE = 24000

@@ -1,6 +1,6 @@
 """The Nova Sonic side of novabridge.
 
-`SonicConfig` (and the event types in `novabridge.protocol`) import anywhere; `SonicSession` runs in the worker
+`SonicConfig` (and the event types in `novabridge.events`) import anywhere; `SonicSession` runs in the worker
 process and needs Python >= 3.12 with ``novabridge[sonic]``, so it is imported on first use.
 """
 

@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from novabridge.protocol import HISTORY_LIMIT_BYTES, NOVA_2_SONIC, VOICES
+from novabridge.sonic.models import NOVA_2_SONIC, VOICES
+from novabridge.sonic.wire import HISTORY_LIMIT_BYTES
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly assistant. The user and you will engage in a spoken dialog exchanging the transcripts of a "

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 
-from novabridge.protocol import HISTORY_LIMIT_BYTES, trim_history
 from novabridge.sonic.config import HistoryMessage
+from novabridge.sonic.wire import HISTORY_LIMIT_BYTES, trim_history
 
 
 class History:
@@ -43,7 +43,7 @@ class History:
             return list(self._messages)
 
     def for_replay(self, limit_bytes: int = HISTORY_LIMIT_BYTES) -> list[tuple[str, str]]:
-        """The newest messages within ``limit_bytes``, starting with USER (see `protocol.trim_history`)."""
+        """The newest messages within ``limit_bytes``, starting with USER (see `novabridge.sonic.wire.trim_history`)."""
         return trim_history(self.messages, limit_bytes)
 
     def for_config(self, limit_bytes: int = HISTORY_LIMIT_BYTES) -> tuple[HistoryMessage, ...]:

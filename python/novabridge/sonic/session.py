@@ -23,20 +23,21 @@ from typing import Any, Self
 
 import numpy as np
 
-from novabridge import protocol
-from novabridge.exceptions import SessionError
-from novabridge.protocol import (
+from novabridge.events import (
     AudioOut,
     Error,
     Interrupted,
     Reconnecting,
     Renewed,
     SonicEvent,
+    Stage,
     ToolCall,
     Transcript,
     TurnEnd,
 )
+from novabridge.exceptions import ProtocolError, SessionError
 from novabridge.replay import ReplayWindow, Unanswered
+from novabridge.sonic import wire
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.errors import Failure, classify, gave_up
 from novabridge.sonic.history import History
@@ -329,12 +330,12 @@ class SonicSession:
         Until its answer completes, a new stream (renewal, reconnection) is asked it again.
 
         Raises:
-            InvalidInput: text the service would reject (`protocol.check_text`); nothing was sent.
+            InvalidInput: text the service would reject (`wire.check_text`); nothing was sent.
             SessionClosed: the session is closed.
         """
         if self._closed:
             raise SessionClosed("the session is closed")
-        text = protocol.check_text(text, self.config.model_id)
+        text = wire.check_text(text, self.config.model_id)
         stream = await self._current_stream()
         # Kept before it is sent (and with no await in between): if this stream fails, its replacement asks it.
         self.history.add("USER", text)
@@ -347,7 +348,7 @@ class SonicSession:
     async def send_tool_result(self, tool_use_id: str, result: Any) -> None:
         """Answer a `ToolCall` that no registered tool handled.
 
-        ``result`` is anything JSON carries, or JSON text (`protocol.tool_result_content`). A result for a tool use
+        ``result`` is anything JSON carries, or JSON text (`wire.tool_result_content`). A result for a tool use
         the service no longer waits for (its turn was interrupted, it was asked on a stream since replaced, it was
         answered already, or it was never asked) is not sent, since the service would end the stream for it: it is
         reported as a non-fatal `Error` ("ToolResultDropped") naming the id.
@@ -358,7 +359,7 @@ class SonicSession:
         """
         if self._closed:
             raise SessionClosed("the session is closed")
-        await self._send_tool_result(protocol.check_tool_use_id(tool_use_id), protocol.tool_result_content(result))
+        await self._send_tool_result(wire.check_tool_use_id(tool_use_id), wire.tool_result_content(result))
 
     async def _current_stream(self) -> SonicStream:
         await self._stream_ready.wait()
@@ -478,7 +479,7 @@ class SonicSession:
         return self._audio_accepted
 
     async def _receive(self, stream: SonicStream) -> None:
-        parser = protocol.OutputParser()
+        parser = wire.OutputParser()
         while True:
             try:
                 raw = await stream.receive()
@@ -493,7 +494,7 @@ class SonicSession:
             received_ns = time.monotonic_ns()
             try:
                 events = parser.parse(raw)
-            except protocol.ProtocolError as error:
+            except ProtocolError as error:
                 self._events.put(Error("ProtocolError", str(error), False))
                 continue
             for event in events:
@@ -514,12 +515,12 @@ class SonicSession:
             self._retiring_output.append((event, received_ns))
             return
         if isinstance(event, Transcript):
-            if event.role == "USER" and event.stage is protocol.Stage.FINAL:
+            if event.role == "USER" and event.stage is Stage.FINAL:
                 self._first_audio.user_final()
                 self.history.add("USER", event.text)
                 self._unanswered.user_final(event.text)
                 self._turn_started()
-            elif event.role == "ASSISTANT" and event.stage is protocol.Stage.FINAL:
+            elif event.role == "ASSISTANT" and event.stage is Stage.FINAL:
                 self.history.add("ASSISTANT", event.text)
         elif isinstance(event, AudioOut):
             self._turn_started()

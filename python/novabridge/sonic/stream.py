@@ -23,7 +23,7 @@ from aws_sdk_bedrock_runtime.models import (
 )
 from smithy_core.exceptions import CallError, SmithyIdentityError
 
-from novabridge import protocol
+from novabridge.sonic import wire
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.connect import Attempt, RequestWatch, probe_endpoint
 from novabridge.sonic.errors import ConnectTimedOut
@@ -127,7 +127,7 @@ class SonicStream:
             if attempt.refusal is not None and type(error) is CallError:
                 raise attempt.refusal from error  # an error the SDK does not model: it dropped the service's message
             raise
-        await self.send(protocol.audio_start(self.prompt, AUDIO_CONTENT, input_rate=config.input_rate))
+        await self.send(wire.audio_start(self.prompt, AUDIO_CONTENT, input_rate=config.input_rate))
         self._audio_open = True
         self.opened_at = time.monotonic()
 
@@ -146,17 +146,17 @@ class SonicStream:
         )
         inference = config.inference
         events = [
-            protocol.session_start(
+            wire.session_start(
                 max_tokens=inference.max_tokens,
                 top_p=inference.top_p,
                 temperature=inference.temperature,
                 endpointing=config.endpointing,
             ),
-            protocol.prompt_start(self.prompt, voice=config.voice, output_rate=config.output_rate, tools=tools),
-            *protocol.text_block(self.prompt, self._content_name(), config.system_prompt, role="SYSTEM"),
+            wire.prompt_start(self.prompt, voice=config.voice, output_rate=config.output_rate, tools=tools),
+            *wire.text_block(self.prompt, self._content_name(), config.system_prompt, role="SYSTEM"),
         ]
         for role, text in history:
-            events += protocol.text_block(self.prompt, self._content_name(), text, role=role)
+            events += wire.text_block(self.prompt, self._content_name(), text, role=role)
         await self.send(*events)
         _, self._receiver = await attempt.output(self._stream)
 
@@ -180,15 +180,15 @@ class SonicStream:
 
     async def send_audio(self, pcm: bytes) -> None:
         """One audioInput."""
-        await self.send(protocol.audio_input(self.prompt, AUDIO_CONTENT, pcm))
+        await self.send(wire.audio_input(self.prompt, AUDIO_CONTENT, pcm))
 
     async def send_text(self, text: str) -> None:
         """Nova 2 cross-modal input: an interactive USER text block, atomically between audio frames."""
-        await self.send(*protocol.text_block(self.prompt, self._content_name(), text, role="USER", interactive=True))
+        await self.send(*wire.text_block(self.prompt, self._content_name(), text, role="USER", interactive=True))
 
     async def send_tool_result(self, tool_use_id: str, result: str) -> None:
         """Answer a toolUse."""
-        await self.send(*protocol.tool_result(self.prompt, self._content_name(), tool_use_id, result))
+        await self.send(*wire.tool_result(self.prompt, self._content_name(), tool_use_id, result))
 
     async def receive(self) -> bytes | None:
         """The next output event's JSON, or None when the service ended the stream."""
@@ -208,11 +208,11 @@ class SonicStream:
         if self._stream is None or self.closing:
             return
         self.closing = True
-        ending = [protocol.content_end(self.prompt, AUDIO_CONTENT)] if self._audio_open else []
+        ending = [wire.content_end(self.prompt, AUDIO_CONTENT)] if self._audio_open else []
         # On a dead connection neither await would return (the SDK waits for its send buffer to drain): bounded.
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await self.send(*ending, protocol.prompt_end(self.prompt), protocol.session_end())
+                await self.send(*ending, wire.prompt_end(self.prompt), wire.session_end())
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self._stream.input_stream.close()

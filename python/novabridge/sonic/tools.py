@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from novabridge.protocol import tool_result_content
 from novabridge.sonic.config import ToolSpec
+from novabridge.sonic.wire import tool_result_content
 
 ToolHandler = Callable[[dict[str, Any]], Any] | Callable[[dict[str, Any]], Awaitable[Any]]
 

@@ -20,14 +20,15 @@ from typing import Any, Self
 
 import numpy as np
 
-from novabridge import link, measure, protocol
+from novabridge import link, measure
 from novabridge._novabridge import Record, Resampler
+from novabridge.events import AudioOut, Error, Reconnecting, SonicEvent, Stage, Transcript, TurnEnd
 from novabridge.exceptions import WORKER_FAILED, BridgeError, LinkError, RingClosed, WorkerError, session_error
 from novabridge.frames import FrameConverter, ServiceFrame
-from novabridge.pool import WorkerPool, WorkerProcess
-from novabridge.protocol import AudioOut, Error, Reconnecting, SonicEvent, Transcript, TurnEnd
+from novabridge.host.pool import WorkerPool, WorkerProcess
 from novabridge.replay import Unanswered, limit_bytes
 from novabridge.ring import aread
+from novabridge.sonic import wire
 from novabridge.sonic.config import HistoryMessage, SonicConfig
 from novabridge.sonic.history import History
 from novabridge.turns import FirstAudioClock, StaleOutput
@@ -298,7 +299,7 @@ class SonicBridge:
             InvalidInput: text the service would reject: empty, not valid UTF-8, over the 1 KB one text input
                 takes, or a model other than Nova 2 (nothing is sent).
         """
-        text = protocol.check_text(text, self.config.model_id)
+        text = wire.check_text(text, self.config.model_id)
         with self._send_lock:
             link.write(self._require_worker().uplink, link.TextCommand(text))
             self._unanswered.typed(text)
@@ -314,7 +315,7 @@ class SonicBridge:
             InvalidInput: an id that is not a string, a result that is not strict JSON (NaN, infinity, a type JSON
                 cannot carry, a lone surrogate), or one too large for the service's input event (nothing is sent).
         """
-        command = link.ToolResultCommand(protocol.check_tool_use_id(tool_use_id), protocol.tool_result_content(result))
+        command = link.ToolResultCommand(wire.check_tool_use_id(tool_use_id), wire.tool_result_content(result))
         with self._send_lock:
             link.write(self._require_worker().uplink, command)
 
@@ -410,11 +411,7 @@ class SonicBridge:
         event = record.event
         if isinstance(event, Error) and event.fatal:
             self._ended = True
-        elif (
-            isinstance(event, Transcript)
-            and event.stage is protocol.Stage.FINAL
-            and event.role in ("USER", "ASSISTANT")
-        ):
+        elif isinstance(event, Transcript) and event.stage is Stage.FINAL and event.role in ("USER", "ASSISTANT"):
             self._history.add(event.role, event.text)
             if event.role == "USER":
                 self._first_audio.user_final()

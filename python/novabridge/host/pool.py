@@ -35,11 +35,11 @@ if sys.version_info < (3, 12):
     sys.stderr.write("novabridge worker: Python %d.%d\\n" % sys.version_info[:2])
     sys.exit({EXIT_TOO_OLD})
 try:
-    from novabridge import worker
+    from novabridge.worker.main import main
 except ModuleNotFoundError as error:
     sys.stderr.write("novabridge worker: no module named %s\\n" % error.name)
     sys.exit({EXIT_MISSING_MODULE})
-worker.main()
+main()
 """
 """What a worker runs (``python -c``): a Python too old for the SDK, and a missing module, end with a status of
 their own, so the host can say which, and the fix. Written for any Python: the version is checked first."""

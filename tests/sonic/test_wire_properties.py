@@ -1,4 +1,4 @@
-"""Property tests of `novabridge.protocol` where bytes enter: the output parser and the input event builders.
+"""Property tests of `novabridge.sonic.wire` where bytes enter: the output parser and the input event builders.
 
 The parser is the trust boundary of the service's output: whatever arrives, it returns typed events whose fields
 have their declared types, or raises `ProtocolError` (which the session reports as a non-fatal Error event); an
@@ -17,16 +17,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from novabridge import InvalidInput, protocol
-from novabridge.protocol import (
-    EVENT_LIMIT_BYTES,
-    NOVA_2_SONIC,
-    TEXT_INPUT_LIMIT_BYTES,
+from novabridge import InvalidInput
+from novabridge.events import (
+    _EVENT_TYPES,
     AudioOut,
     Error,
     Interrupted,
-    OutputParser,
-    ProtocolError,
     Reconnecting,
     Renewed,
     SonicEvent,
@@ -35,7 +31,13 @@ from novabridge.protocol import (
     Transcript,
     TurnEnd,
     Usage,
+    event_from_json,
+    event_to_json,
 )
+from novabridge.exceptions import ProtocolError
+from novabridge.sonic import wire
+from novabridge.sonic.models import NOVA_2_SONIC
+from novabridge.sonic.wire import EVENT_LIMIT_BYTES, TEXT_INPUT_LIMIT_BYTES, OutputParser
 from support.fuzzing import BOUNDARY_FUZZ
 
 Body = dict[str, Any]
@@ -52,7 +54,7 @@ odd_text = st.text(st.sampled_from(ODD_CHARACTERS) | st.characters(), max_size=2
 huge_text = st.builds(
     lambda piece, n: piece * n, st.sampled_from(["x", "€", "\U0001f600", "\ud800"]), st.integers(0, 70_000)
 )
-strings = odd_text | huge_text | st.sampled_from(["", " ", "null", "{}", "[", protocol.BARGE_IN_MARKER, "INTERRUPTED"])
+strings = odd_text | huge_text | st.sampled_from(["", " ", "null", "{}", "[", wire.BARGE_IN_MARKER, "INTERRUPTED"])
 json_leaves = (
     st.none()
     | st.booleans()
@@ -92,7 +94,7 @@ def _documented_payload(name: str, draw: st.DrawFn) -> Body:
             payload["audioOutputConfiguration"] = {"mediaType": "audio/lpcm", "sampleRateHertz": 24000}
         return payload
     if name == "textOutput":
-        text = draw(st.text(max_size=12) | st.just(protocol.BARGE_IN_MARKER))
+        text = draw(st.text(max_size=12) | st.just(wire.BARGE_IN_MARKER))
         return {**common, "contentId": content, "role": draw(st.sampled_from(["USER", "ASSISTANT"])), "content": text}
     if name == "audioOutput":
         return {**common, "contentId": content, "content": base64.b64encode(draw(good_pcm)).decode()}
@@ -377,27 +379,27 @@ typed_events = st.one_of(
 @PROPERTY
 @given(event=typed_events)
 def test_typed_events_round_trip_through_json(event: SonicEvent) -> None:
-    data = protocol.event_to_json(event)
+    data = event_to_json(event)
     json.loads(data)
-    back = protocol.event_from_json(data)
+    back = event_from_json(data)
     if isinstance(event, ToolCall):  # NaN is not equal to itself: compare as JSON
-        assert protocol.event_to_json(back) == data
+        assert event_to_json(back) == data
     else:
         assert back == event
 
 
 @PROPERTY
-@given(value=json_values, kind=st.sampled_from(sorted(protocol._EVENT_TYPES)), raw=st.binary(max_size=60))
+@given(value=json_values, kind=st.sampled_from(sorted(_EVENT_TYPES)), raw=st.binary(max_size=60))
 def test_event_from_json_refuses_what_is_not_a_typed_event(value: Any, kind: str, raw: bytes) -> None:
     named = {"type": kind, **value} if isinstance(value, dict) else {"type": kind, "value": value}
     for data in (json.dumps(value).encode(), json.dumps(named).encode(), raw):
         with contextlib.suppress(ProtocolError):
-            protocol.event_from_json(data)
+            event_from_json(data)
 
 
 def test_event_from_json_refuses_deep_nesting() -> None:
     with pytest.raises(ProtocolError):
-        protocol.event_from_json(b"[" * 100_000)
+        event_from_json(b"[" * 100_000)
 
 
 # ------------------------------------------------------------------------------------------------ input builders
@@ -420,7 +422,7 @@ def strict_json_round_trip(body: Body) -> None:
 @given(text=utf8_boundary_text | odd_text, limit=st.integers(4, 40) | st.just(TEXT_INPUT_LIMIT_BYTES))
 def test_split_utf8_pieces_fit_and_join_back(text: str, limit: int) -> None:
     try:
-        pieces = protocol.split_utf8(text, limit)
+        pieces = wire.split_utf8(text, limit)
     except InvalidInput:
         with pytest.raises(UnicodeEncodeError):
             text.encode()
@@ -434,14 +436,14 @@ def test_split_utf8_pieces_fit_and_join_back(text: str, limit: int) -> None:
 @given(text=utf8_boundary_text, limit=st.integers(-3, 3))
 def test_split_utf8_refuses_a_limit_smaller_than_a_character(text: str, limit: int) -> None:
     with pytest.raises(ValueError, match="at least 4"):
-        protocol.split_utf8(text, limit)
+        wire.split_utf8(text, limit)
 
 
 @PROPERTY
 @given(text=utf8_boundary_text | odd_text | huge_text, role=st.sampled_from(["SYSTEM", "USER", "ASSISTANT"]))
 def test_text_blocks_are_json_within_the_text_input_limit(text: str, role: str) -> None:
     try:
-        events = protocol.text_block("p", "c", text, role=role)
+        events = wire.text_block("p", "c", text, role=role)
     except InvalidInput:
         with pytest.raises(UnicodeEncodeError):
             text.encode()
@@ -458,11 +460,11 @@ def test_text_blocks_are_json_within_the_text_input_limit(text: str, role: str) 
 @given(text=utf8_boundary_text | odd_text | huge_text | json_values)
 def test_check_text_takes_what_one_text_input_holds_or_refuses(text: Any) -> None:
     try:
-        checked = protocol.check_text(text, NOVA_2_SONIC)
+        checked = wire.check_text(text, NOVA_2_SONIC)
     except InvalidInput:
         return
     assert checked == text
-    (content,) = [b["event"]["textInput"]["content"] for b in protocol.text_block("p", "c", checked, role="USER")[1:-1]]
+    (content,) = [b["event"]["textInput"]["content"] for b in wire.text_block("p", "c", checked, role="USER")[1:-1]]
     assert content == text
 
 
@@ -470,15 +472,15 @@ def test_check_text_takes_what_one_text_input_holds_or_refuses(text: Any) -> Non
 @given(result=json_values | odd_text | json_values.map(json.dumps) | deep_json | huge_text, tool_use_id=json_values)
 def test_tool_results_are_strict_json_within_one_event_or_refused(result: Any, tool_use_id: Any) -> None:
     try:
-        content = protocol.tool_result_content(result)
+        content = wire.tool_result_content(result)
     except InvalidInput:
         return
     json.loads(content, parse_constant=_refuse)  # strict JSON, as the service parses it
     try:
-        use_id = protocol.check_tool_use_id(tool_use_id)
+        use_id = wire.check_tool_use_id(tool_use_id)
     except InvalidInput:
         use_id = "u"
-    events = protocol.tool_result("p", "c", use_id, content)
+    events = wire.tool_result("p", "c", use_id, content)
     for body in events:
         strict_json_round_trip(body)
     assert wire_size(events[1]) <= EVENT_LIMIT_BYTES
@@ -496,15 +498,13 @@ def test_the_other_builders_give_strict_json(text: str, pcm: bytes) -> None:
     except UnicodeEncodeError:
         text = "p"
     bodies = [
-        protocol.session_start(max_tokens=1024, top_p=0.5, temperature=0.1, endpointing="HIGH"),
-        protocol.prompt_start(
-            text, voice="matthew", tools=[{"name": text, "description": text, "schema": {"a": text}}]
-        ),
-        protocol.audio_start(text, text),
-        protocol.audio_input(text, text, pcm),
-        protocol.content_end(text, text),
-        protocol.prompt_end(text),
-        protocol.session_end(),
+        wire.session_start(max_tokens=1024, top_p=0.5, temperature=0.1, endpointing="HIGH"),
+        wire.prompt_start(text, voice="matthew", tools=[{"name": text, "description": text, "schema": {"a": text}}]),
+        wire.audio_start(text, text),
+        wire.audio_input(text, text, pcm),
+        wire.content_end(text, text),
+        wire.prompt_end(text),
+        wire.session_end(),
     ]
     for body in bodies:
         strict_json_round_trip(body)
@@ -520,10 +520,10 @@ history_messages = st.lists(
 
 
 @PROPERTY
-@given(messages=history_messages, limit=st.integers(-1, 50_000) | st.just(protocol.HISTORY_LIMIT_BYTES))
+@given(messages=history_messages, limit=st.integers(-1, 50_000) | st.just(wire.HISTORY_LIMIT_BYTES))
 def test_trimmed_history_fits_and_opens_with_a_user_message(messages: list[tuple[str, str]], limit: int) -> None:
     try:
-        chosen = protocol.trim_history(messages, limit)
+        chosen = wire.trim_history(messages, limit)
     except InvalidInput:
         with pytest.raises(UnicodeEncodeError):
             "".join(text for _, text in messages).encode()
@@ -535,10 +535,10 @@ def test_trimmed_history_fits_and_opens_with_a_user_message(messages: list[tuple
         # The newest messages that say something, the oldest of them possibly cut from its beginning.
         spoken = [message for message in messages if message[1].strip()]
         assert chosen[1:] == spoken[len(spoken) - len(chosen) + 1 :]
-        for body in protocol.text_block("p", "h", chosen[0][1], role=chosen[0][0]):
+        for body in wire.text_block("p", "h", chosen[0][1], role=chosen[0][0]):
             strict_json_round_trip(body)
 
 
 def test_history_whose_user_message_is_blank_does_not_open_with_the_assistant() -> None:
-    assert protocol.trim_history([("USER", "  "), ("ASSISTANT", "Hello.")]) == []
-    assert protocol.trim_history([("USER", "Hi"), ("ASSISTANT", ""), ("USER", "")]) == [("USER", "Hi")]
+    assert wire.trim_history([("USER", "  "), ("ASSISTANT", "Hello.")]) == []
+    assert wire.trim_history([("USER", "Hi"), ("ASSISTANT", ""), ("USER", "")]) == [("USER", "Hi")]

@@ -1,8 +1,10 @@
-"""Nova Sonic's events: builders for what the client sends, and a parser of what the service sends into typed events.
+# SPDX-License-Identifier: Apache-2.0
+"""Nova Sonic's wire: the input events the client sends, and the service's output events parsed into typed events.
 
-Pure Python with no SDK import, so the host (Python 3.11) shares the event types with the worker. The JSON shapes
-follow the AWS user guides (v1 "Handling input/output events", Nova 2 turn detection, cross-modal input, chat
-history), listed with their URLs in docs/nova-sonic.md.
+Builders for the input events, checks of what the service would refuse, and `OutputParser`, which turns the
+output events into `novabridge.events`. Pure Python with no SDK import, so the host (Python 3.11) checks input with the same rules the worker sends by. The
+JSON shapes follow the AWS user guides (v1 "Handling input/output events", Nova 2 turn detection, cross-modal
+input, chat history), listed with their URLs in docs/nova-sonic.md.
 """
 
 from __future__ import annotations
@@ -11,50 +13,23 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Final
+from typing import Any
 
-from novabridge.exceptions import InvalidInput
+from novabridge.events import (
+    AudioOut,
+    Interrupted,
+    SonicEvent,
+    Stage,
+    ToolCall,
+    Transcript,
+    TurnEnd,
+    Usage,
+)
+from novabridge.exceptions import InvalidInput, ProtocolError
+from novabridge.sonic.models import NOVA_2_SONIC
 
 BARGE_IN_MARKER = '{ "interrupted" : true }'
 """The textOutput content by which the service announces a barge-in."""
-
-NOVA_SONIC_V1: Final = "amazon.nova-sonic-v1:0"
-NOVA_2_SONIC: Final = "amazon.nova-2-sonic-v1:0"
-MODEL_IDS = frozenset({NOVA_SONIC_V1, NOVA_2_SONIC})
-
-VOICES: dict[str, frozenset[str]] = {
-    NOVA_SONIC_V1: frozenset(
-        {"tiffany", "matthew", "amy", "ambre", "florian", "beatrice", "lorenzo", "greta", "lennart", "lupe", "carlos"}
-    ),
-    NOVA_2_SONIC: frozenset(
-        {
-            "matthew",
-            "tiffany",
-            "amy",
-            "olivia",
-            "lupe",
-            "carlos",
-            "ambre",
-            "florian",
-            "tina",
-            "lennart",
-            "beatrice",
-            "lorenzo",
-            "carolina",
-            "leo",
-            "arjun",
-            "kiara",
-        }
-    ),
-}
-
-REGIONS: dict[str, tuple[str, ...]] = {
-    NOVA_SONIC_V1: ("us-east-1", "ap-northeast-1"),
-    NOVA_2_SONIC: ("us-east-1", "us-west-2", "ap-northeast-1"),
-}
-"""Where Bedrock offers each model, as peers' code lists it (docs/nova-sonic.md, "The API and the SDK"); the list
-grows, so a region outside it is worth a warning, not a refusal."""
 
 TEXT_INPUT_LIMIT_BYTES = 1024
 """One ``textInput`` holds at most 1 KB of text (Nova 2 user guide, "Managing chat history")."""
@@ -66,132 +41,6 @@ Bedrock API Reference)."""
 TOOL_RESULT_LIMIT_BYTES = EVENT_LIMIT_BYTES - 1024
 """The largest tool result, counted as it travels (its JSON text as the toolResult event's escaped content string):
 the event's names and fields keep 1 KB of the event limit."""
-
-
-class ProtocolError(ValueError):
-    """An output event that does not have the documented shape."""
-
-
-class Stage(StrEnum):
-    """``generationStage`` of assistant text: a preview of what will be said, or what was said."""
-
-    SPECULATIVE = "SPECULATIVE"
-    FINAL = "FINAL"
-
-
-# ------------------------------------------------------------------------------------------------ typed events
-
-
-@dataclass(frozen=True, slots=True)
-class AudioOut:
-    """Assistant speech: s16le mono PCM at ``rate``."""
-
-    pcm: bytes
-    rate: int
-    turn_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Transcript:
-    """Text of a turn: the user's (FINAL) or the assistant's (SPECULATIVE before audio, FINAL after)."""
-
-    role: str
-    text: str
-    stage: Stage
-    turn_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Interrupted:
-    """The user barged in: audio of ``turn_id`` not yet played must be dropped."""
-
-    turn_id: str
-    dropped_bytes: int = 0
-    """Assistant audio of the turn that was queued and discarded (filled in by the session or the bridge)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    """The model asks for a tool; answer with the result (the session does this for registered tools)."""
-
-    tool_use_id: str
-    name: str
-    input: dict[str, Any]
-    turn_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class TurnEnd:
-    """A completion ended (``END_TURN``, ``INTERRUPTED``, ...)."""
-
-    turn_id: str
-    stop_reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Token counts reported by the service (totals for the session so far)."""
-
-    input_tokens: int
-    output_tokens: int
-    turn_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Renewed:
-    """The session moved to a new stream before the connection lifetime ran out."""
-
-    generation: int
-
-
-@dataclass(frozen=True, slots=True)
-class Reconnecting:
-    """The stream failed with a transient error; the session reconnects and resumes from the history."""
-
-    reason: str
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class Error:
-    """An error of the session; ``fatal`` ends it."""
-
-    kind: str
-    message: str
-    fatal: bool
-
-
-SonicEvent = AudioOut | Transcript | Interrupted | ToolCall | TurnEnd | Usage | Renewed | Reconnecting | Error
-
-
-_EVENT_TYPES: dict[str, type[SonicEvent]] = {
-    cls.__name__: cls for cls in (Transcript, Interrupted, ToolCall, TurnEnd, Usage, Renewed, Reconnecting, Error)
-}
-
-
-def event_to_json(event: SonicEvent) -> bytes:
-    """A typed event (other than `AudioOut`, whose PCM travels as it is) as JSON, for the worker-to-host ring."""
-    if isinstance(event, AudioOut):
-        raise TypeError("AudioOut travels as PCM, not JSON")
-    fields = {name: getattr(event, name) for name in event.__slots__}
-    return json.dumps({"type": type(event).__name__, **fields}).encode()
-
-
-def event_from_json(data: bytes) -> SonicEvent:
-    """The inverse of `event_to_json`.
-
-    Raises:
-        ProtocolError: not one of the typed events.
-    """
-    try:
-        fields = json.loads(data)
-        cls = _EVENT_TYPES[fields.pop("type")]
-        if cls is Transcript:
-            fields["stage"] = Stage(fields["stage"])
-        return cls(**fields)
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
-        # RecursionError: JSON nested deeper than Python recurses, which json reports as no ValueError.
-        raise ProtocolError(f"not a typed event: {type(error).__name__} {error}") from None
 
 
 # ------------------------------------------------------------------------------------------------ input checks

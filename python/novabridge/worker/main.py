@@ -1,7 +1,7 @@
 """The worker process: one `SonicSession`, joined to the host by two shared-memory rings.
 
 ``python -m novabridge.worker UPLINK_FDS DOWNLINK_FDS`` (three descriptors each, passed with ``pass_fds``; the pool
-runs it through `novabridge.pool.BOOTSTRAP`, which first checks the Python and the modules it needs) imports
+runs it through `novabridge.host.pool.BOOTSTRAP`, which first checks the Python and the modules it needs) imports
 the SDK, attaches the rings and announces itself warm; then it waits for its `SonicConfig` as JSON on stdin (so
 credentials never appear in argv or the environment, and a pool can start workers before it knows their
 sessions). EOF on stdin without a config (the pool was shut down, or the host died) ends it quietly.
@@ -15,51 +15,25 @@ The worker exits when the uplink closes (the host is done or gone) or the sessio
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import sys
 import time
 
-from novabridge import link, protocol
+from novabridge import link
 from novabridge._novabridge import Ring
+from novabridge.events import AudioOut, Error
 from novabridge.exceptions import LinkError, RingClosed, RingFull
 from novabridge.ring import aread
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.errors import classify
 from novabridge.sonic.session import SonicSession
+from novabridge.worker.uplink_clock import UplinkClock
 
 STATS_INTERVAL_S = 0.5
 SHUTDOWN_LIMIT_S = 3.0
 """Closing the session (polite end, receive tasks, transport) may take this long before the worker exits anyway."""
 HOST_STALL_LIMIT_S = 5.0
 """A downlink that stays full this long means the host stopped reading: the session ends rather than grow."""
-
-
-class UplinkClock:
-    """Pairs the host's write time of each audio record with the SDK send that carried its last byte."""
-
-    def __init__(self) -> None:
-        self._pending: collections.deque[tuple[int, int]] = collections.deque()
-        """(end offset in the session's accepted audio, host write time) per record not yet sent."""
-        self.samples: list[float] = []
-
-    def received(self, end_offset: int, written_ns: int) -> None:
-        """A record written at ``written_ns`` was accepted by the session, up to byte ``end_offset``."""
-        self._pending.append((end_offset, written_ns))
-
-    def sent(self, through: int, sent_ns: int) -> None:
-        """The session's ``on_audio_sent``: audio up to byte ``through`` left through the SDK at ``sent_ns``."""
-        # The frame could leave only once its last byte (offset through - 1) had arrived: that byte's record dates
-        # the hop. Records that ended earlier in the frame are settled with it.
-        pending = self._pending
-        while pending and pending[0][0] < through:
-            pending.popleft()
-        if not pending:
-            return
-        written_ns = pending[0][1]
-        if pending[0][0] == through:
-            pending.popleft()
-        self.samples.append((sent_ns - written_ns) / 1e9)
 
 
 class _Downlink:
@@ -97,14 +71,14 @@ async def _uplink(uplink: Ring, downlink: _Downlink, session: SonicSession, cloc
             else:
                 await session.send_tool_result(message.tool_use_id, message.result)
         except (LinkError, ValueError, TypeError) as error:  # a bad record or command is reported; the session goes on
-            failure = protocol.Error("BadCommand", f"{type(error).__name__}: {error}", False)
+            failure = Error("BadCommand", f"{type(error).__name__}: {error}", False)
             await downlink.write(link.SessionEvent(failure))
 
 
 async def _downlink(downlink: _Downlink, session: SonicSession) -> None:
     turns: dict[str, int] = {}
     async for event, received_ns in session.timed_events():
-        if isinstance(event, protocol.AudioOut):
+        if isinstance(event, AudioOut):
             ordinal = turns.get(event.turn_id)
             if ordinal is None:
                 ordinal = turns[event.turn_id] = (len(turns) + 1) % link.TURN_ORDINALS
@@ -131,7 +105,7 @@ async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
         await session.start()
     except Exception as error:  # noqa: BLE001 - reported to the host as the session's fatal error
         failure = classify(error, config)
-        await downlink.write(link.SessionEvent(protocol.Error(failure.kind, failure.message, True)))
+        await downlink.write(link.SessionEvent(Error(failure.kind, failure.message, True)))
         await _close(session)
         downlink_ring.close()
         return 1
