@@ -30,6 +30,17 @@ def _endpointing(value: str) -> float | None:
     return seconds
 
 
+GENERATION_NAMES = ("nova-sonic", "nova-2-sonic")
+"""The emulator's generations (`novabridge.emulator.service.Generation`), named here so the CLI imports nothing."""
+
+
+def _model_rules(value: str) -> tuple[str, str]:
+    model_id, eq, generation = value.partition("=")
+    if not (eq and model_id and generation in GENERATION_NAMES):
+        raise argparse.ArgumentTypeError(f"expected ID=GENERATION with GENERATION one of {', '.join(GENERATION_NAMES)}")
+    return model_id, generation
+
+
 def _credentials(value: str) -> tuple[str, str]:
     key, sep, secret = value.partition(":")
     if not sep or not key or not secret:
@@ -109,7 +120,16 @@ def _parser() -> argparse.ArgumentParser:
         "--models",
         type=lambda value: frozenset(filter(None, value.split(","))),
         metavar="ID,...",
-        help="the models offered (default: both Nova Sonic models); others are an invalid model identifier",
+        help="the models offered (default: every Nova Sonic model it knows); others are an invalid model identifier",
+    )
+    emulator.add_argument(
+        "--serve-model",
+        action="append",
+        default=[],
+        type=_model_rules,
+        metavar="ID=GENERATION",
+        help="also serve a model id this release does not know, with a generation's rules (nova-sonic, nova-2-sonic); "
+        "repeatable",
     )
     emulator.add_argument(
         "--deny-model",
@@ -266,6 +286,7 @@ async def _serve_emulator(args: argparse.Namespace) -> int:
         "region": args.region,
         "models": args.models,
         "denied_models": frozenset(args.deny_model) or None,
+        "extra_models": dict(args.serve_model) or None,
     }
     if args.credentials_expire_in is not None:
         overrides["credentials_expire_at"] = time.time() + args.credentials_expire_in

@@ -38,7 +38,7 @@ from novabridge.events import Error, Reconnecting
 from novabridge.exceptions import BridgeError, EmulatorNotRunning, SessionError
 from novabridge.host.pool import WorkerPool
 from novabridge.sonic.config import SonicConfig
-from novabridge.sonic.models import NOVA_2_SONIC, REGIONS
+from novabridge.sonic.models import DEFAULT_MODEL_ID, MODELS
 
 STEP_TIMEOUT_S = 3.0
 """Each step of reaching the endpoint (name, TCP, TLS) may take this long."""
@@ -260,9 +260,9 @@ def _region(region: str, source: str, report: dict[str, Any] | None, endpoint: _
             "(SonicConfig region, AWS_REGION or AWS_DEFAULT_REGION decide)"
         )
         return Check("region", Verdict.WARN, finding, f"set AWS_REGION={profile_region} if that was meant")
-    offered = REGIONS[NOVA_2_SONIC]  # the model the doctor's stream uses, SonicConfig's default
-    if endpoint is not None and endpoint.kind == "aws" and region not in offered:
-        finding += f"; Nova 2 Sonic is offered in {', '.join(offered)}"
+    model = MODELS[DEFAULT_MODEL_ID]  # the model the doctor's stream uses, SonicConfig's default
+    if endpoint is not None and endpoint.kind == "aws" and region not in model.regions:
+        finding += f"; {model.name} is offered in {', '.join(model.regions)}"
         return Check("region", Verdict.WARN, finding, "set AWS_REGION to one of those")
     return Check("region", Verdict.OK, finding)
 

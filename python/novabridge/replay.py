@@ -12,7 +12,7 @@ import collections
 from collections.abc import Iterator
 
 from novabridge.sonic.config import SonicConfig
-from novabridge.sonic.models import NOVA_2_SONIC
+from novabridge.sonic.models import model_for
 
 __all__ = ["REPLAY_LIMIT_S", "ReplayWindow", "Unanswered"]
 
@@ -93,7 +93,7 @@ class Unanswered:
         self.audio = ReplayWindow(limit_bytes(REPLAY_LIMIT_S, config.input_rate))
         self.holding = False
         """The audio is held for a successor already (a dead worker's replacement): answers do not clear it."""
-        self._asks_as_text = config.model_id == NOVA_2_SONIC
+        self._asks_as_text = model_for(config.model_id).cross_modal
 
     def typed(self, text: str) -> None:
         """The user typed ``text``."""

@@ -344,7 +344,9 @@ def test_bedrock_in_a_region_without_nova_sonic_is_a_warning(tmp_path: Path) -> 
     result = doctor(tmp_path, "--aws", "--worker-python", WORKER, env=env, wrap=LOOPBACK_ONLY)
     region = result.row("region")
     assert region.verdict == "warn"
-    assert region.finding == "eu-west-3 (AWS_REGION); Nova 2 Sonic is offered in us-east-1, us-west-2, ap-northeast-1"
+    assert region.finding == (
+        "eu-west-3 (AWS_REGION); Nova 2.5 Sonic is offered in us-east-1, us-west-2, eu-north-1, ap-northeast-1"
+    )
 
 
 def test_ca_file_without_endpoint_uri_is_a_usage_error(tmp_path: Path) -> None:

@@ -547,6 +547,28 @@ def test_stdin_from_dev_null_is_fine(launch: Launch) -> None:
     assert emulator.stop() == 0
 
 
+@pytest.mark.parametrize("spec", ["amazon.nova-3-sonic", "amazon.nova-3-sonic=nova-3-sonic", "=nova-2-sonic"])
+def test_a_bad_served_model_is_a_usage_error(spec: str) -> None:
+    result = run_cli("--serve-model", spec)
+    assert result.returncode == 2, result
+    assert "expected ID=GENERATION with GENERATION one of nova-sonic, nova-2-sonic" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_served_model_opens_a_stream_and_an_unknown_one_is_refused(launch: Launch, tmp_path: Path) -> None:
+    emulator = launch("--serve-model", "amazon.nova-3-sonic=nova-2-sonic", "--record-dir", str(tmp_path))
+    connection = H2Connection(emulator.ready())
+    try:
+        assert connection.post(stream_path("amazon.nova-3-sonic")) == b""
+        wait_for(tmp_path / "stream-1.json")
+        assert json.loads((tmp_path / "stream-1.json").read_text())["model_id"] == "amazon.nova-3-sonic"
+        rejected = json.loads(connection.post(stream_path("amazon.nova-4-sonic")))
+        assert rejected == {"message": "The provided model identifier is invalid."}
+    finally:
+        connection.close()
+    assert emulator.stop() == 0
+
+
 def test_record_dir_is_created_when_a_stream_begins(launch: Launch, tmp_path: Path) -> None:
     record_dir = tmp_path / "records" / "run-1"
     emulator = launch("--record-dir", str(record_dir))

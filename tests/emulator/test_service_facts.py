@@ -9,6 +9,7 @@ from novabridge.sonic import models, wire
 
 V1 = "amazon.nova-sonic-v1:0"
 NOVA_2 = "amazon.nova-2-sonic-v1:0"
+NOVA_2_5 = "amazon.nova-2-5-sonic"  # as Pipecat 1.14 and Strands 1.62 send it (docs/nova-sonic.md, "Models")
 V1_VOICES = {
     "tiffany",
     "matthew",
@@ -35,8 +36,8 @@ def test_the_emulator_does_not_take_its_facts_from_the_client() -> None:
 
 def test_model_ids_and_voices_are_the_documented_ones() -> None:
     for facts in (service, models):
-        assert {V1, NOVA_2} == facts.MODEL_IDS
-        assert facts.VOICES == {V1: V1_VOICES, NOVA_2: NOVA_2_VOICES}
+        assert {V1, NOVA_2, NOVA_2_5} == facts.MODEL_IDS
+        assert facts.VOICES == {V1: V1_VOICES, NOVA_2: NOVA_2_VOICES, NOVA_2_5: NOVA_2_VOICES}
 
 
 def test_limits_and_markers_are_the_documented_ones() -> None:

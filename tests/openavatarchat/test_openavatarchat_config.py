@@ -266,9 +266,11 @@ def test_the_handlers_session_settings_take_the_sessions_defaults_and_bounds() -
         ("temperature", 1.5),
         ("max_tokens", 0),
         ("renewal_after_s", 500.0),
-        ("model_id", "amazon.nova-lite-v1:0"),
+        ("model_id", "amazon nova"),
         ("system_prompt", ""),
         ("reconnect_attempts", -1),
     ]:
         with pytest.raises(ValidationError, match=setting):
             NovaSonicConfig(**{setting: value})
+    # A model id novabridge does not know is taken (with a warning), as the session takes it.
+    assert NovaSonicConfig(model_id="amazon.nova-3-sonic").sonic_config([]).model_id == "amazon.nova-3-sonic"

@@ -25,9 +25,10 @@ pytest.importorskip(
 )
 
 from novabridge.emulator import Emulator
+from novabridge.events import TurnEnd
 from novabridge.exceptions import CredentialsError, EndpointError, SessionError
 from novabridge.sonic import SessionClosed, SonicConfig, SonicSession
-from novabridge.sonic.models import NOVA_2_SONIC, NOVA_SONIC_V1
+from novabridge.sonic.models import NOVA_2_5_SONIC, NOVA_SONIC_V1
 from support.aws import without_aws_settings
 from support.emulator_in_process import EmulatorFactory
 
@@ -272,12 +273,12 @@ def test_an_explicit_default_port_is_dropped_and_a_region_must_be_one() -> None:
 
 
 async def test_model_access_not_granted(make_emulator: EmulatorFactory, loop_reports: list[dict[str, Any]]) -> None:
-    emulator = await make_emulator(options={"credentials": KEY, "denied_models": {NOVA_2_SONIC}})
+    emulator = await make_emulator(options={"credentials": KEY, "denied_models": {NOVA_2_5_SONIC}})
     error = await start_fails(config_for(emulator), loop_reports)
     assert type(error) is SessionError
     assert error.kind == "AccessDeniedException"
     assert "You don't have access to the model with the specified model ID." in error.message
-    assert f"{NOVA_2_SONIC} in us-east-1" in error.message
+    assert f"{NOVA_2_5_SONIC} in us-east-1" in error.message
     assert "bedrock:InvokeModel" in error.message
 
 
@@ -290,6 +291,31 @@ async def test_a_model_the_region_does_not_offer(
     assert error.kind == "ValidationException"
     assert "The provided model identifier is invalid." in error.message
     assert "use a region that offers it" in error.message
+
+
+async def test_a_model_it_does_not_know_is_served_as_the_generation_the_emulator_is_told(
+    make_emulator: EmulatorFactory, loop_reports: list[dict[str, Any]]
+) -> None:
+    unknown = "amazon.nova-3-sonic"
+    emulator = await make_emulator(options={"credentials": KEY})
+    error = await start_fails(config_for(emulator, model_id=unknown), loop_reports)
+    assert error.kind == "ValidationException"
+    assert "The provided model identifier is invalid." in error.message
+
+    serving = await make_emulator(options={"credentials": KEY, "extra_models": {unknown: "nova-2-sonic"}})
+    session = SonicSession(config_for(serving, model_id=unknown, endpointing="HIGH"))
+    await session.start()
+    try:
+        await session.send_text("What can you do?")  # typed text during a session: a Nova 2 rule
+        async with asyncio.timeout(20):
+            async for event in session.events():
+                if isinstance(event, TurnEnd):
+                    break
+    finally:
+        await session.close()
+    (recording,) = serving.recordings
+    assert recording.model_id == unknown
+    assert [(turn.source, turn.user_text) for turn in recording.turns] == [("text", "What can you do?")]
 
 
 async def test_a_region_the_endpoint_does_not_serve(

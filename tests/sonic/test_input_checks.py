@@ -41,7 +41,7 @@ def test_text_within_one_text_input_is_taken_and_v1_takes_none() -> None:
     assert wire.check_text("x" * 1024, NOVA_2_SONIC) == "x" * 1024
     assert wire.check_text("€" * 341 + "x", NOVA_2_SONIC) == "€" * 341 + "x"  # 1024 bytes
     assert wire.check_text("😀 fine", NOVA_2_SONIC) == "😀 fine"  # a pair of surrogates is one character
-    with pytest.raises(InvalidInput, match="needs Nova 2"):
+    with pytest.raises(InvalidInput, match="needs a Nova 2 generation model"):
         wire.check_text("hello", NOVA_SONIC_V1)
 
 

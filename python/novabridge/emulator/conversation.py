@@ -26,7 +26,7 @@ from novabridge.emulator.faults import MID_TURN_FAULTS, STREAM_FAULTS, Fault, Fa
 from novabridge.emulator.options import EmulatorOptions
 from novabridge.emulator.recording import StreamRecording, TurnRecord, summarize_audio_event
 from novabridge.emulator.scenario import Scenario, render
-from novabridge.emulator.service import Endpointing, Message, ServiceError, invalid_input, validation
+from novabridge.emulator.service import Endpointing, Generation, Message, ServiceError, invalid_input, validation
 from novabridge.emulator.vad import EnergyVad, SpeechEnded, SpeechStarted
 from novabridge.emulator.voice import split_sentences, synthesize
 
@@ -111,6 +111,10 @@ class Conversation:
         self.scenario = scenario
         self.faults = faults
         self.model_id = recording.model_id
+        generation = options.generation(self.model_id)
+        assert generation is not None, "the server serves only the models the options offer"
+        self.generation = generation
+        self._voices = service.VOICES.get(self.model_id) or service.VOICES[service.NEWEST[generation]]
         self.output: asyncio.Queue[dict[str, Any] | tuple[str, ServiceError] | End] = asyncio.Queue()
         self.finished = False
         self.session_id = self._new_id()
@@ -201,7 +205,7 @@ class Conversation:
                     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
                     _expect(ok, f"inferenceConfiguration.{key} out of range")
         detection = p.get("turnDetectionConfiguration")
-        if self.model_id == service.NOVA_2_SONIC:
+        if self.generation is Generation.SONIC_2:
             _expect("endpointingSensitivity" not in p, "the flat v1 endpointingSensitivity is not accepted by Nova 2")
             if detection is not None:
                 _expect(isinstance(detection, dict), "turnDetectionConfiguration must be an object")
@@ -220,7 +224,7 @@ class Conversation:
         audio = _object(p.get("audioOutputConfiguration"), "promptStart.audioOutputConfiguration")
         self._check_lpcm(audio, "audioOutputConfiguration")
         voice = _string(audio.get("voiceId"), "audioOutputConfiguration.voiceId")
-        _expect(voice in service.VOICES[self.model_id], f"voiceId {voice!r} is not a voice of {self.model_id}")
+        _expect(voice in self._voices, f"voiceId {voice!r} is not a voice of {self.model_id}")
         text = p.get("textOutputConfiguration")
         _expect(
             text is None or (isinstance(text, dict) and text.get("mediaType") == "text/plain"),
@@ -279,7 +283,7 @@ class Conversation:
         interactive = p.get("interactive", False)
         _expect(isinstance(interactive, bool), "contentStart.interactive must be a boolean")
         roles = {"SYSTEM", "USER", "ASSISTANT", "TOOL"} | (
-            {"SYSTEM_SPEECH"} if self.model_id == service.NOVA_2_SONIC else set()
+            {"SYSTEM_SPEECH"} if self.generation is Generation.SONIC_2 else set()
         )
         _expect(_among(role, roles), f"contentStart.role {role!r} is not one of {sorted(roles)}")
         if self._stage == "system":
@@ -294,7 +298,7 @@ class Conversation:
                 "textInputConfiguration.mediaType must be text/plain",
             )
             if role == "USER" and self._audio_started:
-                _expect(self.model_id == service.NOVA_2_SONIC, "interactive text input during a session is Nova 2 only")
+                _expect(self.generation is Generation.SONIC_2, "interactive text input during a session is Nova 2 only")
             elif role in ("USER", "ASSISTANT"):
                 _expect(
                     self._audio_started or bool(self._history_roles) or role == "USER",

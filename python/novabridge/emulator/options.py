@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from novabridge.emulator import service
@@ -46,6 +47,9 @@ class EmulatorOptions:
     models: frozenset[str] = service.MODEL_IDS
     """The models offered here: a request for another is refused with 400 ValidationException "The provided model
     identifier is invalid.", the service's answer for a model its region does not offer."""
+    extra_models: Mapping[str, service.Generation] = field(default_factory=dict)
+    """Model ids this release does not know, each served with the rules of a named generation (``nova-sonic``,
+    ``nova-2-sonic``) and its newest model's voices: a new model tried before the emulator learns of it."""
     denied_models: frozenset[str] = frozenset()
     """Models this account was not granted: refused with 403 AccessDeniedException "You don't have access to the
     model with the specified model ID."."""
@@ -68,3 +72,15 @@ class EmulatorOptions:
             raise ValueError("credentials_expire_at needs credentials to expire")
         object.__setattr__(self, "models", frozenset(self.models))
         object.__setattr__(self, "denied_models", frozenset(self.denied_models))
+        # A plain dict, checked: a name that is no generation fails here, not on the first request.
+        object.__setattr__(
+            self, "extra_models", {model: service.Generation(rules) for model, rules in self.extra_models.items()}
+        )
+
+    def generation(self, model_id: str) -> service.Generation | None:
+        """The rules ``model_id`` is served with here; None if it is not a model (an invalid model identifier)."""
+        return service.GENERATIONS.get(model_id) or self.extra_models.get(model_id)
+
+    def offers(self, model_id: str) -> bool:
+        """``model_id`` is served here (``models``, or one of ``extra_models``)."""
+        return model_id in self.extra_models or (model_id in service.MODEL_IDS and model_id in self.models)

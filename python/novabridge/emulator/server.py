@@ -351,7 +351,7 @@ class _App:
         if emulator.faults.take(CONNECT_FAULTS) is not None:
             await self._reject(send, 429, "ThrottlingException", Message.THROTTLED)
             return
-        if model_id not in service.MODEL_IDS or model_id not in options.models:
+        if not options.offers(model_id):
             await self._reject(send, 400, "ValidationException", Message.UNKNOWN_MODEL)
             return
         if model_id in options.denied_models:

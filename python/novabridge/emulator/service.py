@@ -9,28 +9,51 @@ from __future__ import annotations
 from enum import StrEnum
 
 # The emulator keeps its own copy of the service's facts rather than importing the client's (novabridge.sonic.models
-# and novabridge.sonic.wire): were both to read one list, a mistake in it would pass every test. tests/emulator/test_service_facts.py pins these
-# to the documents they come from.
+# and novabridge.sonic.wire): were both to read one list, a mistake in it would pass every test.
+# tests/emulator/test_service_facts.py pins these to the documents they come from.
 
 NOVA_SONIC_V1 = "amazon.nova-sonic-v1:0"
 NOVA_2_SONIC = "amazon.nova-2-sonic-v1:0"
-MODEL_IDS = frozenset({NOVA_SONIC_V1, NOVA_2_SONIC})
-"""Bedrock model ids of Nova Sonic v1 and Nova 2 Sonic (the AWS user guides' request examples)."""
+NOVA_2_5_SONIC = "amazon.nova-2-5-sonic"
+MODEL_IDS = frozenset({NOVA_SONIC_V1, NOVA_2_SONIC, NOVA_2_5_SONIC})
+"""Bedrock model ids: v1 and Nova 2 Sonic from the AWS user guides' request examples; Nova 2.5 Sonic as the peers
+that default to it send it (Pipecat, Strands; no AWS page gives it yet)."""
 
+
+class Generation(StrEnum):
+    """The rules a model follows.
+
+    ``nova-2-sonic`` adds text input during a session, turn detection and ``SYSTEM_SPEECH`` to v1's.
+    """
+
+    SONIC_1 = "nova-sonic"
+    SONIC_2 = "nova-2-sonic"
+
+
+GENERATIONS = {
+    NOVA_SONIC_V1: Generation.SONIC_1,
+    NOVA_2_SONIC: Generation.SONIC_2,
+    NOVA_2_5_SONIC: Generation.SONIC_2,
+}
+NEWEST = {Generation.SONIC_1: NOVA_SONIC_V1, Generation.SONIC_2: NOVA_2_5_SONIC}
+"""The model whose voices a model served as a named generation (``extra_models``) takes."""
+
+_NOVA_2_VOICES = frozenset(
+    {
+        *("matthew", "tiffany", "amy", "olivia", "lupe", "carlos", "ambre", "florian", "tina", "lennart"),
+        *("beatrice", "lorenzo", "carolina", "leo", "arjun", "kiara"),
+    }
+)
 VOICES: dict[str, frozenset[str]] = {
     NOVA_SONIC_V1: frozenset(
         {"tiffany", "matthew", "amy", "ambre", "florian", "beatrice", "lorenzo", "greta", "lennart", "lupe", "carlos"}
     ),
-    NOVA_2_SONIC: frozenset(
-        {
-            *("matthew", "tiffany", "amy", "olivia", "lupe", "carlos", "ambre", "florian", "tina", "lennart"),
-            *("beatrice", "lorenzo", "carolina", "leo", "arjun", "kiara"),
-        }
-    ),
+    NOVA_2_SONIC: _NOVA_2_VOICES,
+    NOVA_2_5_SONIC: _NOVA_2_VOICES,
 }
 """``voiceId`` values each model takes: v1 from the user guide's "available voices"; Nova 2's 16 as LiveKit's
 ``SONIC2_VOICES`` lists them (AWS names the languages and polyglot voices but gave no full list when this was
-written)."""
+written), and Nova 2.5's the same (LiveKit's ``with_nova_sonic_2_5`` takes that list)."""
 
 BARGE_IN_MARKER = '{ "interrupted" : true }'
 """The textOutput content by which the service announces a barge-in (what the AWS samples, LiveKit and Strands
@@ -117,9 +140,12 @@ __all__ = [
     "BARGE_IN_MARKER",
     "CONNECTION_LIFETIME_S",
     "EVENT_LIMIT_BYTES",
+    "GENERATIONS",
     "HISTORY_LIMIT_BYTES",
     "INPUT_TIMEOUT_S",
     "MODEL_IDS",
+    "NEWEST",
+    "NOVA_2_5_SONIC",
     "NOVA_2_SONIC",
     "NOVA_SONIC_V1",
     "SAMPLE_RATES",
@@ -127,6 +153,7 @@ __all__ = [
     "TEXT_INPUT_LIMIT_BYTES",
     "VOICES",
     "Endpointing",
+    "Generation",
     "Message",
     "ServiceError",
     "invalid_input",

@@ -6,6 +6,8 @@ Importable without the SDK (the 3.11 host builds the config, the 3.12 worker run
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import re
 import ssl
@@ -13,10 +15,12 @@ import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from novabridge.sonic.models import NOVA_2_SONIC, VOICES
+from novabridge.sonic.models import DEFAULT_MODEL_ID, Generation, model_for
 from novabridge.sonic.wire import HISTORY_LIMIT_BYTES
+
+logger = logging.getLogger("novabridge.sonic")
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly assistant. The user and you will engage in a spoken dialog exchanging the transcripts of a "
@@ -27,7 +31,30 @@ DEFAULT_SYSTEM_PROMPT = (
 Rate = Literal[8000, 16000, 24000]
 
 # The settings' types with their bounds, for every config that passes them on (the OAC handler's YAML) to use as is.
-ModelId = Literal["amazon.nova-2-sonic-v1:0", "amazon.nova-sonic-v1:0"]
+
+
+@functools.cache  # once per process and id: the host and the worker each validate the config
+def _check_model_id(model_id: str) -> str:
+    model = model_for(model_id)
+    if not model.known:
+        logger.warning(
+            "model %r is not one novabridge knows; it is given %s's rules (the newest generation it knows)",
+            model_id,
+            model.generation.value,
+        )
+    elif model.retired():
+        logger.warning(
+            "%s (%s) reached its end of life on %s: Bedrock no longer serves it; choose %s",
+            model.name,
+            model_id,
+            model.end_of_life,
+            DEFAULT_MODEL_ID,
+        )
+    return model_id
+
+
+ModelId = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9.:_/-]+$"), AfterValidator(_check_model_id)]
+"""A Bedrock model id (`novabridge.sonic.models`): an unknown one is taken with a warning, a retired one too."""
 Endpointing = Literal["HIGH", "MEDIUM", "LOW"]
 SystemPrompt = Annotated[str, Field(min_length=1)]
 MaxTokens = Annotated[int, Field(ge=1, le=10_000)]
@@ -97,7 +124,7 @@ def _env(*names: str) -> str | None:
 class SonicConfig(_Model):
     """How to reach Nova Sonic and what the conversation is."""
 
-    model_id: ModelId = NOVA_2_SONIC
+    model_id: ModelId = DEFAULT_MODEL_ID
     region: str = Field(default_factory=lambda: _env("AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1")
     endpoint_uri: str | None = None
     """``https://...``; None means Bedrock's regional endpoint. The emulator prints its own."""
@@ -183,10 +210,11 @@ class SonicConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.voice not in VOICES[self.model_id]:
-            known = ", ".join(sorted(VOICES[self.model_id]))
+        model = model_for(self.model_id)
+        if self.voice not in model.voices:
+            known = ", ".join(sorted(model.voices))
             raise ValueError(f"voice {self.voice!r} is not a voice of {self.model_id}; choose one of {known}")
-        if self.endpointing is not None and self.model_id != NOVA_2_SONIC:
+        if self.endpointing is not None and model.generation is Generation.SONIC_1:
             raise ValueError("endpointing (turnDetectionConfiguration) is a Nova 2 setting; v1 rejects it")
         if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
             raise ValueError("give both aws_access_key_id and aws_secret_access_key, or neither")

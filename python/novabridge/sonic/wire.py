@@ -26,7 +26,7 @@ from novabridge.events import (
     Usage,
 )
 from novabridge.exceptions import InvalidInput, ProtocolError
-from novabridge.sonic.models import NOVA_2_SONIC
+from novabridge.sonic.models import NOVA_2_5_SONIC, NOVA_2_SONIC, model_for
 
 BARGE_IN_MARKER = '{ "interrupted" : true }'
 """The textOutput content by which the service announces a barge-in."""
@@ -55,8 +55,11 @@ def check_text(text: object, model_id: str) -> str:
         InvalidInput: the model is not Nova 2, the text is empty, not valid UTF-8, or longer than one textInput
             (`TEXT_INPUT_LIMIT_BYTES`).
     """
-    if model_id != NOVA_2_SONIC:
-        raise InvalidInput(f"text input during a session needs Nova 2 ({NOVA_2_SONIC}); this session runs {model_id}")
+    if not model_for(model_id).cross_modal:
+        raise InvalidInput(
+            f"text input during a session needs a Nova 2 generation model ({NOVA_2_5_SONIC}, {NOVA_2_SONIC}); this "
+            f"session runs {model_id}"
+        )
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput("text must be a non-empty string")
     size = len(_utf8(text, "the text"))
