@@ -82,7 +82,8 @@ class SessionMetrics:
     dropped_audio_bytes: int = 0
     interrupted_audio_bytes: int = 0
     retired_events: int = 0
-    """Output of a stream after a renewal replaced it, not delivered: the new stream was given what it was about."""
+    """Output of a stream after the session replaced it (a failure, a stall, a renewal), not delivered: the new
+    stream was given what it was about."""
     first_audio_latency_s: list[float] = field(default_factory=list)
     """Per turn: from the user's FINAL transcript to the first AudioOut of the answer."""
     send_overhead_s: list[float] = field(default_factory=list)
@@ -186,8 +187,6 @@ class SonicSession:
         self._retiring: SonicStream | None = None
         """The stream a renewal is replacing while it replays to the new one: its output is held meanwhile."""
         self._retiring_output: list[tuple[SonicEvent, int]] = []
-        self._renewed_past = 0
-        """Streams of a lower generation were replaced by a renewal: their output is not delivered."""
         self._first_audio = FirstAudioClock(self.metrics.first_audio_latency_s)
         self._closed = False
         self._fatal: Error | None = None
@@ -502,13 +501,10 @@ class SonicSession:
             self.metrics.receive_overhead_s.append(time.perf_counter() - received)
 
     def _on_event(self, stream: SonicStream, event: SonicEvent, received_ns: int) -> None:
-        if stream.failed:
-            # A stalled stream may still answer: the new stream is given what it was about (the replay), and its
-            # answers are the ones delivered.
-            return
-        if stream.generation < self._renewed_past:
-            # A stream a renewal replaced: the speech and the turns it could still answer were given to the new stream
-            # (the replay), whose answers are the ones delivered, so the user is heard and answered once.
+        if stream.retired:
+            # A replaced stream (failed, stalled, renewed) may still answer: the speech and the turns it could answer
+            # were given to its successor (the replay), whose answers are the ones delivered, so the user is heard
+            # and answered once.
             self.metrics.retired_events += 1
             return
         if stream is self._retiring:  # being replaced: held until the replay is known to have reached the new stream
@@ -630,7 +626,7 @@ class SonicSession:
 
         Called by the pump, which holds the handover lock that the recovery takes: the recovery runs as a task.
         """
-        if stream.failed or stream is not self._stream:
+        if stream.retired or stream is not self._stream:
             return
         if self._transport is not None:
             self._transport.drop_connections()  # the stuck part: a new stream on it would stall too
@@ -638,9 +634,9 @@ class SonicSession:
         self._spawn(self._stream_failed(stream, failure), self._receivers)
 
     async def _stream_failed(self, stream: SonicStream, failure: Failure) -> None:
-        if stream is not self._stream or self._closed or stream.failed:
+        if stream is not self._stream or self._closed or stream.retired:
             return  # a retired stream's end, our own close, or a failure already being recovered from
-        stream.failed = True
+        stream.retired = True
         self._stream_ready.clear()
         logger.info("stream %d failed: %s: %s", stream.generation, failure.kind, failure.message)
         if failure.input_rejected and stream.settled:
@@ -802,7 +798,7 @@ class SonicSession:
                         for event, received_ns in held:
                             self._on_event(old, event, received_ns)
                         continue
-                    self._renewed_past = new.generation
+                    old.retired = True
                     self._retiring = None
                     self.metrics.retired_events += len(self._retiring_output)
                     self._retiring_output.clear()

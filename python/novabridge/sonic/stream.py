@@ -86,8 +86,9 @@ class SonicStream:
         """When the credentials the stream was opened with expire (``time.time()``); None: never, or unknown."""
         self.received = 0
         """Output events received so far."""
-        self.failed = False
-        """The session took this stream for failed and recovers from it: what it still sends is not delivered."""
+        self.retired = False
+        """The session replaced this stream (it failed, or a renewal took over): what it still sends is not delivered,
+        since its successor was given what it was about."""
 
     async def open(
         self, history: list[tuple[str, str]], *, tools: list[dict[str, Any]], timeout_s: float | None = None
