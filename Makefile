@@ -53,7 +53,7 @@ help:
 $(VENV)/.created:
 	$(PY312) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -c $(LOCK_312) maturin
+	$(VENV)/bin/python -m pip install -q -c $(LOCK_312) maturin ziglang auditwheel
 	touch $@
 
 $(HOST_VENV)/.created:
@@ -64,10 +64,13 @@ $(HOST_VENV)/.created:
 ## The two environments, empty: .venv (Python 3.12, the worker's side) and .venv-host (3.11, the host's).
 venvs: $(VENV)/.created $(HOST_VENV)/.created
 
-## One abi3 wheel (cp311-abi3) that serves the 3.11 host and the 3.12 worker.
+## One abi3 wheel (cp311-abi3) that serves the 3.11 host and the 3.12 worker on any x86_64 Linux with glibc 2.26 or
+## newer (Amazon Linux 2, Ubuntu 18.04, Debian 10 and later): linked by zig against glibc 2.26, checked by auditwheel.
 wheel: $(VENV)/.created
 	rm -rf dist
-	$(VENV)/bin/maturin build --release --quiet --out dist
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/maturin build --release --quiet --zig --compatibility manylinux_2_26 \
+		--out dist
+	$(VENV)/bin/auditwheel show dist/*.whl | tr '\n' ' ' | grep '"manylinux_2_26_x86_64"' > /dev/null
 	ls dist/*.whl
 
 ## The wheel into both environments: the 3.12 one as a worker (SDK and emulator), the 3.11 one as a host.

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,52 @@ def test_wheel_name_is_abi3_for_cp311() -> None:
     assert "abi3" in name
     assert "cp311" in name
     assert "linux" in name
+
+
+GLIBC_FLOOR = (2, 26)
+"""The oldest glibc the wheel is for (manylinux_2_26: Amazon Linux 2 has 2.26)."""
+
+
+def test_wheel_is_manylinux_2_26_and_auditwheel_agrees() -> None:
+    wheel = built_wheel()
+    assert wheel.name.endswith("-manylinux_2_26_x86_64.whl")
+    shown = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "auditwheel"), "show", str(wheel)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert 'is consistent with the following platform tag: "manylinux_2_26_x86_64"' in " ".join(shown.stdout.split())
+
+
+def test_the_extension_needs_no_glibc_symbol_newer_than_the_floor(tmp_path: Path) -> None:
+    # auditwheel reads symbol versions only: a strong symbol without one (glibc's memfd_create wrapper, which the
+    # glibc the wheel is linked against does not have) passed it, and would fail the import on an older system.
+    from elftools.elf.elffile import ELFFile  # auditwheel's own ELF reader, in the 3.12 environment
+
+    with zipfile.ZipFile(built_wheel()) as archive:
+        (name,) = [n for n in archive.namelist() if n.startswith("novabridge/_novabridge") and n.endswith(".so")]
+        library = Path(archive.extract(name, tmp_path))
+    unversioned, too_new = [], []
+    with library.open("rb") as file:
+        elf = ELFFile(file)
+        symbols = elf.get_section_by_name(".dynsym")
+        versions = elf.get_section_by_name(".gnu.version")
+        requirements = elf.get_section_by_name(".gnu.version_r")
+        names = {aux.entry["vna_other"]: aux.name for _, auxes in requirements.iter_versions() for aux in auxes}
+        for index, symbol in enumerate(symbols.iter_symbols()):
+            if symbol["st_shndx"] != "SHN_UNDEF" or symbol["st_info"]["bind"] != "STB_GLOBAL" or not symbol.name:
+                continue  # defined here, weak (looked up at run time), or the null symbol
+            if symbol.name.startswith(("Py", "_Py")):
+                continue  # Python's C API, found in the interpreter
+            version = names.get(versions.get_symbol(index)["ndx"])
+            if version is None:
+                unversioned.append(symbol.name)
+            elif version.startswith("GLIBC_") and tuple(map(int, version[6:].split("."))) > GLIBC_FLOOR:
+                too_new.append(f"{symbol.name}@{version}")
+    assert unversioned == []
+    assert too_new == []
 
 
 @pytest.mark.timeout(110)

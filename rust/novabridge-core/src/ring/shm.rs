@@ -40,13 +40,17 @@ impl SharedSegment {
     pub fn create(name: &str, len: usize) -> RingResult<Self> {
         let c_name = CString::new(format!("novabridge:{name}"))
             .map_err(|_| RingError::InvalidArgument("ring name must not contain NUL".into()))?;
+        // The system call, not glibc's wrapper: the wrapper came with glibc 2.27, and the wheel is built for 2.17
+        // (manylinux2014), where the kernel call (Linux 3.17) is all there is.
         // SAFETY: `c_name` is a valid C string; the flags are valid for memfd_create.
-        let raw = unsafe { libc::memfd_create(c_name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+        let raw = unsafe {
+            libc::syscall(libc::SYS_memfd_create, c_name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+        };
         if raw < 0 {
             return Err(RingError::os("memfd_create"));
         }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns (a descriptor fits in an int).
+        let fd = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
         // SAFETY: plain syscalls on a descriptor we own.
         let len_off = libc::off_t::try_from(len).map_err(|_| RingError::InvalidArgument("segment too large".into()))?;
         // SAFETY: as above.
