@@ -316,6 +316,13 @@ CASES = [
         id="unknown-event",
     ),
     pytest.param(
+        [*with_audio(), {"event": {"connectionEnd": {}}}],
+        ev.NOVA_2,
+        says.INVALID_INPUT,
+        "unknown input event 'connectionEnd'",
+        id="connectionEnd-before-promptEnd",
+    ),
+    pytest.param(
         [{"sessionStart": {}}],
         ev.NOVA_2,
         says.INVALID_INPUT,
@@ -507,6 +514,25 @@ async def test_the_flat_endpointing_sensitivity_is_accepted_by_v1(emulator: Emul
     recording = emulator.recordings[0]
     assert recording.model_id == ev.NOVA_1
     assert (recording.outcome, recording.error) == ("completed", None)
+    assert len(recording.turns) == 1
+
+
+async def test_connection_end_after_prompt_end_ends_the_session_as_strands_sends_it(
+    emulator: Emulator, connect: ClientFactory
+) -> None:
+    # Strands' BidiAgent closes with promptEnd then connectionEnd (no sessionEnd), an event the AWS docs do not list.
+    client = await connect()
+    await client.send(ev.session_start("MEDIUM"), ev.prompt_start(P))
+    await client.send_all(ev.text_block(P, "system", SYSTEM))
+    await client.send(ev.audio_start(P, "audio"))
+    await client.stream_audio(tone(0.5) + silence(0.4))
+    await play_out(client)
+    await client.send(ev.content_end(P, "audio"), ev.prompt_end(P), {"event": {"connectionEnd": {}}})
+    await client.close()
+    assert await client.wait_closed() is None
+    recording = emulator.recordings[0]
+    assert (recording.outcome, recording.error) == ("completed", None)
+    assert recording.event_names()[-2:] == ["promptEnd", "connectionEnd"]
     assert len(recording.turns) == 1
 
 

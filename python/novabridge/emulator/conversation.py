@@ -179,7 +179,7 @@ class Conversation:
                 raise invalid_input(f"fault reject-input: {name}")
             if self._stage == "ended":
                 raise invalid_input(f"{name} after sessionEnd")
-            if name not in ("sessionStart", "promptStart", "sessionEnd"):
+            if name not in ("sessionStart", "promptStart", "sessionEnd", "connectionEnd"):
                 _expect(self._stage in ("content", "system", "promptEnded"), f"{name} before promptStart")
                 _expect(payload.get("promptName") == self._prompt_name, f"{name}.promptName does not match promptStart")
                 _expect(self._stage != "promptEnded", f"{name} after promptEnd")
@@ -423,6 +423,15 @@ class Conversation:
         self._stage = "ended"
         self._finish("completed")
 
+    def _on_connection_end(self, p: dict[str, Any]) -> None:
+        # Not an input event of the AWS docs, which close with promptEnd then sessionEnd. Strands' BidiAgent sends it
+        # after promptEnd instead of sessionEnd and works against Bedrock, so after promptEnd it ends the session as
+        # sessionEnd would; anywhere else it is refused as the unknown event it is.
+        if self._stage != "promptEnded":
+            raise invalid_input("unknown input event 'connectionEnd'")
+        self._stage = "ended"
+        self._finish("completed")
+
     _handlers: ClassVar[dict[str, Callable[[Conversation, dict[str, Any]], None]]] = {
         "sessionStart": _on_session_start,
         "promptStart": _on_prompt_start,
@@ -433,6 +442,7 @@ class Conversation:
         "contentEnd": _on_content_end,
         "promptEnd": _on_prompt_end,
         "sessionEnd": _on_session_end,
+        "connectionEnd": _on_connection_end,
     }
 
     def _record(self, body: dict[str, Any]) -> None:
