@@ -65,7 +65,10 @@ def test_wheel_is_manylinux_2_26_and_auditwheel_agrees() -> None:
 def test_the_extension_needs_no_glibc_symbol_newer_than_the_floor(tmp_path: Path) -> None:
     # auditwheel reads symbol versions only: a strong symbol without one (glibc's memfd_create wrapper, which the
     # glibc the wheel is linked against does not have) passed it, and would fail the import on an older system.
-    from elftools.elf.elffile import ELFFile  # auditwheel's own ELF reader, in the 3.12 environment
+    # auditwheel's own ELF reader, in the 3.12 environment
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
+    from elftools.elf.sections import SymbolTableSection
 
     with zipfile.ZipFile(built_wheel()) as archive:
         (name,) = [n for n in archive.namelist() if n.startswith("novabridge/_novabridge") and n.endswith(".so")]
@@ -76,6 +79,9 @@ def test_the_extension_needs_no_glibc_symbol_newer_than_the_floor(tmp_path: Path
         symbols = elf.get_section_by_name(".dynsym")
         versions = elf.get_section_by_name(".gnu.version")
         requirements = elf.get_section_by_name(".gnu.version_r")
+        assert isinstance(symbols, SymbolTableSection)
+        assert isinstance(versions, GNUVerSymSection)
+        assert isinstance(requirements, GNUVerNeedSection)
         names = {aux.entry["vna_other"]: aux.name for _, auxes in requirements.iter_versions() for aux in auxes}
         for index, symbol in enumerate(symbols.iter_symbols()):
             if symbol["st_shndx"] != "SHN_UNDEF" or symbol["st_info"]["bind"] != "STB_GLOBAL" or not symbol.name:
