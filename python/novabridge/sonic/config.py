@@ -30,8 +30,6 @@ DEFAULT_SYSTEM_PROMPT = (
 
 Rate = Literal[8000, 16000, 24000]
 
-# The settings' types with their bounds, for every config that passes them on (the OAC handler's YAML) to use as is.
-
 
 @functools.cache  # once per process and id: the host and the worker each validate the config
 def _check_model_id(model_id: str) -> str:
@@ -53,6 +51,7 @@ def _check_model_id(model_id: str) -> str:
     return model_id
 
 
+# The settings' types with their bounds, for every config that passes them on (the OAC handler's YAML) to use as is.
 ModelId = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9.:_/-]+$"), AfterValidator(_check_model_id)]
 """A Bedrock model id (`novabridge.sonic.models`): an unknown one is taken with a warning, a retired one too."""
 Endpointing = Literal["HIGH", "MEDIUM", "LOW"]
