@@ -8,6 +8,7 @@ filter built on it, which also drops what the cut turn still sends.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
@@ -15,17 +16,26 @@ from typing import TypeVar
 
 from novabridge.events import AudioOut, Interrupted, SonicEvent
 
-__all__ = ["FirstAudioClock", "StaleOutput", "withdraw_audio"]
+__all__ = ["TIMING_SAMPLES", "FirstAudioClock", "StaleOutput", "timings", "withdraw_audio"]
+
+TIMING_SAMPLES = 1000
+"""The newest timings a per-turn, per-frame or per-event series keeps: a session may run for days, and a series that
+kept every sample would grow its process's memory all along (the soak run measured it in the worker)."""
 
 _Item = TypeVar("_Item")
 
 
-class FirstAudioClock:
-    """Per answer: seconds from the user's FINAL transcript to the answer's first audio."""
+def timings() -> collections.deque[float]:
+    """An empty series of timings that keeps the newest `TIMING_SAMPLES`."""
+    return collections.deque(maxlen=TIMING_SAMPLES)
 
-    def __init__(self, samples: list[float] | None = None) -> None:
-        """``samples``: the list the times are appended to (a metrics field), else a new one."""
-        self.samples: list[float] = [] if samples is None else samples
+
+class FirstAudioClock:
+    """Per answer: seconds from the user's FINAL transcript to the answer's first audio (the newest ones)."""
+
+    def __init__(self, samples: collections.deque[float] | None = None) -> None:
+        """``samples``: the series the times are appended to (a metrics field), else a new `timings` one."""
+        self.samples: collections.deque[float] = timings() if samples is None else samples
         self._heard_at: float | None = None
 
     def user_final(self) -> None:

@@ -3,7 +3,7 @@
 import time
 
 from novabridge.events import AudioOut, Interrupted, SonicEvent, Stage, Transcript, TurnEnd
-from novabridge.turns import FirstAudioClock, StaleOutput, withdraw_audio
+from novabridge.turns import TIMING_SAMPLES, FirstAudioClock, StaleOutput, timings, withdraw_audio
 
 
 def audio(turn: str, size: int = 480) -> AudioOut:
@@ -67,7 +67,7 @@ def test_withdraw_audio_takes_one_turns_audio_out_of_any_queue() -> None:
 def test_first_audio_is_timed_from_the_users_final_transcript_once_per_answer() -> None:
     clock = FirstAudioClock()
     clock.audio()  # audio with no question pending: not an answer's first
-    assert clock.samples == []
+    assert not clock.samples
     clock.user_final()
     time.sleep(0.02)
     clock.audio()
@@ -80,10 +80,20 @@ def test_first_audio_is_timed_from_the_users_final_transcript_once_per_answer() 
     assert len(clock.samples) == 1
 
 
-def test_first_audio_appends_to_the_list_it_is_given() -> None:
-    metrics_field: list[float] = [0.5]
+def test_first_audio_appends_to_the_series_it_is_given() -> None:
+    metrics_field = timings()
+    metrics_field.append(0.5)
     clock = FirstAudioClock(metrics_field)
     clock.user_final()
     clock.audio()
     assert clock.samples is metrics_field
     assert len(metrics_field) == 2
+
+
+def test_first_audio_keeps_the_newest_timings_only() -> None:
+    # A bridge answers turns for days: one float per turn kept for ever grows the host without bound.
+    clock = FirstAudioClock()
+    for _ in range(TIMING_SAMPLES + 5):
+        clock.user_final()
+        clock.audio()
+    assert len(clock.samples) == TIMING_SAMPLES

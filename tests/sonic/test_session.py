@@ -18,8 +18,9 @@ from novabridge.emulator import Emulator, EmulatorOptions, Fault, FaultKind, Sce
 from novabridge.events import AudioOut, Error, Interrupted, Reconnecting, Renewed, ToolCall, Transcript, TurnEnd
 from novabridge.exceptions import InvalidInput
 from novabridge.sonic import SessionClosed, SonicConfig, SonicSession, Tool, ToolSpec
-from novabridge.sonic.session import STALL_S
+from novabridge.sonic.session import STALL_S, SessionMetrics
 from novabridge.sonic.stream import SonicStream
+from novabridge.turns import TIMING_SAMPLES
 from support.emulator_in_process import TEST_KEY, EmulatorFactory
 from support.emulator_process import user_audio_reached
 from support.session_driver import Collector, config_for, stream, utterance
@@ -725,3 +726,14 @@ async def test_an_input_rejected_at_the_start_of_the_conversation_is_fatal(
     assert len(emulator.recordings) == 1
     with pytest.raises(SessionClosed):
         await session.send_text("hello")
+
+
+def test_session_metrics_keep_the_newest_timings_only() -> None:
+    # Found by the soak run: a worker appended a float per frame sent and per event received, about 0.8 MiB per
+    # 10 minutes for as long as the session lived.
+    metrics = SessionMetrics()
+    for series in (metrics.first_audio_latency_s, metrics.send_overhead_s, metrics.receive_overhead_s):
+        series.extend(float(n) for n in range(TIMING_SAMPLES + 5))
+        assert len(series) == TIMING_SAMPLES
+        assert series[0] == 5.0, "the oldest go first"
+        assert series[-1] == float(TIMING_SAMPLES + 4)

@@ -45,7 +45,7 @@ from novabridge.sonic.signing import FreshCredentials, expires_at
 from novabridge.sonic.stream import CLOSE_TIMEOUT_S, SonicStream, make_client
 from novabridge.sonic.tools import Tool, run_tool
 from novabridge.sonic.transport import SonicTransport
-from novabridge.turns import FirstAudioClock, withdraw_audio
+from novabridge.turns import FirstAudioClock, timings, withdraw_audio
 
 logger = logging.getLogger("novabridge.sonic")
 
@@ -84,12 +84,13 @@ class SessionMetrics:
     retired_events: int = 0
     """Output of a stream after the session replaced it (a failure, a stall, a renewal), not delivered: the new
     stream was given what it was about."""
-    first_audio_latency_s: list[float] = field(default_factory=list)
-    """Per turn: from the user's FINAL transcript to the first AudioOut of the answer."""
-    send_overhead_s: list[float] = field(default_factory=list)
-    """Per frame: time spent in the SDK's send (our own added time per send)."""
-    receive_overhead_s: list[float] = field(default_factory=list)
-    """Per output event: from the SDK handing it over to the typed event being queued."""
+    first_audio_latency_s: collections.deque[float] = field(default_factory=timings)
+    """Per turn: from the user's FINAL transcript to the first AudioOut of the answer (the newest `TIMING_SAMPLES`)."""
+    send_overhead_s: collections.deque[float] = field(default_factory=timings)
+    """Per frame: time spent in the SDK's send (our own added time per send; the newest `TIMING_SAMPLES`)."""
+    receive_overhead_s: collections.deque[float] = field(default_factory=timings)
+    """Per output event: from the SDK handing it over to the typed event being queued (the newest
+    `TIMING_SAMPLES`)."""
 
 
 class _EventQueue:
