@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from novabridge import Resampler, pcm
 from novabridge.events import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, ToolCall, Transcript, TurnEnd
 from novabridge.exceptions import WORKER_FAILED, InvalidInput, RecordTooLarge
-from novabridge.host.bridge import MAX_RESTARTS_UNREADY, BridgeError, Latency, SonicBridge
+from novabridge.host.bridge import LATENCY_SAMPLES, MAX_RESTARTS_UNREADY, BridgeError, Latency, SonicBridge, _LatencyLog
 from novabridge.host.pool import WorkerPool
 from novabridge.sonic import SonicConfig
 from support.audio import tone
@@ -306,6 +307,35 @@ def test_latency_since_gives_the_samples_of_an_interval_while_they_are_kept() ->
     assert later.since(earlier) == Latency((0.3, 0.4, 0.5), taken=3)
     assert later.since(later) == Latency((), taken=0)
     assert later.since(Latency((), taken=0)) == Latency((0.2, 0.3, 0.4, 0.5), taken=4), "only what is kept"
+
+
+def test_a_latency_log_keeps_the_newest_samples_in_memory_it_took_when_it_was_made() -> None:
+    # Found by the soak run: a deque of float objects grew a bridge by 1.3 MB over its first ten minutes.
+    log = _LatencyLog()
+    log.add([0.5, 0.25])
+    assert log.latency() == Latency((0.5, 0.25), taken=2)
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for start in range(0, LATENCY_SAMPLES + 1000, 16):  # in batches, as the worker reports its uplink timings
+            log.add([float(n) for n in range(start, start + 16)])
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 16 * 1024, f"filling the window kept {grown} bytes"
+    latency = log.latency()
+    end = (LATENCY_SAMPLES + 1000 + 15) // 16 * 16
+    assert latency.taken == 2 + end
+    assert latency.samples_s == tuple(float(n) for n in range(end - LATENCY_SAMPLES, end)), "the newest, in order"
+
+
+def test_a_latency_log_takes_a_batch_larger_than_its_window() -> None:
+    log = _LatencyLog(size=4)
+    log.add([1.0, 2.0, 3.0])
+    log.add([4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    assert log.latency() == Latency((6.0, 7.0, 8.0, 9.0), taken=9)
+    log.add([10.0])
+    assert log.latency() == Latency((7.0, 8.0, 9.0, 10.0), taken=10)
 
 
 def stream_realtime(bridge: SonicBridge, audio: np.ndarray, events: list[SonicEvent], *, read: bool = True) -> None:
