@@ -396,6 +396,18 @@ class SharedTransportClient(SonicTestClient):
         return self
 
 
+async def open_shared(
+    emulator: Emulator, transport: SonicTransport, clients: list[SharedTransportClient], *, streams: int
+) -> SharedTransportClient:
+    """A client on ``transport`` (added to ``clients``) with its conversation started, once the emulator has
+    ``streams`` streams open."""
+    client = await SharedTransportClient(emulator, transport).open()
+    clients.append(client)
+    await client.start_conversation(P)
+    await wait_until(lambda: emulator.active_streams == streams)
+    return client
+
+
 @pytest.mark.parametrize(
     ("failure", "exception"),
     [("rule", ValidationException), ("throttle", ThrottlingException), ("unknown-model", ValidationException)],
@@ -405,11 +417,9 @@ async def test_an_error_on_one_stream_leaves_the_other_streams_on_its_connection
 ) -> None:
     # novabridge opens its streams (rotation included) on one transport, hence on one HTTP/2 connection.
     transport = SonicTransport(ca_file=emulator.ca_file)
-    healthy = await SharedTransportClient(emulator, transport).open()
-    clients = [healthy]
+    clients: list[SharedTransportClient] = []
     try:
-        await healthy.start_conversation(P)
-        await wait_until(lambda: emulator.active_streams == 1)
+        healthy = await open_shared(emulator, transport, clients, streams=1)
         if failure == "throttle":
             emulator.inject("throttle")
         model_id = "amazon.nova-3-sonic-v1:0" if failure == "unknown-model" else ev.NOVA_2
@@ -503,14 +513,39 @@ async def test_a_client_trusting_another_ca_cannot_connect(make_emulator: Emulat
     assert stop_s < 3.0, f"Emulator.stop() took {stop_s:.1f} s: it waited for the client's failed handshake"
 
 
+async def test_a_dropped_connection_is_closed_once_its_last_stream_ends(emulator: Emulator) -> None:
+    # Found by the soak run: connections dropped after a refused stream were never closed, and a worker held one
+    # more for every failure it recovered from (the emulator too, at 256 KiB of TLS buffer each).
+    transport = SonicTransport(ca_file=emulator.ca_file)
+    clients: list[SharedTransportClient] = []
+    try:
+        first = await open_shared(emulator, transport, clients, streams=1)
+        (dropped,) = transport._connections.values()
+        transport.drop_connections()
+        second = await open_shared(emulator, transport, clients, streams=2)
+        (fresh,) = transport._connections.values()
+        assert fresh is not dropped
+        await asyncio.sleep(0.3)
+        assert dropped.is_open(), "the stream still open on it carries on"
+        await first.end(P)
+        assert await first.wait_closed() is None
+        await first.close_within(2.0)
+        await wait_until(lambda: not dropped.is_open(), timeout=3.0)
+        assert fresh.is_open()
+        transport.drop_connections()  # no stream open on it now: closed at once
+        await second.close_within(2.0)
+        await wait_until(lambda: not fresh.is_open(), timeout=3.0)
+    finally:
+        for client in clients:
+            await client.close_within(2.0)
+        await transport.close()
+
+
 def test_sonic_transport_installs_its_own_trust_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Pins the private attributes SonicTransport replaces and clears against the installed smithy-http.
     assert isinstance(vars(AWSCRTHTTPClient()).get("_tls_ctx"), crt_io.ClientTlsContext)
     assert vars(AWSCRTHTTPClient()).get("_connections") == {}
-    transport = SonicTransport()
-    transport._connections[("https", "127.0.0.1", 1)] = object()
-    transport.drop_connections()
-    assert transport._connections == {}
+    assert vars(SonicTransport())["_connections"] == {}
     ca_file = write_certificates(tmp_path, hosts=("127.0.0.1",)).ca_file
     created: list[crt_io.ClientTlsContext] = []
     real = crt_io.ClientTlsContext

@@ -12,9 +12,11 @@ and it retrieves the outcome of awscrt's task that writes the request body, whic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from awscrt import io as crt_io
@@ -35,6 +37,11 @@ class SonicTransport(AWSCRTHTTPClient):
 
     def __init__(self, *, ca_file: str | os.PathLike[str] | None = None) -> None:
         super().__init__(client_config=AWSCRTHTTPClientConfig(force_http_2=True))
+        self._open_streams: dict[Any, int] = {}
+        """Per connection: the streams on it not yet completed."""
+        self._dropped: set[Any] = set()
+        """Connections `drop_connections` took out of the pool while streams were still open on them."""
+        self._closing: set[asyncio.Task[None]] = set()
         # The CRT client keeps its connections in `_connections` and builds each from `_tls_ctx`, with no public hook
         # for either; the test suite pins both against the SDK versions the `sonic` extra allows.
         if "_connections" not in vars(self):
@@ -52,9 +59,38 @@ class SonicTransport(AWSCRTHTTPClient):
 
         After an endpoint restarted, a connection attempt refused and one answered 429, the CRT kept a connection on
         which no later stream was ever answered, and the session gave up (found by the soak run). Streams still open
-        on a dropped connection carry on; the CRT closes it when the last one ends and nothing refers to it.
+        on a dropped connection carry on; the connection is closed when the last of them ends (at once if none is
+        open). Forgotten without a close, the CRT kept it open for as long as the session lived, on both ends: the
+        soak run found workers holding four connections for one stream, the emulator holding them all.
         """
+        for connection in self._connections.values():
+            if self._open_streams.get(connection, 0):
+                self._dropped.add(connection)
+            else:
+                self._close_later(connection)
         self._connections.clear()
+
+    def _close_later(self, connection: Any) -> None:
+        task = asyncio.get_running_loop().create_task(connection.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _stream_ended(self, connection: Any) -> None:
+        """On the loop: one of ``connection``'s streams ended; a dropped connection is closed with its last one."""
+        left = self._open_streams[connection] - 1
+        if left:
+            self._open_streams[connection] = left
+            return
+        del self._open_streams[connection]
+        if connection in self._dropped:
+            self._dropped.discard(connection)
+            self._close_later(connection)
+
+    async def close(self) -> None:
+        """Close the connections, the dropped ones still open included."""
+        dropped, self._dropped = list(self._dropped), set()
+        await super().close()
+        await asyncio.gather(*(connection.close() for connection in dropped), *self._closing, return_exceptions=True)
 
     async def send(  # type: ignore[override] # an error answer comes back read whole, not as the CRT's stream
         self, request: HTTPRequest, *, request_config: HTTPRequestConfiguration | None = None
@@ -80,7 +116,17 @@ class SonicTransport(AWSCRTHTTPClient):
         writer = getattr(stream, "_writer", None)
         if isinstance(writer, asyncio.Future):
             writer.add_done_callback(_writer_done)
+        # Counted from here to the stream's completion (request and response both ended), reported on the CRT's
+        # thread, so that a dropped connection is closed once nothing uses it.
+        connection, loop = stream.connection, asyncio.get_running_loop()
+        self._open_streams[connection] = self._open_streams.get(connection, 0) + 1
+        stream.completion_future.add_done_callback(lambda _: _on_loop(loop, self._stream_ended, connection))
         return await super()._await_response(stream)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, callback: Callable[[Any], None], argument: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: the process is ending, and the connection with it
+        loop.call_soon_threadsafe(callback, argument)
 
 
 def _writer_done(writer: asyncio.Future[Any]) -> None:
