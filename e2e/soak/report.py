@@ -27,27 +27,32 @@ def _percentile(samples: list[float], q: float, scale: float = 1e3) -> float | N
     return None if value is None else round(scale * value, 2)
 
 
-def _segments(samples: list[resources.Sample], restarts: list[float]) -> list[list[resources.Sample]]:
-    """The samples split where the emulator restarted (its memory starts over)."""
-    cuts = sorted(restarts)
-    pieces: list[list[resources.Sample]] = [[]]
-    for sample in samples:
-        while cuts and sample.t_s >= cuts[0]:
-            cuts.pop(0)
-            pieces.append([])
-        pieces[-1].append(sample)
-    return pieces
+def rss_slopes(samples: list[resources.Sample], warm_s: float) -> dict[str, float]:
+    """MiB per 10 minutes after warm-up, by least squares: the host, a session's worker, the emulator.
 
-
-def rss_slopes(samples: list[resources.Sample], warm_s: float, restarts: list[float]) -> dict[str, float]:
-    """MiB per 10 minutes after warm-up: the host, one worker on average, the emulator (its longest stretch)."""
-    warm = [s for s in samples if s.t_s >= warm_s]
-    times = [s.t_s for s in warm]
-    emulator = max(_segments(warm, restarts), key=len, default=[])
+    Workers and emulators are fitted process by process with one slope (`resources.pooled_slope_per_10_min`): a
+    worker replaced after a SIGKILL, or the emulator restarted, starts over from its own level. Each process's samples
+    count from ``warm_s`` after it was first seen (the calm phase for the processes the run began with), so a
+    replacement's own warm-up is left out as the first processes' is.
+    """
+    host = [s for s in samples if s.t_s >= warm_s]
+    workers: dict[object, tuple[list[float], list[float]]] = {}
+    emulators: dict[object, tuple[list[float], list[float]]] = {}
+    first_seen: dict[object, float] = {}
+    for s in samples:
+        points = [(("worker", pid), rss, workers) for pid, rss in s.session_workers.items()]
+        if s.emulator_pid:
+            points.append((("emulator", str(s.emulator_pid)), s.rss_emulator, emulators))
+        for key, rss, into in points:
+            since = first_seen.setdefault(key, 0.0 if s is samples[0] else s.t_s)
+            if s.t_s - since >= warm_s:
+                times, values = into.setdefault(key, ([], []))
+                times.append(s.t_s)
+                values.append(rss / MIB)
     return {
-        "host": resources.slope_per_10_min(times, [s.rss_host / MIB for s in warm]),
-        "worker": resources.slope_per_10_min(times, [s.rss_workers / max(1, s.workers) / MIB for s in warm]),
-        "emulator": resources.slope_per_10_min([s.t_s for s in emulator], [s.rss_emulator / MIB for s in emulator]),
+        "host": resources.slope_per_10_min([s.t_s for s in host], [s.rss_host / MIB for s in host]),
+        "worker": resources.pooled_slope_per_10_min(workers),
+        "emulator": resources.pooled_slope_per_10_min(emulators),
     }
 
 
@@ -60,6 +65,7 @@ def results(  # noqa: D103 - the figures report.md and soak.png are made of
     after: resources.Sample,
 ) -> dict[str, Any]:
     logs = [s.log for s in sessions]
+    samples = run.samples
     recoveries = [r for log in logs for r in log.recoveries_s]
     totals = collections.Counter[str]()
     for verdict in verdicts:
@@ -92,14 +98,14 @@ def results(  # noqa: D103 - the figures report.md and soak.png are made of
             "tool_results_dropped": sum(log.tool_results_dropped for log in logs),
         },
         "leaks": {"before": asdict(baseline), "after": asdict(after)},
-        "rss_mib_per_10_min": rss_slopes(run.samples, run.args.calm_s, run.emulator_restarts),
+        "rss_mib_per_10_min": rss_slopes(samples, run.args.calm_s),
         "latency_ms": {
             phase: {
                 d: {"p50": _percentile(s, 50), "p99": _percentile(s, 99), "n": len(s)} for d, s in directions.items()
             }
             for phase, directions in run.latency.items()
         },
-        "samples": [asdict(s) for s in run.samples],
+        "samples": [asdict(s) for s in samples],
         "hops": run.hops,
         "emulator_restarts_s": run.emulator_restarts,
         "violations": run.violations,
@@ -164,7 +170,7 @@ def markdown(r: dict[str, Any]) -> str:
             for name in ("processes", "host_threads", "host_fds", "memfds")
         ),
         "",
-        "RSS slope after warm-up (least squares, MiB per 10 minutes): "
+        "RSS slope after warm-up (least squares, MiB per 10 minutes; workers and emulators process by process): "
         + ", ".join(f"{name} {value:+.2f}" for name, value in slopes.items()),
         "",
     ]

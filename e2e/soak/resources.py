@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from novabridge import measure
@@ -26,6 +27,9 @@ class Sample:
     workers: int
     host_threads: int
     host_fds: int
+    emulator_pid: int = 0
+    session_workers: dict[str, int] = field(default_factory=dict)
+    """RSS of each worker running a session, by pid (spares and workers still booting are left out)."""
 
 
 def _children(pid: int) -> list[int]:
@@ -61,12 +65,16 @@ def _fds(pid: int) -> tuple[int, int]:
     return len(names), memfds
 
 
-def sample(t_s: float, emulator_pid: int | None) -> Sample:
-    """The host (this process), its workers and the emulator, with every process below them."""
+def sample(t_s: float, emulator_pid: int | None, session_workers: Collection[int] = ()) -> Sample:
+    """The host (this process), its workers and the emulator, with every process below them.
+
+    ``session_workers``: the workers running a session now, whose RSS is also kept one by one.
+    """
     host = os.getpid()
     pids = _descendants(host)
     threads = fds = memfds = workers = host_threads = host_fds = 0
     rss = {"host": 0, "workers": 0, "emulator": 0}
+    by_worker: dict[str, int] = {}
     emulator_tree = set(_descendants(emulator_pid)) if emulator_pid else set()
     for pid in pids:
         status = measure.process_status(pid)
@@ -79,6 +87,8 @@ def sample(t_s: float, emulator_pid: int | None) -> Sample:
         part = "host" if pid == host else "emulator" if pid in emulator_tree else "workers"
         rss[part] += status.rss_bytes
         workers += part == "workers"
+        if pid in session_workers:
+            by_worker[str(pid)] = status.rss_bytes
         if pid == host:
             host_threads, host_fds = status.threads, count
     return Sample(
@@ -93,6 +103,8 @@ def sample(t_s: float, emulator_pid: int | None) -> Sample:
         workers,
         host_threads,
         host_fds,
+        emulator_pid or 0,
+        by_worker,
     )
 
 
@@ -102,3 +114,21 @@ def slope_per_10_min(times_s: list[float], values: list[float]) -> float:
         return 0.0
     slope, _ = np.polyfit(np.asarray(times_s, float), np.asarray(values, float), 1)
     return float(slope) * 600.0
+
+
+def pooled_slope_per_10_min(series: Mapping[object, tuple[Sequence[float], Sequence[float]]]) -> float:
+    """The least-squares slope, per 10 minutes, of several processes' ``(times_s, values)`` with an intercept each.
+
+    A process that replaces another (a worker after a SIGKILL, the emulator after its restart) starts from its own
+    level: one line through all of them would count the step between two processes as growth, or hide the growth of
+    each. Each series counts by its spread in time; 0 when no series has two distinct times.
+    """
+    num = den = 0.0
+    for times_s, values in series.values():
+        t, v = np.asarray(times_s, float), np.asarray(values, float)
+        if len(t) < 2:
+            continue
+        centred = t - t.mean()
+        num += float(np.dot(centred, v - v.mean()))
+        den += float(np.dot(centred, centred))
+    return 600.0 * num / den if den > 0 else 0.0

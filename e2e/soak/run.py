@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -20,10 +21,11 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 from novabridge import SonicBridge
 from novabridge.emulator.process import EmulatorProcess
@@ -69,13 +71,48 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     violations: list[dict[str, object]] = field(default_factory=list)
     injected: list[Injected] = field(default_factory=list)
-    samples: list[resources.Sample] = field(default_factory=list)
-    hops: list[dict[str, float | str]] = field(default_factory=list)
-    """Per interval and direction: time, phase, p50 and p99 in ms, sample count."""
-    latency: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    """phase -> direction -> samples (s)."""
     emulator_restarts: list[float] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+
+    # What the run measures as it goes is appended to files in ``out/measured``, not kept in lists: the host process
+    # is the one whose RSS the run measures, and the lists grew it by about 1 MiB per 10 minutes per 4 sessions.
+
+    def _measured(self, name: str) -> Path:
+        return self.out / "measured" / name
+
+    def add_sample(self, sample: resources.Sample) -> None:
+        """Keep one look at the processes."""
+        with self._measured("samples.jsonl").open("a") as file:
+            file.write(json.dumps(asdict(sample)) + "\n")
+
+    @property
+    def samples(self) -> list[resources.Sample]:
+        """Every look at the processes, in order."""
+        return [resources.Sample(**json.loads(line)) for line in _lines(self._measured("samples.jsonl"))]
+
+    def add_hop(self, hop: dict[str, float | str]) -> None:
+        """Keep one interval's hop latency of one session and direction: time, phase, p50 and p99 in ms."""
+        with self._measured("hops.jsonl").open("a") as file:
+            file.write(json.dumps(hop) + "\n")
+
+    @property
+    def hops(self) -> list[dict[str, float | str]]:
+        """Every interval's hop latency, in order."""
+        return [json.loads(line) for line in _lines(self._measured("hops.jsonl"))]
+
+    def add_latency(self, phase: str, direction: str, samples_s: Sequence[float]) -> None:
+        """Keep hop latency samples (s) of ``phase`` and ``direction``, as float64."""
+        with self._measured(f"latency-{phase}-{direction}.f64").open("ab") as file:
+            np.asarray(samples_s, dtype="<f8").tofile(file)
+
+    @property
+    def latency(self) -> dict[str, dict[str, list[float]]]:
+        """The samples (s) by phase, then direction."""
+        found: dict[str, dict[str, list[float]]] = {}
+        for path in sorted(self._measured("").glob("latency-*-*.f64")):
+            _, phase, direction = path.stem.split("-")
+            found.setdefault(phase, {})[direction] = np.fromfile(path, dtype="<f8").tolist()
+        return found
 
     def now(self) -> float:
         """Seconds since the sessions connected."""
@@ -236,13 +273,14 @@ def _watch(run: Run, sessions: list[SoakSession], audits: Audits, emulator: Emul
                 run.violation(f"session {log.index} heard nothing from the service for {SILENT_S:.0f} s", log)
         if now - last_sample >= SAMPLE_EVERY_S:
             last_sample = now
-            taken = resources.sample(now, emulator.process.pid)
-            run.samples.append(taken)
+            every = [(session, session.bridge.metrics()) for session in sessions]
+            in_use = {m.worker_pid for _, m in every if m.worker_pid is not None}
+            taken = resources.sample(now, emulator.process.pid, in_use)
+            run.add_sample(taken)
             limit = 1 + len(sessions) + spare + 2  # host, workers, spares, the emulator and a replacement booting
             if taken.processes > limit:
                 run.violation(f"{taken.processes} processes under the host (at most {limit} expected)")
-            for session in sessions:
-                metrics = session.bridge.metrics()
+            for session, metrics in every:
                 before = latency_seen.get(session.log.index)
                 latency_seen[session.log.index] = (metrics.uplink, metrics.downlink)
                 if before is None:
@@ -252,10 +290,10 @@ def _watch(run: Run, sessions: list[SoakSession], audits: Audits, emulator: Emul
                     ("downlink", metrics.downlink, before[1]),
                 ):
                     new = now_l.since(then_l).samples_s
-                    run.latency.setdefault(phase, {}).setdefault(direction, []).extend(new)
                     if new:
+                        run.add_latency(phase, direction, new)
                         interval = Latency(new)
-                        run.hops.append(
+                        run.add_hop(
                             {
                                 "t_s": round(now, 2),
                                 "phase": phase,
@@ -286,9 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.calm_s is None:
         args.calm_s = min(120.0, max(10.0, duration_s / 10))
     out: Path = args.out
-    for earlier in ("records", "host"):  # recordings append: an earlier run's would mix in
+    for earlier in ("records", "host", "measured"):  # these files append: an earlier run's would mix in
         shutil.rmtree(out / earlier, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "measured").mkdir(parents=True)
     run = Run(args, out)
     schedule = chaos_schedule(
         args.seed,
@@ -381,6 +419,10 @@ def _wind_down(run: Run, sessions: list[SoakSession], audits: Audits) -> None:
     for session in behind():
         run.violation(f"session {session.log.index}'s audio still does not reach the service at the end", session.log)
     time.sleep(1.5)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def _check_leaks(run: Run, baseline: resources.Sample, after: resources.Sample) -> None:

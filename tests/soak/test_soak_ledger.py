@@ -1,5 +1,6 @@
 """The soak run's invariants (e2e/soak/ledger.py) and schedule, on recordings whose faults are known."""
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from e2e.soak import ledger, resources
+from e2e.soak import ledger, report, resources
 from e2e.soak.host import AudioFile, SessionLog, Utterance
 from e2e.soak.schedule import HOST_CHAOS, KINDS, chaos_schedule
 
@@ -224,6 +225,38 @@ def test_the_rss_slope_is_a_least_squares_fit_per_ten_minutes() -> None:
     values = [100.0 + 0.01 * t + rng.normal(0, 0.5) for t in times]  # 0.01 MiB/s: 6 MiB per 10 minutes
     assert resources.slope_per_10_min(times, values) == pytest.approx(6.0, abs=0.5)
     assert resources.slope_per_10_min([1.0], [5.0]) == 0.0
+
+
+def test_rss_is_fitted_process_by_process_from_each_ones_warm_up() -> None:
+    # The emulator restarted and a worker replaced after a SIGKILL start over from their own levels: one line through
+    # the processes took the steps between them, and a replacement's warm-up, for growth.
+    def at(t: float, emulator_pid: int, emulator_mib: float, workers: dict[str, float]) -> resources.Sample:
+        mib = 1024 * 1024
+        return resources.Sample(
+            t, 0, 0, 0, 0, int(200 * mib), 0, int(emulator_mib * mib), 0, 0, 0, emulator_pid,
+            {pid: int(rss * mib) for pid, rss in workers.items()},
+        )  # fmt: skip
+
+    samples = []
+    for t in range(0, 1200, 2):
+        # The emulator restarts at 400 s and warms up from 100 MiB to 150 MiB over its first 60 s; flat otherwise.
+        emulator = (1, 150.0) if t < 400 else (2, 100.0 + 50.0 * min(1.0, (t - 400) / 60))
+        # Worker 11 is killed at 600 s; worker 12 takes its session, warms up over 60 s, then stays flat.
+        workers = {"10": 180.0, "11" if t < 600 else "12": 180.0 if t < 600 else 120.0 + min(60.0, t - 600)}
+        samples.append(at(float(t), *emulator, workers))
+    assert report.rss_slopes(samples, warm_s=120.0) == pytest.approx({"host": 0.0, "worker": 0.0, "emulator": 0.0})
+    # Growth within each process is found whatever the steps between them.
+    growing = [
+        dataclasses.replace(
+            s,
+            rss_emulator=s.rss_emulator + int(s.t_s * 1024 * 1024 / 600),
+            session_workers={pid: rss + int(s.t_s * 2 * 1024 * 1024 / 600) for pid, rss in s.session_workers.items()},
+        )
+        for s in samples
+    ]
+    slopes = report.rss_slopes(growing, warm_s=120.0)
+    assert slopes["emulator"] == pytest.approx(1.0, abs=0.01)
+    assert slopes["worker"] == pytest.approx(2.0, abs=0.01)
 
 
 def test_a_sample_sees_this_process_its_threads_and_a_memfd() -> None:
