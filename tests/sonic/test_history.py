@@ -6,7 +6,7 @@ import threading
 import pytest
 from novabridge.sonic.config import HistoryMessage
 from novabridge.sonic.history import History
-from novabridge.sonic.wire import trim_history
+from novabridge.sonic.wire import HISTORY_LIMIT_BYTES, trim_history
 
 
 def test_messages_keep_their_order_and_consecutive_ones_of_a_role_merge() -> None:
@@ -93,3 +93,20 @@ def test_two_threads_adding_lose_nothing() -> None:
     assert sorted(words) == sorted([f"U{n}" for n in range(2000)] + [f"A{n}" for n in range(2000)])
     roles = [role for role, _ in history.messages]
     assert all(a != b for a, b in itertools.pairwise(roles))  # merged: no two in a row of one role
+
+
+def test_only_what_a_replay_could_use_is_kept() -> None:
+    # The whole conversation was kept, by the session and by the bridge, a hundred bytes and more a turn for as long
+    # as the conversation lasted, while a new stream is only ever given the newest 40 KB.
+    history = History()
+    everything: list[tuple[str, str]] = []
+    for n in range(2000):
+        for role, text in (("USER", f"question {n} " + "q" * 40), ("ASSISTANT", f"answer {n} " + "a" * 60)):
+            history.add(role, text)
+            everything.append((role, text))
+    kept = history.messages
+    assert kept == everything[-len(kept) :]
+    sizes = [len(text.encode()) for _, text in kept]
+    assert sum(sizes[1:]) <= HISTORY_LIMIT_BYTES < sum(sizes), "back to the first message over the limit, no further"
+    for limit in (HISTORY_LIMIT_BYTES, 1000, 50):
+        assert history.for_replay(limit) == trim_history(everything, limit)
