@@ -16,13 +16,34 @@ from typing import TypeVar
 
 from novabridge.events import AudioOut, Interrupted, SonicEvent
 
-__all__ = ["TIMING_SAMPLES", "FirstAudioClock", "StaleOutput", "timings", "withdraw_audio"]
+__all__ = [
+    "RECENT_TURNS",
+    "TIMING_SAMPLES",
+    "FirstAudioClock",
+    "StaleOutput",
+    "forget_oldest",
+    "timings",
+    "withdraw_audio",
+]
+
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
+
+RECENT_TURNS = 64
+"""Turns a per-turn record (a turn's name, a cut turn) is kept for: output of an older turn no longer arrives, and a
+conversation of days must not grow its process with a record per turn."""
 
 TIMING_SAMPLES = 1000
 """The newest timings a per-turn, per-frame or per-event series keeps: a session may run for days, and a series that
 kept every sample would grow its process's memory all along (the soak run measured it in the worker)."""
 
 _Item = TypeVar("_Item")
+
+
+def forget_oldest(records: dict[_Key, _Value], keep: int = RECENT_TURNS) -> None:
+    """Drop the records first added to ``records`` until ``keep`` are left."""
+    while len(records) > keep:
+        del records[next(iter(records))]
 
 
 def timings() -> collections.deque[float]:
@@ -81,7 +102,8 @@ class StaleOutput:
     def __init__(self, out_bytes: Callable[[int], int]) -> None:
         """``out_bytes`` converts the service's count of bytes it dropped to the rate audio is handed out at."""
         self._out_bytes = out_bytes
-        self._cut: set[str] = set()
+        self._cut: dict[str, None] = {}
+        """The turns cut lately (`RECENT_TURNS`), oldest first."""
         self._last_audio_turn = ""
         self.dropped_bytes = 0
 
@@ -91,17 +113,21 @@ class StaleOutput:
         Returns the rest of ``queued``, and the bytes dropped now.
         """
         if self._last_audio_turn:
-            self._cut.add(self._last_audio_turn)
+            self._cut_turn(self._last_audio_turn)
         kept: list[SonicEvent] = []
         dropped = 0
         for event in queued:
             if isinstance(event, AudioOut):
-                self._cut.add(event.turn_id)
+                self._cut_turn(event.turn_id)
                 dropped += len(event.pcm)
             else:
                 kept.append(event)
         self.dropped_bytes += dropped
         return kept, dropped
+
+    def _cut_turn(self, turn_id: str) -> None:
+        self._cut[turn_id] = None
+        forget_oldest(self._cut)
 
     def filter(self, events: list[SonicEvent]) -> list[SonicEvent]:
         """``events`` as the host may have them.
@@ -117,7 +143,7 @@ class StaleOutput:
                     continue
                 self._last_audio_turn = event.turn_id
             elif isinstance(event, Interrupted):
-                self._cut.add(event.turn_id)
+                self._cut_turn(event.turn_id)
                 kept, withdrawn = withdraw_audio(kept, event.turn_id)
                 event = dataclasses.replace(event, dropped_bytes=self._out_bytes(event.dropped_bytes) + withdrawn)
                 self.dropped_bytes += event.dropped_bytes

@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -13,12 +14,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from novabridge import Resampler, pcm
+from novabridge import Resampler, link, pcm
 from novabridge.events import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, ToolCall, Transcript, TurnEnd
 from novabridge.exceptions import WORKER_FAILED, InvalidInput, RecordTooLarge
 from novabridge.host.bridge import LATENCY_SAMPLES, MAX_RESTARTS_UNREADY, BridgeError, Latency, SonicBridge, _LatencyLog
 from novabridge.host.pool import WorkerPool
 from novabridge.sonic import SonicConfig
+from novabridge.turns import RECENT_TURNS
 from support.audio import tone
 from support.emulator_process import EmulatorProcess, user_audio_reached
 from support.interpreters import python_for, this_version
@@ -336,6 +338,19 @@ def test_a_latency_log_takes_a_batch_larger_than_its_window() -> None:
     assert log.latency() == Latency((6.0, 7.0, 8.0, 9.0), taken=9)
     log.add([10.0])
     assert log.latency() == Latency((7.0, 8.0, 9.0, 10.0), taken=10)
+
+
+def test_a_bridge_keeps_the_names_of_recent_turns_only() -> None:
+    # A name per turn kept for as long as the bridge lived (up to the 65,536 ordinals) grew the host with every turn.
+    bridge = SonicBridge(SonicConfig(aws_access_key_id="a", aws_secret_access_key="b"), worker_python=sys.executable)
+    for ordinal in range(1, 3 * RECENT_TURNS):
+        bridge._control(link.TurnStart(ordinal, f"turn-{ordinal}"))
+    assert len(bridge._turns) == RECENT_TURNS
+    assert bridge._turns[3 * RECENT_TURNS - 1] == f"turn-{3 * RECENT_TURNS - 1}"
+    bridge._control(link.TurnStart(3 * RECENT_TURNS - 2, "used again"))  # ordinals wrap: the newest all the same
+    bridge._control(link.TurnStart(3 * RECENT_TURNS, "next"))
+    assert bridge._turns[3 * RECENT_TURNS - 2] == "used again"
+    bridge.close()
 
 
 def stream_realtime(bridge: SonicBridge, audio: np.ndarray, events: list[SonicEvent], *, read: bool = True) -> None:

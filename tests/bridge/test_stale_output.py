@@ -3,7 +3,7 @@
 import time
 
 from novabridge.events import AudioOut, Interrupted, SonicEvent, Stage, Transcript, TurnEnd
-from novabridge.turns import TIMING_SAMPLES, FirstAudioClock, StaleOutput, timings, withdraw_audio
+from novabridge.turns import RECENT_TURNS, TIMING_SAMPLES, FirstAudioClock, StaleOutput, timings, withdraw_audio
 
 
 def audio(turn: str, size: int = 480) -> AudioOut:
@@ -97,3 +97,13 @@ def test_first_audio_keeps_the_newest_timings_only() -> None:
         clock.user_final()
         clock.audio()
     assert len(clock.samples) == TIMING_SAMPLES
+
+
+def test_the_cut_turns_are_remembered_for_the_recent_turns_only() -> None:
+    # A turn id per barge-in kept for the bridge's life grew the host with every interrupted answer.
+    stale = StaleOutput(lambda n: n)
+    for n in range(3 * RECENT_TURNS):
+        stale.filter([audio(f"turn-{n}"), Interrupted(f"turn-{n}", 0)])
+    assert len(stale._cut) == RECENT_TURNS
+    newest = f"turn-{3 * RECENT_TURNS - 1}"
+    assert stale.filter([audio(newest), audio("new")]) == [audio("new")], "a recent cut turn's audio is still dropped"

@@ -30,7 +30,7 @@ from novabridge.ring import aread
 from novabridge.sonic import wire
 from novabridge.sonic.config import HistoryMessage, SonicConfig
 from novabridge.sonic.history import History
-from novabridge.turns import FirstAudioClock, StaleOutput
+from novabridge.turns import FirstAudioClock, StaleOutput, forget_oldest
 
 __all__ = ["BridgeError", "BridgeMetrics", "Latency", "SonicBridge", "default_worker_python"]
 
@@ -173,6 +173,7 @@ class SonicBridge:
         self._send_lock = threading.Lock()
         self._history = History(config.history)
         self._turns: dict[int, str] = {}
+        """The recent turns' ids by the ordinal the worker's audio records name them with (`RECENT_TURNS`)."""
         self._stale = StaleOutput(self._out_bytes)
         self._unanswered = Unanswered(config)
         """What a replacement worker is asked again and given of the user's audio, as the session does a new stream.
@@ -450,7 +451,9 @@ class SonicBridge:
             self._ready = True
             self._restarts_unready = 0
         elif isinstance(record, link.TurnStart):
+            self._turns.pop(record.ordinal, None)  # an ordinal used again (they wrap) counts as the newest
             self._turns[record.ordinal] = record.turn_id
+            forget_oldest(self._turns)
         elif isinstance(record, link.UplinkTimings):
             self._uplink.add(record.samples_s)
 

@@ -27,6 +27,7 @@ from novabridge.ring import aread
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.errors import classify
 from novabridge.sonic.session import SonicSession
+from novabridge.turns import forget_oldest
 from novabridge.worker.uplink_clock import UplinkClock
 
 STATS_INTERVAL_S = 0.5
@@ -76,12 +77,15 @@ async def _uplink(uplink: Ring, downlink: _Downlink, session: SonicSession, cloc
 
 
 async def _downlink(downlink: _Downlink, session: SonicSession) -> None:
-    turns: dict[str, int] = {}
+    turns: dict[str, int] = {}  # the recent turns' ordinals (RECENT_TURNS): audio of an older turn no longer comes
+    started = 0
     async for event, received_ns in session.timed_events():
         if isinstance(event, AudioOut):
             ordinal = turns.get(event.turn_id)
             if ordinal is None:
-                ordinal = turns[event.turn_id] = (len(turns) + 1) % link.TURN_ORDINALS
+                started += 1
+                ordinal = turns[event.turn_id] = started % link.TURN_ORDINALS
+                forget_oldest(turns)
                 await downlink.write(link.TurnStart(ordinal, event.turn_id))
             await downlink.write(link.AssistantAudio(received_ns, ordinal, event.pcm))
         else:
