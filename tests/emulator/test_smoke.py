@@ -1,4 +1,7 @@
 import asyncio
+import hashlib
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,21 +41,56 @@ def test_the_threaded_form_serves_from_its_own_loop() -> None:
     assert not Path(ca_file).exists()
 
 
-async def test_a_server_that_keeps_no_recordings_forgets_ended_streams(
-    make_emulator: EmulatorFactory, tmp_path: Path
-) -> None:
-    emulator = await make_emulator(keep_recordings=False, record_dir=tmp_path)
+async def one_answered_turn(emulator: Emulator, audio: bytes, *, while_open: Callable[[], None]) -> None:
+    """A stream that speaks ``audio`` and ends once it is answered; ``while_open`` runs before it ends."""
     client = SonicTestClient(emulator)
     await client.open()
     try:
         await client.start_conversation()
-        await client.stream_audio(tone(0.6) + silence(0.5))
-        assert len(emulator.recordings) == 1  # open streams are still there
+        await client.stream_audio(audio)
         await client.wait_for_name("completionEnd")
+        while_open()
         await client.end()
         assert await client.wait_closed() is None
     finally:
         await client.close()
+
+
+async def test_a_server_that_keeps_no_recordings_holds_no_audio_and_writes_it_all(
+    make_emulator: EmulatorFactory, tmp_path: Path
+) -> None:
+    # The CLI's emulator held every open stream's audio in memory (megabytes a stream by its end) besides writing it
+    # to --record-dir: in a soak run its RSS rose and fell by tens of MiB with the streams' ages.
+    emulator = await make_emulator(keep_recordings=False, record_dir=tmp_path)
+    user = tone(0.6) + silence(0.5)
+
+    def nothing_held() -> None:
+        [recording] = emulator.recordings
+        assert (recording.user_audio, recording.assistant_audio) == (bytearray(), bytearray())
+        assert [turn.assistant_audio for turn in recording.turns] == [bytearray()]
+
+    await one_answered_turn(emulator, user, while_open=nothing_held)
+    summary = json.loads((tmp_path / "stream-1.json").read_text())
+    recorded_user = (tmp_path / "stream-1-user.pcm").read_bytes()
+    recorded_assistant = (tmp_path / "stream-1-assistant.pcm").read_bytes()
+    assert recorded_user.startswith(user)
+    assert len(recorded_assistant) > 0
+    assert summary["user_audio_bytes"] == len(recorded_user)
+    assert summary["user_audio_sha256"] == hashlib.sha256(recorded_user).hexdigest()
+    assert summary["assistant_audio_bytes"] == len(recorded_assistant)
+    assert summary["assistant_audio_sha256"] == hashlib.sha256(recorded_assistant).hexdigest()
+    assert [turn["assistant_audio_bytes"] for turn in summary["turns"]] == [len(recorded_assistant)]
+
+
+async def test_a_server_that_keeps_no_recordings_forgets_ended_streams(
+    make_emulator: EmulatorFactory, tmp_path: Path
+) -> None:
+    emulator = await make_emulator(keep_recordings=False, record_dir=tmp_path)
+
+    def still_there() -> None:
+        assert len(emulator.recordings) == 1  # open streams are still there
+
+    await one_answered_turn(emulator, tone(0.6) + silence(0.5), while_open=still_there)
     for _ in range(100):
         if not emulator.recordings:
             break

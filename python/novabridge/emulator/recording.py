@@ -29,7 +29,9 @@ class TurnRecord:
     speech_end_s: float | None = None
     """Input-clock position where the user's speech ended (spoken turns)."""
     assistant_audio: bytearray = field(default_factory=bytearray)
-    """The audio sent for this turn, in order."""
+    """The audio sent for this turn, in order (unless the stream's recording keeps no audio)."""
+    assistant_audio_bytes: int = 0
+    """How much audio was sent for this turn."""
     tool_use_id: str | None = None
     tool_result: str | None = None
     interrupted: bool = False
@@ -63,7 +65,15 @@ class StreamRecording:
     """The key that signed the request, when the emulator checks signatures."""
     credentials_left_s: float | None = None
     """How long the credentials that signed the request had left when the stream opened (None: no expiry)."""
+    keep_audio: bool = True
+    """Keep the audio in `user_audio`, `assistant_audio` and the turns. A server that keeps no recordings (the CLI,
+    which writes them through to ``--record-dir``) keeps only byte counts and digests: a stream's audio is megabytes
+    by its end, and a soak run's emulator held tens of MiB of it, growing and shrinking with the streams' ages."""
     _files: dict[str, IO[bytes]] = field(default_factory=dict, repr=False)
+    _user_digest: Any = field(default_factory=hashlib.sha256, repr=False)
+    _assistant_digest: Any = field(default_factory=hashlib.sha256, repr=False)
+    _user_bytes: int = 0
+    _assistant_bytes: int = 0
 
     def write_through(self, directory: Path) -> None:
         """From now on, append audio and turns to this stream's files in ``directory`` as they come."""
@@ -74,7 +84,10 @@ class StreamRecording:
 
     def add_user_audio(self, pcm: bytes) -> None:
         """``audioInput`` PCM received."""
-        self.user_audio += pcm
+        self._user_bytes += len(pcm)
+        self._user_digest.update(pcm)
+        if self.keep_audio:
+            self.user_audio += pcm
         if self._files:
             self._files["user.pcm"].write(pcm)
 
@@ -86,16 +99,20 @@ class StreamRecording:
                 "completion_id": completion_id,
                 "source": turn.source,
                 "user_text": turn.user_text,
-                "user_bytes": len(self.user_audio),
+                "user_bytes": self.user_audio_bytes,
             }
         )
 
     def add_assistant_audio(self, turn: TurnRecord, completion_id: str, pcm: bytes) -> None:
         """``audioOutput`` PCM sent for ``turn``; a turn's audio is contiguous in the stream's."""
-        if not turn.assistant_audio:
-            self._journal({"audio": completion_id, "assistant_offset": len(self.assistant_audio)})
-        self.assistant_audio += pcm
-        turn.assistant_audio += pcm
+        if not turn.assistant_audio_bytes:
+            self._journal({"audio": completion_id, "assistant_offset": self.assistant_audio_bytes})
+        turn.assistant_audio_bytes += len(pcm)
+        self._assistant_bytes += len(pcm)
+        self._assistant_digest.update(pcm)
+        if self.keep_audio:
+            self.assistant_audio += pcm
+            turn.assistant_audio += pcm
         if self._files:
             self._files["assistant.pcm"].write(pcm)
 
@@ -104,14 +121,26 @@ class StreamRecording:
             self._files["turns.jsonl"].write(json.dumps(line).encode() + b"\n")
 
     @property
+    def user_audio_bytes(self) -> int:
+        """How much user audio was received."""
+        return len(self.user_audio) if self.keep_audio else self._user_bytes
+
+    @property
+    def assistant_audio_bytes(self) -> int:
+        """How much assistant audio was sent."""
+        return len(self.assistant_audio) if self.keep_audio else self._assistant_bytes
+
+    @property
     def user_audio_sha256(self) -> str:
         """Digest of all user audio received."""
-        return hashlib.sha256(self.user_audio).hexdigest()
+        digest: str = (hashlib.sha256(self.user_audio) if self.keep_audio else self._user_digest).hexdigest()
+        return digest
 
     @property
     def assistant_audio_sha256(self) -> str:
         """Digest of all assistant audio sent."""
-        return hashlib.sha256(self.assistant_audio).hexdigest()
+        digest: str = (hashlib.sha256(self.assistant_audio) if self.keep_audio else self._assistant_digest).hexdigest()
+        return digest
 
     def event_names(self, *, sent: bool = False) -> list[str]:
         """The event names in order, received (default) or sent."""
@@ -135,15 +164,17 @@ class StreamRecording:
             "error": self.error,
             "access_key_id": self.access_key_id,
             "credentials_left_s": self.credentials_left_s,
-            "user_audio_bytes": len(self.user_audio),
+            "user_audio_bytes": self.user_audio_bytes,
             "user_audio_sha256": self.user_audio_sha256,
-            "assistant_audio_bytes": len(self.assistant_audio),
+            "assistant_audio_bytes": self.assistant_audio_bytes,
             "assistant_audio_sha256": self.assistant_audio_sha256,
             "duration_s": (self.closed_at or time.monotonic()) - self.opened_at,
             "turns": [
                 {
                     **{k: v for k, v in dataclasses.asdict(turn).items() if k != "assistant_audio"},
-                    "assistant_audio_bytes": len(turn.assistant_audio),
+                    "assistant_audio_bytes": len(turn.assistant_audio)
+                    if self.keep_audio
+                    else turn.assistant_audio_bytes,
                 }
                 for turn in self.turns
             ],

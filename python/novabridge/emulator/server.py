@@ -362,7 +362,7 @@ class _App:
             return
 
         self.stream_ids += 1
-        recording = StreamRecording(self.stream_ids, model_id)
+        recording = StreamRecording(self.stream_ids, model_id, keep_audio=emulator.keep_recordings)
         if signer is not None:
             recording.access_key_id = signer.access_key_id
             recording.credentials_left_s = None if signer.expires_at is None else signer.expires_at - now
