@@ -541,6 +541,24 @@ async def test_a_dropped_connection_is_closed_once_its_last_stream_ends(emulator
         await transport.close()
 
 
+async def test_a_dropped_connection_is_closed_once_the_service_ended_its_streams(emulator: Emulator) -> None:
+    # Found by the soak run: a stream the service ended, whose request the client never closed, never completes in
+    # the CRT, and held its dropped connection open.
+    transport = SonicTransport(ca_file=emulator.ca_file)
+    clients: list[SharedTransportClient] = []
+    try:
+        ended = await open_shared(emulator, transport, clients, streams=1)
+        (connection,) = transport._connections.values()
+        emulator.inject(FaultKind.INSTABILITY, after_s=0.1)
+        assert isinstance(await ended.wait_closed(timeout=5), ValidationException)  # its request is left open
+        transport.drop_connections()
+        await wait_until(lambda: not connection.is_open(), timeout=3.0)
+    finally:
+        for client in clients:
+            await client.close_within(2.0)
+        await transport.close()
+
+
 def test_sonic_transport_installs_its_own_trust_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Pins the private attributes SonicTransport replaces and clears against the installed smithy-http.
     assert isinstance(vars(AWSCRTHTTPClient()).get("_tls_ctx"), crt_io.ClientTlsContext)

@@ -12,10 +12,12 @@ and it retrieves the outcome of awscrt's task that writes the request body, whic
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -116,11 +118,24 @@ class SonicTransport(AWSCRTHTTPClient):
         writer = getattr(stream, "_writer", None)
         if isinstance(writer, asyncio.Future):
             writer.add_done_callback(_writer_done)
-        # Counted from here to the stream's completion (request and response both ended), reported on the CRT's
-        # thread, so that a dropped connection is closed once nothing uses it.
+        # Counted from here until the service has ended its response (or the stream completed, whichever comes
+        # first; both are reported on the CRT's thread), so that a dropped connection is closed once nothing comes
+        # on it any more. Not the completion alone: a stream the service ended, whose request a failed session never
+        # closed, does not complete, and its connection stayed open (the soak run's workers held two such).
         connection, loop = stream.connection, asyncio.get_running_loop()
         self._open_streams[connection] = self._open_streams.get(connection, 0) + 1
-        stream.completion_future.add_done_callback(lambda _: _on_loop(loop, self._stream_ended, connection))
+        ended = [stream.completion_future]
+        response_ended = getattr(stream, "_remote_completion_future", None)  # awscrt's HTTP/2 END_STREAM from the peer
+        if isinstance(response_ended, concurrent.futures.Future):
+            ended.append(response_ended)
+        once = threading.Lock()
+
+        def stream_ended(_: object) -> None:
+            if once.acquire(blocking=False):
+                _on_loop(loop, self._stream_ended, connection)
+
+        for future in ended:
+            future.add_done_callback(stream_ended)
         return await super()._await_response(stream)
 
 
