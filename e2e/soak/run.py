@@ -256,7 +256,33 @@ class Audits:
 def _watch(run: Run, sessions: list[SoakSession], audits: Audits, emulator: Emulator, spare: int) -> Callable[[], None]:
     """One round of the continuous checks; returns the function the main loop calls every second."""
     last_sample = last_audit = 0.0
-    latency_seen: dict[int, tuple[Latency, Latency]] = {}
+    latency_seen: dict[int, tuple[int, int]] = {}  # per session: uplink and downlink samples taken by the last round
+
+    def follow_latency(session: SoakSession, phase: str, now: float) -> int | None:
+        """Keep the session's hop latencies since the last round; its worker's pid."""
+        # Of the last round only the counts are kept: a copy of every session's windows (20,000 floats each way)
+        # kept from one round to the next grew the host as they filled.
+        metrics = session.bridge.metrics()
+        before = latency_seen.get(session.log.index)
+        latency_seen[session.log.index] = (metrics.uplink.taken, metrics.downlink.taken)
+        for direction, latency, then_taken in (
+            ("uplink", metrics.uplink, before[0] if before else None),
+            ("downlink", metrics.downlink, before[1] if before else None),
+        ):
+            new = latency.since(Latency((), then_taken)).samples_s if then_taken is not None else ()
+            if new:
+                run.add_latency(phase, direction, new)
+                interval = Latency(new)
+                run.add_hop(
+                    {
+                        "t_s": round(now, 2),
+                        "phase": phase,
+                        "direction": direction,
+                        "p50_ms": 1e3 * (interval.p50_s or 0.0),
+                        "p99_ms": 1e3 * (interval.p99_s or 0.0),
+                    }
+                )
+        return metrics.worker_pid
 
     def check() -> None:
         nonlocal last_sample, last_audit
@@ -273,35 +299,13 @@ def _watch(run: Run, sessions: list[SoakSession], audits: Audits, emulator: Emul
                 run.violation(f"session {log.index} heard nothing from the service for {SILENT_S:.0f} s", log)
         if now - last_sample >= SAMPLE_EVERY_S:
             last_sample = now
-            every = [(session, session.bridge.metrics()) for session in sessions]
-            in_use = {m.worker_pid for _, m in every if m.worker_pid is not None}
+            pids = (follow_latency(session, phase, now) for session in sessions)
+            in_use = {pid for pid in pids if pid is not None}
             taken = resources.sample(now, emulator.process.pid, in_use)
             run.add_sample(taken)
             limit = 1 + len(sessions) + spare + 2  # host, workers, spares, the emulator and a replacement booting
             if taken.processes > limit:
                 run.violation(f"{taken.processes} processes under the host (at most {limit} expected)")
-            for session, metrics in every:
-                before = latency_seen.get(session.log.index)
-                latency_seen[session.log.index] = (metrics.uplink, metrics.downlink)
-                if before is None:
-                    continue
-                for direction, now_l, then_l in (
-                    ("uplink", metrics.uplink, before[0]),
-                    ("downlink", metrics.downlink, before[1]),
-                ):
-                    new = now_l.since(then_l).samples_s
-                    if new:
-                        run.add_latency(phase, direction, new)
-                        interval = Latency(new)
-                        run.add_hop(
-                            {
-                                "t_s": round(now, 2),
-                                "phase": phase,
-                                "direction": direction,
-                                "p50_ms": 1e3 * (interval.p50_s or 0.0),
-                                "p99_ms": 1e3 * (interval.p99_s or 0.0),
-                            }
-                        )
         if now - last_audit >= AUDIT_EVERY_S:
             last_audit = now
             audits.advance(run, [s.log for s in sessions])
