@@ -30,14 +30,13 @@ def _endpointing(value: str) -> float | None:
     return seconds
 
 
-GENERATION_NAMES = ("nova-sonic", "nova-2-sonic")
-"""The emulator's generations (`novabridge.emulator.service.Generation`), named here so the CLI imports nothing."""
-
-
 def _model_rules(value: str) -> tuple[str, str]:
+    from novabridge.emulator.service import Generation  # the emulator's own copy of the service's facts; pure Python
+
+    names = [generation.value for generation in Generation]
     model_id, eq, generation = value.partition("=")
-    if not (eq and model_id and generation in GENERATION_NAMES):
-        raise argparse.ArgumentTypeError(f"expected ID=GENERATION with GENERATION one of {', '.join(GENERATION_NAMES)}")
+    if not (eq and model_id and generation in names):
+        raise argparse.ArgumentTypeError(f"expected ID=GENERATION with GENERATION one of {', '.join(names)}")
     return model_id, generation
 
 
