@@ -322,14 +322,20 @@ class TurnStart(_Control):
 
 @dataclass(frozen=True, slots=True)
 class UplinkTimings(_Control):
-    """Per frame of user audio the session sent: seconds from the host's write to the SDK's send."""
+    """How the worker's uplink goes: the hop of each frame it sent, and how far its user audio is settled.
+
+    Per frame of user audio the session sent: seconds from the host's write to the SDK's send.
+    """
 
     TAG: ClassVar[str] = "uplink_timings"
     samples_s: tuple[float, ...]
+    settled_bytes: int
+    """The bytes of user audio this worker read that the session has sent, or reported dropped: what follows would
+    die with the worker (the session holds it while it reconnects), so the host keeps it for a replacement."""
 
     def fields(self) -> dict[str, object]:
         """The record's fields as JSON values."""
-        return {"samples_s": list(self.samples_s)}
+        return {"samples_s": list(self.samples_s), "settled_bytes": self.settled_bytes}
 
     @classmethod
     def from_json(cls, message: dict[str, Any]) -> Self:
@@ -337,7 +343,10 @@ class UplinkTimings(_Control):
         samples = _field(message, "samples_s", list, "uplink timings")
         if not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in samples):
             raise LinkError("uplink timings: samples_s must hold numbers")
-        return cls(tuple(float(s) for s in samples))
+        settled = _field(message, "settled_bytes", int, "uplink timings")
+        if settled < 0:
+            raise LinkError(f"uplink timings: settled_bytes {settled} is negative")
+        return cls(tuple(float(s) for s in samples), settled)
 
 
 Control = Warm | Ready | TurnStart | UplinkTimings

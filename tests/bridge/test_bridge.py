@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -660,13 +661,52 @@ def test_audio_sent_while_the_worker_was_dead_beyond_what_is_held_is_reported_dr
     assert not dropped[0].fatal
     match = re.fullmatch(
         r"(\d+) bytes of user audio sent before the worker died never reached the service "
-        r"\(the replacement got the last (\d+) bytes: the turn in progress\)",
+        r"\(the replacement was given the (\d+) bytes after them\)",
         dropped[0].message,
     )
     assert match is not None, dropped[0].message
     lost, replayed = int(match[1]), int(match[2])
     # None reached the dead worker's session: the replacement got the newest 30 s, the second before them is lost.
     assert (lost, replayed) == (2 * 16000 * (sent_s - held_s), 2 * 16000 * held_s)
+
+
+def test_audio_a_reconnecting_worker_held_goes_to_its_replacement_when_it_dies(tmp_path: Path) -> None:
+    # Found by the soak run: a worker killed while its session reconnected took the audio its session held (more
+    # than the 3 s of the turn the bridge replays) with it, and nothing reported it. The bridge now keeps all the
+    # audio the worker has not reported sent. No sample is zero, so the session's silence fill can be told apart.
+    certs = tmp_path / "certs"
+    first = EmulatorProcess(tmp_path / "run-1", "--certs-dir", str(certs))
+    port = str(urllib.parse.urlsplit(first.endpoint_uri).port)
+    second: EmulatorProcess | None = None
+    sent = np.random.default_rng(1).integers(1, 101, 16000 * 8, dtype=np.int16)  # quieter than speech
+    chunks = [sent[offset : offset + FRAME] for offset in range(0, len(sent), FRAME)]
+    try:
+        with SonicBridge(first.config(connect_timeout_s=30.0), worker_python=python_for("312")) as bridge:
+            events = feed(bridge, np.concatenate(chunks[:50]))  # 1 s, sent and reported settled
+            events = until(bridge, events, lambda _: bridge._settled_at == 2 * 16000, timeout=10)
+            first.process.kill()
+            first.stop()
+            events += feed(bridge, np.concatenate(chunks[50:]))  # 7 s the session holds while it reconnects
+            worker = bridge._worker
+            assert worker is not None
+            until(bridge, events, lambda _: worker.uplink.stats().bytes_read == worker.uplink.stats().bytes_written, 10)
+            os.kill(worker.pid, signal.SIGKILL)
+            second = EmulatorProcess(tmp_path / "run-2", "--certs-dir", str(certs), "--port", port)
+            events = until(bridge, events, lambda got: any(isinstance(e, Reconnecting) for e in got), timeout=30)
+            events = until(bridge, events, lambda _: bridge.ready, timeout=30)
+            events += feed(bridge, np.ones(FRAME * 10, np.int16))  # a marker of the end
+        assert [e for e in events if isinstance(e, Error) and e.kind == "AudioDropped"] == []
+        second.recording(1)  # its stream has ended
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    heard = []
+    for run in ("run-1", "run-2"):
+        samples = np.frombuffer((tmp_path / run / "stream-1-user.pcm").read_bytes(), np.int16)
+        heard.append(samples[samples != 0].tobytes())
+    expected = sent.tobytes() + np.ones(FRAME * 10, np.int16).tobytes()
+    assert user_audio_reached(heard, expected, replay_limit=2 * 16000 * 4) == len(expected)
 
 
 def test_workers_that_keep_dying_before_their_session_is_up_end_it_with_a_fatal_error(

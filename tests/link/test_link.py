@@ -73,8 +73,8 @@ DOWNLINK_RECORDS: list[link.DownlinkRecord] = [
     link.Warm(),
     link.Ready(),
     link.TurnStart(1, "0f7c-turn"),
-    link.UplinkTimings((0.001, 0.0025)),
-    link.UplinkTimings(()),
+    link.UplinkTimings((0.001, 0.0025), 6400),
+    link.UplinkTimings((), 0),
 ]
 
 
@@ -105,7 +105,7 @@ def test_each_direction_uses_its_ring_kinds() -> None:
     assert link.AssistantAudio(0, 1, b"").encode().kind is RecordKind.AUDIO
     assert link.TextCommand("x").encode().kind is RecordKind.EVENT
     assert link.SessionEvent(Renewed(1)).encode().kind is RecordKind.EVENT
-    for control in (link.Warm(), link.Ready(), link.TurnStart(1, "t"), link.UplinkTimings((1.0,))):
+    for control in (link.Warm(), link.Ready(), link.TurnStart(1, "t"), link.UplinkTimings((1.0,), 0)):
         assert control.encode().kind is RecordKind.CONTROL
 
 
@@ -129,7 +129,7 @@ def test_control_and_command_records_carry_an_explicit_tag() -> None:
         link.Warm(): ("control", "warm"),
         link.Ready(): ("control", "ready"),
         link.TurnStart(2, "t"): ("control", "turn_start"),
-        link.UplinkTimings((0.5,)): ("control", "uplink_timings"),
+        link.UplinkTimings((0.5,), 0): ("control", "uplink_timings"),
         link.TextCommand("x"): ("op", "text"),
         link.ToolResultCommand("id", "{}"): ("op", "tool_result"),
     }
@@ -167,7 +167,7 @@ downlink_records = st.one_of(
     st.just(link.Warm()),
     st.just(link.Ready()),
     st.builds(link.TurnStart, st.integers(0, 0xFFFF), text),
-    st.builds(link.UplinkTimings, st.lists(floats, max_size=50).map(tuple)),
+    st.builds(link.UplinkTimings, st.lists(floats, max_size=50).map(tuple), st.integers(0, 2**62)),
 )
 
 
@@ -242,8 +242,16 @@ def test_a_truncated_record_raises_link_error_or_decodes_to_a_record(
         ("downlink", RecordKind.CONTROL, b'{"control": "turn_start", "ordinal": true, "turn_id": "t"}', 0),
         ("downlink", RecordKind.CONTROL, b'{"control": "turn_start", "ordinal": 65536, "turn_id": "t"}', 0),
         ("downlink", RecordKind.CONTROL, b'{"control": "turn_start", "ordinal": -1, "turn_id": "t"}', 0),
-        ("downlink", RecordKind.CONTROL, b'{"control": "uplink_timings", "samples_s": [0.1, "x"]}', 0),
+        (
+            "downlink",
+            RecordKind.CONTROL,
+            b'{"control": "uplink_timings", "samples_s": [0.1, "x"], "settled_bytes": 0}',
+            0,
+        ),
         ("downlink", RecordKind.CONTROL, b'{"control": "uplink_timings", "samples_s": 0.1}', 0),
+        ("downlink", RecordKind.CONTROL, b'{"control": "uplink_timings", "samples_s": []}', 0),
+        ("downlink", RecordKind.CONTROL, b'{"control": "uplink_timings", "samples_s": [], "settled_bytes": -2}', 0),
+        ("downlink", RecordKind.CONTROL, b'{"control": "uplink_timings", "samples_s": [], "settled_bytes": 1.0}', 0),
         ("downlink", RecordKind.CONTROL, b"\x00", 0),
         ("downlink", 0, b"", 0),
     ],

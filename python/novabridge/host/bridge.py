@@ -25,7 +25,7 @@ from novabridge.events import AudioOut, Error, Reconnecting, SonicEvent, Stage, 
 from novabridge.exceptions import WORKER_FAILED, BridgeError, LinkError, RingClosed, WorkerError, session_error
 from novabridge.frames import FrameConverter, ServiceFrame
 from novabridge.host.pool import WorkerPool, WorkerProcess
-from novabridge.replay import Unanswered, limit_bytes
+from novabridge.replay import ReplayWindow, Unanswered, limit_bytes
 from novabridge.ring import aread
 from novabridge.sonic import wire
 from novabridge.sonic.config import HistoryMessage, SonicConfig
@@ -37,7 +37,8 @@ __all__ = ["BridgeError", "BridgeMetrics", "Latency", "SonicBridge", "default_wo
 START_TIMEOUT_S = 60.0
 CLOSE_TIMEOUT_S = 1.0
 HELD_LIMIT_S = 30.0
-"""User audio held while a dead worker waits for the consumer side to replace it; beyond it, the oldest goes."""
+"""User audio a worker has not settled (sent, or reported dropped), kept for a replacement should it die (the
+session's own backlog limit); and audio held while a dead worker waits to be replaced. Beyond it, the oldest goes."""
 MAX_RESTARTS_UNREADY = 3
 """Workers that die before their session is up, in a row, before the bridge gives up (a crash loop)."""
 LATENCY_SAMPLES = 20_000
@@ -176,12 +177,17 @@ class SonicBridge:
         """The recent turns' ids by the ordinal the worker's audio records name them with (`RECENT_TURNS`)."""
         self._stale = StaleOutput(self._out_bytes)
         self._unanswered = Unanswered(config)
-        """What a replacement worker is asked again and given of the user's audio, as the session does a new stream.
+        """What a replacement worker is asked again, as the session does a new stream, and the turn's audio.
         ``holding``: the worker was seen dead by `send_audio` before the consumer replaced it, and the audio since
-        is held for the replacement (up to `HELD_LIMIT_S`)."""
+        is held for the replacement."""
         self._held_limit = limit_bytes(HELD_LIMIT_S, config.input_rate)
-        self._held_bytes = 0
-        self._held_dropped = 0
+        self._unsettled = ReplayWindow(self._held_limit)
+        """The user audio a replacement worker is given: all the current worker has not settled, and the turn's
+        audio (`Unanswered.audio`, which it always holds). A worker reconnecting its stream holds the audio since."""
+        self._settled_at = 0
+        """How far (a `ReplayWindow.total`) the current worker settled the user audio it was given."""
+        self._worker_base = 0
+        """The position of the first byte the current worker was given."""
         self._pending: list[SonicEvent] = []
         self._ready = False
         self._ended = False
@@ -307,13 +313,10 @@ class SonicBridge:
             unanswered = self._unanswered
             if not unanswered.holding and worker.process.poll() is not None:
                 unanswered.holding = True
-            if unanswered.holding:
-                self._held_bytes += len(payload)
-            else:
+            if not unanswered.holding:
                 link.write(worker.uplink, link.UserAudio(payload))
-            dropped = unanswered.audio.add(payload, limit=self._held_limit if unanswered.holding else None)
-            if unanswered.holding:
-                self._held_dropped += dropped
+            unanswered.audio.add(payload, limit=self._held_limit if unanswered.holding else None)
+            self._unsettled.add(payload)
 
     def send_text(self, text: str) -> None:
         """Typed user text (Nova 2 cross-modal input), answered like speech.
@@ -456,6 +459,10 @@ class SonicBridge:
             forget_oldest(self._turns)
         elif isinstance(record, link.UplinkTimings):
             self._uplink.add(record.samples_s)
+            with self._send_lock:
+                self._settled_at = self._worker_base + record.settled_bytes
+                unsettled = self._unsettled
+                unsettled.trim(max(unsettled.total - self._settled_at, len(self._unanswered.audio)))
 
     # ---------------------------------------------------------------------------------------------- supervision
 
@@ -477,8 +484,6 @@ class SonicBridge:
             if code is None:  # closed its side without a fatal error: a hung or broken worker
                 old.kill()
                 code = old.process.poll()
-            stats = old.uplink.stats()
-            unread = stats.bytes_written - stats.bytes_read
             output = old.output()
             old.close(0.0)
             self._restarts += 1
@@ -497,17 +502,18 @@ class SonicBridge:
                 self._worker = None
                 return [Error(WORKER_FAILED, str(error), True)]
             assert self._worker is not None
-            # The turns not answered in full, the audio since, and what arrived while the worker was dead go to the
-            # replacement first.
+            # The turns not answered in full go to the replacement first, then the audio the old worker had not
+            # settled (unread in the ring, or held by its session while it reconnected), or the turn's if longer.
             unanswered = self._unanswered
             for text in unanswered.asks:
                 link.write(self._worker.uplink, link.TextCommand(text))
-            for payload in unanswered.audio:
+            unsettled = self._unsettled
+            for payload in unsettled:
                 link.write(self._worker.uplink, link.UserAudio(payload))
-            replayed = len(unanswered.audio)
-            lost = max(0, unread - max(0, replayed - self._held_bytes)) + self._held_dropped
+            replayed = len(unsettled)
+            lost = max(0, unsettled.total - self._settled_at - replayed)
+            self._worker_base = self._settled_at = unsettled.total - replayed
             unanswered.holding = False
-            self._held_bytes = self._held_dropped = 0
             unanswered.audio.trim(unanswered.audio.limit)
         events: list[SonicEvent] = [Reconnecting(f"worker exited with status {code}", self._restarts)]
         if lost:
@@ -515,7 +521,7 @@ class SonicBridge:
                 Error(
                     "AudioDropped",
                     f"{lost} bytes of user audio sent before the worker died never reached the service (the "
-                    f"replacement got the last {replayed} bytes: the turn in progress)",
+                    f"replacement was given the {replayed} bytes after them)",
                     False,
                 )
             )

@@ -256,6 +256,7 @@ class SonicSession:
             await stream.close()
         if self._backlog:  # no stream took it: a reconnection under way, or a stalled stream
             self.metrics.dropped_audio_bytes += len(self._backlog)
+            self._audio_settled += len(self._backlog)
             message = f"{len(self._backlog)} bytes of user audio not sent: the session closed with no stream taking it"
             logger.warning("%s", message)
             self._events.put(Error("AudioDropped", message, False))
@@ -477,6 +478,11 @@ class SonicSession:
     def audio_bytes_accepted(self) -> int:
         """Bytes of the caller's audio `send_audio` accepted over the session (`on_audio_sent` counts in these)."""
         return self._audio_accepted
+
+    @property
+    def audio_bytes_settled(self) -> int:
+        """Of `audio_bytes_accepted`, the bytes sent through the SDK or reported dropped; the rest is held."""
+        return self._audio_settled
 
     async def _receive(self, stream: SonicStream) -> None:
         parser = wire.OutputParser()

@@ -92,12 +92,14 @@ async def _downlink(downlink: _Downlink, session: SonicSession) -> None:
             await downlink.write(link.SessionEvent(event))
 
 
-async def _stats(downlink: _Downlink, clock: UplinkClock) -> None:
+async def _stats(downlink: _Downlink, session: SonicSession, clock: UplinkClock) -> None:
+    reported = 0
     while True:
         await asyncio.sleep(STATS_INTERVAL_S)
-        if clock.samples:
+        if clock.samples or session.audio_bytes_settled != reported:
+            reported = session.audio_bytes_settled
             samples, clock.samples = clock.samples, []
-            await downlink.write(link.UplinkTimings(tuple(samples)))
+            await downlink.write(link.UplinkTimings(tuple(samples), reported))
 
 
 async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
@@ -117,7 +119,7 @@ async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
         await downlink.write(link.Ready())
         up = asyncio.create_task(_uplink(uplink, downlink, session, clock))
         down = asyncio.create_task(_downlink(downlink, session))
-        stats = asyncio.create_task(_stats(downlink, clock))
+        stats = asyncio.create_task(_stats(downlink, session, clock))
         await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         up.cancel()
         stats.cancel()
@@ -126,9 +128,8 @@ async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
     # What the session still had for the host goes out, unless the host is gone too.
     with contextlib.suppress(TimeoutError, RingClosed, RingFull):
         await asyncio.wait_for(down, SHUTDOWN_LIMIT_S)
-    if clock.samples:
-        with contextlib.suppress(RingClosed, RingFull):
-            await downlink.write(link.UplinkTimings(tuple(clock.samples)))
+    with contextlib.suppress(RingClosed, RingFull):
+        await downlink.write(link.UplinkTimings(tuple(clock.samples), session.audio_bytes_settled))
     downlink_ring.close()
     return 0
 
