@@ -582,6 +582,34 @@ def test_a_bridge_and_its_pool_leave_no_process_fd_or_thread_behind(emulator: Em
             os.kill(pid, 0)
 
 
+def _children() -> set[int]:
+    """This process's child processes (each thread's: the pool's threads spawn its workers)."""
+    return {int(pid) for task in Path("/proc/self/task").iterdir() for pid in (task / "children").read_text().split()}
+
+
+def test_a_pool_closed_while_its_spares_start_leaves_no_thread_or_process_at_once() -> None:
+    # `novabridge doctor` closed its pool a moment after starting a spare and exited; the thread still waiting for
+    # the spare, in the ring's native code, once crashed the exiting interpreter (SIGSEGV).
+    import threading
+
+    threads_before = set(threading.enumerate())
+    children_before = _children()
+    pool = WorkerPool(python_for("312"), spare=2)
+    pool.warm_up()
+    time.sleep(0.2)  # the workers are spawned and importing the SDK, which takes a second or more
+    starters = set(threading.enumerate()) - threads_before
+    assert len(starters) == 2, starters
+    children = _children() - children_before
+    assert len(children) == 2, children
+    started = time.monotonic()
+    pool.close()
+    assert time.monotonic() - started < 2.0
+    assert set(threading.enumerate()) - threads_before == set()
+    for pid in children:
+        assert _gone(pid), pid
+    assert pool.error is None  # killing the spares it was starting is not a failure to report
+
+
 HOST_SCRIPT = """
 import sys, time
 from novabridge import SonicBridge, SonicConfig

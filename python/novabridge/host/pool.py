@@ -25,6 +25,7 @@ from novabridge.sonic.config import SonicConfig
 RING_BYTES = 1 << 21
 """Per direction: about 65 s of 16 kHz input or 43 s of 24 kHz output, so a host that stalls loses nothing."""
 WARM_TIMEOUT_S = 60.0
+CLOSE_STARTERS_S = 5.0
 EXIT_TOO_OLD = 3
 """The worker's exit status when its Python is older than the SDK's 3.12."""
 EXIT_MISSING_MODULE = 4
@@ -189,6 +190,9 @@ class WorkerPool:
         self.spare = spare
         self._ready: list[WorkerProcess] = []
         self._starting = 0
+        self._starters: set[threading.Thread] = set()
+        self._booting: set[WorkerProcess] = set()
+        """Spares started and not yet warm: `close` kills them rather than wait for them."""
         self._lock = threading.Condition()
         self._closed = False
         self.error: BridgeError | None = None
@@ -219,7 +223,10 @@ class WorkerPool:
             missing = self.spare - len(self._ready) - self._starting
             self._starting += max(0, missing)
         for _ in range(missing):
-            threading.Thread(target=self._start_one, name="novabridge-pool", daemon=True).start()
+            starter = threading.Thread(target=self._start_one, name="novabridge-pool", daemon=True)
+            with self._lock:
+                self._starters.add(starter)
+            starter.start()
 
     def claim(self, config: SonicConfig, *, timeout_s: float = WARM_TIMEOUT_S) -> WorkerProcess:
         """A worker running ``config``'s session: a warm one at once if there is one, else one started now."""
@@ -242,15 +249,31 @@ class WorkerPool:
 
     def _start_one(self) -> None:
         try:
+            self._boot()
+        finally:
+            with self._lock:
+                self._starters.discard(threading.current_thread())
+
+    def _boot(self) -> None:
+        worker = None
+        try:
             worker = WorkerProcess(self.python)
+            with self._lock:
+                self._booting.add(worker)
+                if self._closed:
+                    worker.process.kill()
             worker.wait_warm(WARM_TIMEOUT_S)
         except BridgeError as error:
             with self._lock:
                 self._starting -= 1
-                self.error = error
+                if worker is not None:
+                    self._booting.discard(worker)
+                if not self._closed:
+                    self.error = error
             return
         with self._lock:
             self._starting -= 1
+            self._booting.discard(worker)
             if not self._closed:
                 self._ready.append(worker)
                 self._lock.notify_all()
@@ -275,12 +298,21 @@ class WorkerPool:
             return {worker.pid for worker in self._ready}
 
     def close(self) -> None:
-        """Stop the spares; claimed workers belong to their bridges."""
+        """Stop the spares, those still starting included; claimed workers belong to their bridges.
+
+        Returns once no thread of the pool is left: a thread waiting for a spare in the ring's native code while
+        the interpreter exits can crash it (a short-lived program, such as `novabridge doctor`, did).
+        """
         with self._lock:
             self._closed = True
             ready, self._ready = self._ready, []
+            starters = set(self._starters)
+            for worker in self._booting:
+                worker.process.kill()  # its starter then sees it die, reaps it and ends
         for worker in ready:
             worker.close(1.0)
+        for starter in starters:
+            starter.join(CLOSE_STARTERS_S)
 
 
 atexit.register(WorkerPool.shutdown_all)
