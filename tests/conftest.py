@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from support.emulator_process import EmulatorProcess
 
+pytest_plugins = ["pytester"]  # the pytest plugin novabridge ships is tested as another project runs it
+
 INTERPRETER_INDEPENDENT = (
     "interpreter_independent: runs its subjects on fixed interpreters (subprocesses, a fresh venv), so whichever "
     "interpreter runs pytest, it checks the same thing; `make test-python` runs it once, in the 3.12 pass"
