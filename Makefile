@@ -29,7 +29,7 @@ BUILD ?= install
 export NOVABRIDGE_PY312 := $(CURDIR)/$(VENV)/bin/python
 export NOVABRIDGE_PY311 := $(CURDIR)/$(HOST_VENV)/bin/python
 
-.PHONY: all docs help dev lock relock demo venvs wheel install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
+.PHONY: all docs help dev lock relock demo venvs wheel sdist install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
 	oac-venv oac-venv-build oac-env chromium oac-e2e soak soak-short bench bench-report bench-bridge format clean
 
 all: test
@@ -72,6 +72,11 @@ wheel: $(VENV)/.created
 		--out dist
 	$(VENV)/bin/auditwheel show dist/*.whl | tr '\n' ' ' | grep '"manylinux_2_26_x86_64"' > /dev/null
 	ls dist/*.whl
+
+## The source distribution into dist/: the Rust workspace and the package, for platforms without a wheel (aarch64,
+## musl); pip builds it with maturin and a Rust toolchain. tests/package/test_wheel.py builds one and installs it.
+sdist: $(VENV)/.created
+	$(VENV)/bin/maturin sdist --out dist
 
 ## The wheel into both environments: the 3.12 one as a worker (SDK and emulator), the 3.11 one as a host.
 install: wheel $(HOST_VENV)/.created

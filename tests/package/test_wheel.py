@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from support.interpreters import ROOT, Version
+from support.interpreters import ROOT, Version, python_for
 from support.wheel import base_python, built_wheel
 
 pytestmark = pytest.mark.interpreter_independent
@@ -140,3 +140,46 @@ def test_wheel_installs_and_works_in_fresh_venv(version: Version, tmp_path: Path
     assert info["record"] == [2, 5, 0, '{"ok": true}']
     assert info["closed"] is True
     assert info["resampled"] == ["int16", 480]
+
+
+@pytest.mark.interpreter_independent
+@pytest.mark.timeout(400)
+def test_the_sdist_builds_a_wheel_that_works(tmp_path: Path) -> None:
+    # A user on a platform without a wheel (aarch64, musl) installs from the sdist: it must hold the whole Rust
+    # workspace and build with what pip fetches for it (maturin), then work as the release wheel does.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    sdist_dir = tmp_path / "sdist"
+    subprocess.run(
+        [python_for("312"), "-m", "maturin", "sdist", "--out", str(sdist_dir)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    [sdist] = sdist_dir.glob("novabridge-*.tar.gz")
+    venv = tmp_path / "venv"
+    subprocess.run([base_python("311"), "-m", "venv", str(venv)], check=True, capture_output=True, timeout=60, env=env)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--disable-pip-version-check", str(sdist)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=330,
+        env=env,
+    )
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    run = subprocess.run(
+        [str(python), "-c", CHECK_SCRIPT],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=str(tmp_path),
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    info = json.loads(run.stdout)
+    assert info["version"] == sdist.name.removeprefix("novabridge-").removesuffix(".tar.gz")
+    assert Path(info["extension"]).resolve().is_relative_to(venv.resolve())
+    assert info["record"] == [2, 5, 0, '{"ok": true}']
