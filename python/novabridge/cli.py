@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -141,6 +142,14 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument(
         "--record-dir", type=Path, help="write each stream's recording here (audio as it comes, summary at its end)"
     )
+    emulator.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="what goes to stderr: info (the default) logs each stream's opening, turns, faults, refusals with the "
+        "rule that fired, and its end; warning only faults and refusals",
+    )
+    emulator.add_argument("--quiet", action="store_true", help="log errors only (same as --log-level error)")
     demo = commands.add_parser(
         "demo",
         help="a scripted three-turn conversation through the full topology",
@@ -269,8 +278,19 @@ def _emulator_elsewhere(args: argparse.Namespace, argv: Sequence[str], reason: s
     os.execv(python, [python, "-m", "novabridge", *argv])
 
 
+def _log_to_stderr(level_name: str) -> None:
+    """The emulator's own log at ``level_name`` on stderr; other libraries' warnings (or everything, at debug)."""
+    level = logging.getLevelNamesMapping()[level_name.upper()]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s novabridge emulator %(levelname)s: %(message)s"))
+    logging.basicConfig(level=level if level == logging.DEBUG else max(level, logging.WARNING), handlers=[handler])
+    logging.getLogger("novabridge.emulator").setLevel(level)
+
+
 async def _serve_emulator(args: argparse.Namespace) -> int:
     from novabridge.emulator import Emulator, EmulatorOptions, Fault, Scenario, ScenarioError, published
+
+    _log_to_stderr("error" if args.quiet else args.log_level)
 
     overrides = {
         "endpointing_s": args.endpointing,

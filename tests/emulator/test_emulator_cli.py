@@ -7,6 +7,7 @@ frames and HPACK literals) so that the 3.11 pass can open streams without the SD
 
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -567,6 +568,44 @@ def test_a_served_model_opens_a_stream_and_an_unknown_one_is_refused(launch: Lau
     finally:
         connection.close()
     assert emulator.stop() == 0
+
+
+def test_it_logs_each_stream_and_each_refusal_with_its_rule(launch: Launch, tmp_path: Path) -> None:
+    emulator = launch("--record-dir", str(tmp_path))
+    connection = H2Connection(emulator.ready())
+    try:
+        assert connection.post(stream_path()) == b""
+        wait_for(tmp_path / "stream-1.json")
+        assert json.loads(connection.post(stream_path("amazon.nova-4-sonic")))["message"] == (
+            "The provided model identifier is invalid."
+        )
+    finally:
+        connection.close()
+    assert emulator.stop() == 0
+    log = emulator.stderr()
+    assert re.search(r"INFO: stream 1: [0-9.]+s opened: model amazon\.nova-2-sonic-v1:0, key none \(unsigned\)", log), (
+        log
+    )
+    assert re.search(r"INFO: stream 1: [0-9.]+s closed: client-closed, 0 turns, 0 bytes of user audio", log), log
+    refused = 'WARNING: refused: 400 ValidationException "The provided model identifier is invalid." '
+    assert refused + "[model 'amazon.nova-4-sonic' is not served here (served: amazon.nova-2-5-sonic," in log, log
+    # The same lines are in the stream's recording.
+    recorded = json.loads((tmp_path / "stream-1.json").read_text())["log"]
+    assert [line.split(" ", 1)[1].split(":")[0] for line in recorded] == ["opened", "closed"]
+
+
+def test_quiet_logs_nothing_for_a_stream_or_a_refusal(launch: Launch) -> None:
+    emulator = launch("--quiet")
+    connection = H2Connection(emulator.ready())
+    try:
+        assert connection.post(stream_path()) == b""
+        assert json.loads(connection.post(stream_path("amazon.nova-4-sonic")))["message"]
+    finally:
+        connection.close()
+    assert emulator.stop() == 0
+    log = emulator.stderr()
+    assert "stream 1" not in log, log
+    assert "refused" not in log, log
 
 
 def test_record_dir_is_created_when_a_stream_begins(launch: Launch, tmp_path: Path) -> None:

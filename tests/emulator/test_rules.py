@@ -342,6 +342,8 @@ async def test_a_broken_rule_ends_the_stream_at_that_event(
     recording = emulator.recordings[0]
     assert recording.error == ("validationException", message, rule)
     assert recording.outcome == "error"
+    # The log says which rule fired, as the client's message does not (issue 16, item 7).
+    assert any(line.endswith(f" validationException: {message} [{rule}]") for line in recording.log), recording.log
     # Every event before the last was accepted: the last one is the one that broke the rule.
     assert [names(e) for e in recording.input_events[: len(events) - 1]] == [names(e) for e in events[:-1]]
     assert "completionStart" not in client.names()

@@ -469,7 +469,7 @@ class Conversation:
         """End the stream with a modelled exception event."""
         if self.finished:
             return
-        logger.info("stream %d: %s (%s)", self.recording.stream_id, error.message, error.detail)
+        self.recording.note(f"{error.member}: {error.message} [{error.detail}]", logging.WARNING)
         self.recording.error = (error.member, error.message, error.detail)
         self.output.put_nowait(("exception", error))
         self._close("error", End())
@@ -502,7 +502,7 @@ class Conversation:
             return
         self._stall_at = None
         self.stalled = True
-        logger.info("stream %d: fault stall", self.recording.stream_id)
+        self.recording.note("fault stall: reading nothing more", logging.WARNING)
         await self._ended.wait()
 
     def _stop_turn(self) -> None:
@@ -537,6 +537,7 @@ class Conversation:
             user_text = render(script.user or self.scenario.default_user, n=index + 1, seconds=voiced_s, result=None)
         record = TurnRecord(index=index, source=source, user_text=user_text, answer="", speech_end_s=speech_end_s)
         self.recording.turns.append(record)
+        self.recording.note(f"turn {index + 1} ({source}): user {user_text!r}")
         state = _TurnState(record)
         previous = self._responder
         self._turn = state
@@ -548,10 +549,13 @@ class Conversation:
                 await previous
         try:
             await self._respond(state, voiced_s)
+            record = state.record
+            ended = f"interrupted after {record.played_s:.1f} s" if record.interrupted else "answered"
+            self.recording.note(f"turn {record.index + 1} {ended}: {record.answer!r}")
         except ServiceError as error:
             self.fail(error)
         except StreamAbort as abort:
-            logger.info("stream %d: fault %s", self.recording.stream_id, abort.kind)
+            self.recording.note(f"fault {abort.kind}: the stream is cut", logging.WARNING)
             self.recording.error = ("", "", abort.kind)
             self.abort(abort.kind)
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+logger = logging.getLogger("novabridge.emulator")
 
 
 @dataclass
@@ -69,6 +72,8 @@ class StreamRecording:
     """Keep the audio in `user_audio`, `assistant_audio` and the turns. A server that keeps no recordings (the CLI,
     which writes them through to ``--record-dir``) keeps only byte counts and digests: a stream's audio is megabytes
     by its end, and a soak run's emulator held tens of MiB of it, growing and shrinking with the streams' ages."""
+    log: list[str] = field(default_factory=list)
+    """What the emulator logged of this stream (`note`), each line with the seconds since it opened."""
     _files: dict[str, IO[bytes]] = field(default_factory=dict, repr=False)
     _user_digest: Any = field(default_factory=hashlib.sha256, repr=False)
     _assistant_digest: Any = field(default_factory=hashlib.sha256, repr=False)
@@ -81,6 +86,12 @@ class StreamRecording:
         for part in ("user.pcm", "assistant.pcm", "turns.jsonl"):
             # Unbuffered: each write reaches the kernel at once, and survives this process being killed.
             self._files[part] = open(directory / f"stream-{self.stream_id}-{part}", "ab", buffering=0)  # noqa: SIM115
+
+    def note(self, message: str, level: int = logging.INFO) -> None:
+        """Log ``message`` about this stream (stderr of `novabridge emulator`) and keep the line in the recording."""
+        line = f"{time.monotonic() - self.opened_at:.3f}s {message}"
+        self.log.append(line)
+        logger.log(level, "stream %d: %s", self.stream_id, line)
 
     def add_user_audio(self, pcm: bytes) -> None:
         """``audioInput`` PCM received."""
@@ -178,6 +189,7 @@ class StreamRecording:
                 }
                 for turn in self.turns
             ],
+            "log": self.log,
             "input_events": self.input_events,
             "output_events": self.output_events,
         }

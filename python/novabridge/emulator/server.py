@@ -38,7 +38,14 @@ from novabridge.emulator.options import EmulatorOptions
 from novabridge.emulator.recording import StreamRecording
 from novabridge.emulator.scenario import Scenario
 from novabridge.emulator.service import Message, invalid_input
-from novabridge.emulator.sigv4 import IssuedKey, SignatureError, check_region, read_issued_keys, verify_request
+from novabridge.emulator.sigv4 import (
+    IssuedKey,
+    SignatureError,
+    check_region,
+    read_issued_keys,
+    signing_key,
+    verify_request,
+)
 from novabridge.emulator.wire import InputDecoder, WireError, encode_exception, encode_output_event, truncated_frame
 
 logger = logging.getLogger("novabridge.emulator")
@@ -308,7 +315,9 @@ class _App:
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
 
-    async def _reject(self, send: Any, status: int, error_type: str, message: str) -> None:
+    async def _reject(self, send: Any, status: int, error_type: str, message: str, rule: str) -> None:
+        """Answer a request that opens no stream; ``rule`` says which check refused it (in the log only)."""
+        logger.warning("refused: %d %s %s [%s]", status, error_type, json.dumps(message), rule)
         self.emulator.rejected.append((status, error_type, message))
         body = json.dumps({"message": message}).encode()
         await send(
@@ -328,7 +337,8 @@ class _App:
         emulator = self.emulator
         match = _PATH.match(scope["path"])
         if scope["method"] != "POST" or match is None:
-            await self._reject(send, 404, "UnknownOperationException", "Unknown operation")
+            rule = f"{scope['method']} {scope['path']} is not InvokeModelWithBidirectionalStream"
+            await self._reject(send, 404, "UnknownOperationException", "Unknown operation", rule)
             return
         model_id = urllib.parse.unquote(match.group(1))
         options = emulator.options
@@ -342,23 +352,27 @@ class _App:
             if keys is not None:
                 signer = verify_request(scope, keys, now)
         except SignatureError as error:
-            await self._reject(send, 403, error.error_type, error.message)
+            await self._reject(send, 403, error.error_type, error.message, f"{model_id}: {error.rule}")
             return
         except ValueError as error:  # a credentials file being written by hand: the service's own fault
-            logger.error("%s", error)
-            await self._reject(send, 500, "InternalServerException", "An internal server error occurred.")
+            rule = f"the credentials file: {error}"
+            await self._reject(send, 500, "InternalServerException", "An internal server error occurred.", rule)
             return
         if emulator.faults.take(CONNECT_FAULTS) is not None:
-            await self._reject(send, 429, "ThrottlingException", Message.THROTTLED)
+            await self._reject(send, 429, "ThrottlingException", Message.THROTTLED, f"{model_id}: fault throttle")
             return
         if not options.offers(model_id):
-            await self._reject(send, 400, "ValidationException", Message.UNKNOWN_MODEL)
+            offered = ", ".join(sorted((service.MODEL_IDS & options.models) | set(options.extra_models)))
+            rule = f"model {model_id!r} is not served here (served: {offered}; --serve-model adds one)"
+            await self._reject(send, 400, "ValidationException", Message.UNKNOWN_MODEL, rule)
             return
         if model_id in options.denied_models:
-            await self._reject(send, 403, "AccessDeniedException", Message.NO_MODEL_ACCESS)
+            rule = f"model {model_id!r} is denied (--deny-model)"
+            await self._reject(send, 403, "AccessDeniedException", Message.NO_MODEL_ACCESS, rule)
             return
         if emulator.active_streams >= emulator.options.max_streams:
-            await self._reject(send, 429, "ThrottlingException", Message.TOO_MANY_STREAMS)
+            rule = f"{model_id}: {emulator.active_streams} streams open (--max-streams {options.max_streams})"
+            await self._reject(send, 429, "ThrottlingException", Message.TOO_MANY_STREAMS, rule)
             return
 
         self.stream_ids += 1
@@ -366,6 +380,15 @@ class _App:
         if signer is not None:
             recording.access_key_id = signer.access_key_id
             recording.credentials_left_s = None if signer.expires_at is None else signer.expires_at - now
+        claimed = signing_key(scope)
+        key = claimed and f"{claimed} (signature not checked)" if signer is None else signer.access_key_id
+        key = key or "none (unsigned)"
+        expiry = (
+            ""
+            if recording.credentials_left_s is None
+            else f", credentials expire in {recording.credentials_left_s:.0f} s"
+        )
+        recording.note(f"opened: model {model_id}, key {key}{expiry}")
         if emulator.record_dir is not None:
             recording.write_through(emulator.record_dir)
         emulator.recordings.append(recording)
@@ -398,6 +421,8 @@ class _App:
             await asyncio.gather(reader, watchdog, return_exceptions=True)
             if conversation.stalled:
                 await _drain(receive)
+            turns, heard = len(recording.turns), recording.user_audio_bytes
+            recording.note(f"closed: {recording.outcome}, {turns} turns, {heard} bytes of user audio")
             if emulator.record_dir is not None:
                 recording.save(emulator.record_dir)
             if not emulator.keep_recordings:

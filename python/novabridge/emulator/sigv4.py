@@ -32,12 +32,13 @@ _AUTHORIZATION = re.compile(
 
 
 class SignatureError(Exception):
-    """The request is not signed with the configured credentials; ``error_type`` is the service's."""
+    """The request is not signed with the configured credentials; ``error_type`` is the service's, ``rule`` ours."""
 
-    def __init__(self, error_type: str, message: str) -> None:
+    def __init__(self, error_type: str, message: str, rule: str) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
+        self.rule = rule
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,12 @@ def _headers(scope: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
+def signing_key(scope: dict[str, Any]) -> str | None:
+    """The access key id a request says it is signed with, checked or not (for the log)."""
+    match = _AUTHORIZATION.match(_headers(scope).get("authorization", ""))
+    return match["key"] if match is not None else None
+
+
 def check_region(scope: dict[str, Any], region: str) -> None:
     """Check that a signed request is scoped to ``region``, as a regional endpoint checks it before the signature.
 
@@ -109,7 +116,9 @@ def check_region(scope: dict[str, Any], region: str) -> None:
     parts = match["scope"].split("/")
     signed_for = parts[1] if len(parts) == 4 else ""
     if signed_for != region:
-        raise SignatureError("InvalidSignatureException", wrong_region(signed_for))
+        raise SignatureError(
+            "InvalidSignatureException", wrong_region(signed_for), f"signed for region {signed_for!r}, not {region!r}"
+        )
 
 
 def verify_request(scope: dict[str, Any], keys: Mapping[str, IssuedKey], now: float) -> IssuedKey:
@@ -122,20 +131,26 @@ def verify_request(scope: dict[str, Any], keys: Mapping[str, IssuedKey], now: fl
     headers = _headers(scope)
     match = _AUTHORIZATION.match(headers.get("authorization", ""))
     if match is None:
-        raise SignatureError("AccessDeniedException", "Missing or malformed Authorization header.")
+        raise SignatureError(
+            "AccessDeniedException", "Missing or malformed Authorization header.", "no SigV4 Authorization header"
+        )
     issued = keys.get(match["key"])
     if issued is None:
-        raise SignatureError("UnrecognizedClientException", Message.UNKNOWN_KEY)
+        raise SignatureError("UnrecognizedClientException", Message.UNKNOWN_KEY, f"key {match['key']} is not issued")
     if issued.session_token is not None and not hmac.compare_digest(
         headers.get("x-amz-security-token", ""), issued.session_token
     ):
-        raise SignatureError("UnrecognizedClientException", Message.UNKNOWN_KEY)
+        raise SignatureError("UnrecognizedClientException", Message.UNKNOWN_KEY, "the session token does not match")
     if issued.expires_at is not None and now >= issued.expires_at:
-        raise SignatureError("ExpiredTokenException", Message.EXPIRED_TOKEN)
+        raise SignatureError("ExpiredTokenException", Message.EXPIRED_TOKEN, f"key {issued.access_key_id} expired")
     scope_parts = match["scope"].split("/")
     amz_date = headers.get("x-amz-date", "")
     if len(scope_parts) != 4 or scope_parts[3] != "aws4_request" or not amz_date.startswith(scope_parts[0]):
-        raise SignatureError("InvalidSignatureException", "Credential scope does not match the request date.")
+        raise SignatureError(
+            "InvalidSignatureException",
+            "Credential scope does not match the request date.",
+            f"credential scope {match['scope']!r} against x-amz-date {amz_date!r}",
+        )
     signed = match["headers"].split(";")
     canonical_headers = "".join(f"{name}:{' '.join(headers.get(name, '').split())}\n" for name in signed)
     raw_path = scope.get("raw_path") or scope["path"].encode()
@@ -162,7 +177,11 @@ def verify_request(scope: dict[str, Any], keys: Mapping[str, IssuedKey], now: fl
         key = _hmac(key, part)
     expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, match["signature"]):
-        raise SignatureError("InvalidSignatureException", Message.BAD_SIGNATURE)
+        raise SignatureError(
+            "InvalidSignatureException",
+            Message.BAD_SIGNATURE,
+            f"the signature with key {issued.access_key_id}'s secret",
+        )
     return issued
 
 
