@@ -1,0 +1,85 @@
+"""What a long-running emulator holds after streams and connections have come and gone: nothing of theirs."""
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip(
+    "aws_sdk_bedrock_runtime", reason="the session and the emulator run on the Nova Sonic SDK (Python 3.12)"
+)
+
+from novabridge.emulator import EmulatorOptions, ThreadedEmulator
+from support import docs_events as ev
+from support.emulator_in_process import FAST
+from support.raw_h2 import RawH2
+from support.wire_frames import client_frame
+
+
+@pytest.fixture
+def threaded() -> Iterator[ThreadedEmulator]:
+    # On a loop of its own, so that what runs there is the emulator's alone.
+    options: dict[str, Any] = {**FAST, "credentials": None}
+    with ThreadedEmulator(options=EmulatorOptions(**options)) as emulator:
+        yield emulator
+
+
+def tasks_of(emulator: ThreadedEmulator) -> int:
+    """How many tasks run on the emulator's loop, besides the one counting them."""
+
+    async def count() -> int:
+        return len(asyncio.all_tasks()) - 1
+
+    assert emulator._loop is not None
+    return asyncio.run_coroutine_threadsafe(count(), emulator._loop).result(timeout=5)
+
+
+def settled(emulator: ThreadedEmulator, tasks: int, timeout_s: float = 10.0) -> int:
+    """The emulator's task count once it is back to ``tasks``, or what it still is after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while (now := tasks_of(emulator)) != tasks and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return now
+
+
+def test_connections_closed_under_open_streams_leave_nothing_running(threaded: ThreadedEmulator) -> None:
+    # A client that goes away with its stream open (a process killed, a connection dropped or severed) closes the
+    # connection before the stream ends. The stream's end then waited forever for hypercorn to send what it had
+    # buffered, and once that was fixed, the ended stream restarted the closed connection's keep-alive timer, which
+    # held it for an hour: a soak run's emulator grew with every such connection.
+    idle = tasks_of(threaded)
+    for _ in range(3):
+        clients = [RawH2(threaded.port, threaded.ca_file) for _ in range(2)]
+        for client in clients:
+            stream = client.open()
+            client.send(
+                stream, b"".join(client_frame(body) for body in (ev.session_start("HIGH"), ev.prompt_start("p")))
+            )
+            client.wait(lambda: client.streams[stream].status == 200)  # noqa: B023 - called before the loop goes on
+        deadline = time.monotonic() + 10
+        while threaded.active_streams < len(clients):
+            assert time.monotonic() < deadline, "the streams did not open"
+            time.sleep(0.05)
+        for client in clients:
+            client.close()
+    deadline = time.monotonic() + 10
+    while threaded.active_streams:
+        assert time.monotonic() < deadline, f"{threaded.active_streams} streams outlived their connections"
+        time.sleep(0.05)
+    assert settled(threaded, idle) == idle
+
+
+def test_idle_connections_closed_by_their_clients_leave_nothing_running(threaded: ThreadedEmulator) -> None:
+    # A connection whose streams have all ended runs hypercorn's keep-alive timer; a client that closed it then still
+    # left the timer, and with it the connection, for the whole keep-alive timeout.
+    idle = tasks_of(threaded)
+    for _ in range(3):
+        clients = [RawH2(threaded.port, threaded.ca_file) for _ in range(2)]
+        for client in clients:
+            stream = client.open("amazon.no-such-model-v9:0")
+            client.wait(lambda: client.streams[stream].ended)  # noqa: B023 - called before the loop goes on
+        for client in clients:
+            client.close()
+    assert settled(threaded, idle) == idle
