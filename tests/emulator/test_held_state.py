@@ -83,3 +83,17 @@ def test_idle_connections_closed_by_their_clients_leave_nothing_running(threaded
         for client in clients:
             client.close()
     assert settled(threaded, idle) == idle
+
+
+def test_a_server_that_keeps_no_recordings_keeps_no_refusals() -> None:
+    # The CLI's emulator serves for days and nobody reads what it keeps in process: a refusal (a throttle fault, a
+    # stream over the limit) must not be kept there for ever either.
+    options: dict[str, Any] = {**FAST, "credentials": None}
+    with ThreadedEmulator(options=EmulatorOptions(**options), keep_recordings=False) as emulator:
+        client = RawH2(emulator.port, emulator.ca_file)
+        try:
+            streams = [client.open("amazon.no-such-model-v9:0") for _ in range(5)]
+            client.wait(lambda: all(client.streams[stream].status == 400 for stream in streams))
+        finally:
+            client.close()
+        assert (emulator.rejected, emulator.recordings) == ([], [])

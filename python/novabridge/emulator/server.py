@@ -114,15 +114,16 @@ class Emulator:
         """When set, each stream's recording is written there as the stream runs, its summary when it ends (for
         clients in other processes)."""
         self.keep_recordings = keep_recordings
-        """Keep ended streams' recordings in `recordings`. A long-running server that nobody inspects in process
-        (the CLI) keeps only the open ones: a day of streams would otherwise grow without bound."""
+        """Keep ended streams' recordings in `recordings`, and the refusals in `rejected`. A long-running server that
+        nobody inspects in process (the CLI) keeps only the open streams' recordings and no refusals: a day of streams
+        would otherwise grow without bound."""
         self.certs_dir = Path(certs_dir) if certs_dir is not None else None
         """When set, the CA and the server certificate are kept there and used again by the next run with it, so a
         client keeps its ``ca_file`` across restarts (`novabridge.emulator.certs.kept_certificates`)."""
         self.recordings: list[StreamRecording] = []
         """One per stream accepted, in order of arrival."""
         self.rejected: list[tuple[int, str, str]] = []
-        """Requests refused before a stream began: (HTTP status, error type, message)."""
+        """Requests refused before a stream began: (HTTP status, error type, message); kept with `keep_recordings`."""
         self._active = 0
         self._conversations: set[Conversation] = set()
         self._directory: Path | None = None
@@ -318,7 +319,8 @@ class _App:
     async def _reject(self, send: Any, status: int, error_type: str, message: str, rule: str) -> None:
         """Answer a request that opens no stream; ``rule`` says which check refused it (in the log only)."""
         logger.warning("refused: %d %s %s [%s]", status, error_type, json.dumps(message), rule)
-        self.emulator.rejected.append((status, error_type, message))
+        if self.emulator.keep_recordings:
+            self.emulator.rejected.append((status, error_type, message))
         body = json.dumps({"message": message}).encode()
         await send(
             {
