@@ -97,3 +97,25 @@ def test_a_server_that_keeps_no_recordings_keeps_no_refusals() -> None:
         finally:
             client.close()
         assert (emulator.rejected, emulator.recordings) == ([], [])
+
+
+def test_a_stream_refused_with_its_request_already_sent_ends_and_its_connection_serves_on(
+    threaded: ThreadedEmulator,
+) -> None:
+    # The SDK sends its first events as it opens a stream. hypercorn hands a request's DATA to the application through
+    # a queue of 10 and, as a response ends, puts the stream's end in that queue too: a refusal (throttled, over the
+    # stream limit, an unknown model) with more than that already sent waited on the queue for ever, and so did the
+    # connection's reading, holding the connection and everything on it.
+    idle = tasks_of(threaded)
+    client = RawH2(threaded.port, threaded.ca_file)
+    try:
+        audio = client_frame(ev.audio_input("p", "audio", bytes(640)))
+        refused = client.open("amazon.no-such-model-v9:0", frames=[audio] * 30)
+        client.wait(lambda: client.streams[refused].ended)
+        assert client.streams[refused].status == 400
+        served = client.open()
+        client.send(served, client_frame(ev.session_start("HIGH")))
+        client.wait(lambda: client.streams[served].status == 200)
+    finally:
+        client.close()
+    assert settled(threaded, idle) == idle

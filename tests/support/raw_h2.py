@@ -9,7 +9,7 @@ import ssl
 import struct
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +84,8 @@ class RawH2:
         if data := self.conn.data_to_send():
             self.sock.sendall(data)
 
-    def open(self, model_id: str = ev.NOVA_2) -> int:
+    def open(self, model_id: str = ev.NOVA_2, *, frames: Iterable[bytes] = ()) -> int:
+        """Open a stream; ``frames`` go with its headers in the same write, each as a DATA frame of its own."""
         stream_id = self.conn.get_next_available_stream_id()
         path = f"/model/{urllib.parse.quote(model_id, safe='')}/invoke-with-bidirectional-stream"
         headers = [
@@ -96,6 +97,8 @@ class RawH2:
             ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-EVENTS"),
         ]
         self.conn.send_headers(stream_id, headers)
+        for frame in frames:
+            self.conn.send_data(stream_id, frame)
         self.streams[stream_id] = StreamState()
         self._flush()
         return stream_id

@@ -316,31 +316,39 @@ class _App:
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
 
-    async def _reject(self, send: Any, status: int, error_type: str, message: str, rule: str) -> None:
+    async def _reject(self, receive: Any, send: Any, status: int, error_type: str, message: str, rule: str) -> None:
         """Answer a request that opens no stream; ``rule`` says which check refused it (in the log only)."""
         logger.warning("refused: %d %s %s [%s]", status, error_type, json.dumps(message), rule)
         if self.emulator.keep_recordings:
             self.emulator.rejected.append((status, error_type, message))
         body = json.dumps({"message": message}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"x-amzn-errortype", error_type.encode()),
-                    (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        # hypercorn hands the request's DATA over through a small queue, and puts the stream's end there as the
+        # response ends: what the client sent before the refusal is taken meanwhile, or a full queue would hold this
+        # stream, and the reading of its whole connection, for ever.
+        taking = asyncio.ensure_future(_take_request(receive))
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"x-amzn-errortype", error_type.encode()),
+                        (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        finally:
+            taking.cancel()
+            await asyncio.gather(taking, return_exceptions=True)
 
     async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
         emulator = self.emulator
         match = _PATH.match(scope["path"])
         if scope["method"] != "POST" or match is None:
             rule = f"{scope['method']} {scope['path']} is not InvokeModelWithBidirectionalStream"
-            await self._reject(send, 404, "UnknownOperationException", "Unknown operation", rule)
+            await self._reject(receive, send, 404, "UnknownOperationException", "Unknown operation", rule)
             return
         model_id = urllib.parse.unquote(match.group(1))
         options = emulator.options
@@ -354,27 +362,31 @@ class _App:
             if keys is not None:
                 signer = verify_request(scope, keys, now)
         except SignatureError as error:
-            await self._reject(send, 403, error.error_type, error.message, f"{model_id}: {error.rule}")
+            await self._reject(receive, send, 403, error.error_type, error.message, f"{model_id}: {error.rule}")
             return
         except ValueError as error:  # a credentials file being written by hand: the service's own fault
             rule = f"the credentials file: {error}"
-            await self._reject(send, 500, "InternalServerException", "An internal server error occurred.", rule)
+            await self._reject(
+                receive, send, 500, "InternalServerException", "An internal server error occurred.", rule
+            )
             return
         if emulator.faults.take(CONNECT_FAULTS) is not None:
-            await self._reject(send, 429, "ThrottlingException", Message.THROTTLED, f"{model_id}: fault throttle")
+            await self._reject(
+                receive, send, 429, "ThrottlingException", Message.THROTTLED, f"{model_id}: fault throttle"
+            )
             return
         if not options.offers(model_id):
             offered = ", ".join(sorted((service.MODEL_IDS & options.models) | set(options.extra_models)))
             rule = f"model {model_id!r} is not served here (served: {offered}; --serve-model adds one)"
-            await self._reject(send, 400, "ValidationException", Message.UNKNOWN_MODEL, rule)
+            await self._reject(receive, send, 400, "ValidationException", Message.UNKNOWN_MODEL, rule)
             return
         if model_id in options.denied_models:
             rule = f"model {model_id!r} is denied (--deny-model)"
-            await self._reject(send, 403, "AccessDeniedException", Message.NO_MODEL_ACCESS, rule)
+            await self._reject(receive, send, 403, "AccessDeniedException", Message.NO_MODEL_ACCESS, rule)
             return
         if emulator.active_streams >= emulator.options.max_streams:
             rule = f"{model_id}: {emulator.active_streams} streams open (--max-streams {options.max_streams})"
-            await self._reject(send, 429, "ThrottlingException", Message.TOO_MANY_STREAMS, rule)
+            await self._reject(receive, send, 429, "ThrottlingException", Message.TOO_MANY_STREAMS, rule)
             return
 
         self.stream_ids += 1
@@ -481,6 +493,12 @@ class _App:
                 if "audioOutput" not in item["event"]:
                     recording.output_events.append(item)
             await send({"type": "http.response.body", "body": frame, "more_body": True})
+
+
+async def _take_request(receive: Any) -> None:
+    """Take a refused stream's request, whatever it holds, until the stream ends."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _drain(receive: Any) -> None:
