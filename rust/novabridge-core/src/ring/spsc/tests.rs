@@ -456,3 +456,43 @@ fn a_writer_sleeping_on_a_full_ring_costs_one_wake_up() {
     assert_eq!(take_notifications(fds.space_ready), 1, "one write(2) for one sleep");
     assert_eq!(take_notifications(fds.data_ready), 0);
 }
+
+/// The resident bytes (`Rss` in /proc/self/smaps) of each mapping of the memfd named `name`, in mapping order.
+fn resident_bytes_of_mappings(name: &str) -> Vec<usize> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let path = format!("/memfd:novabridge:{name} (deleted)");
+    let mut found = Vec::new();
+    let mut in_mapping = false;
+    for line in smaps.lines() {
+        if let Some(kb) = line.strip_prefix("Rss:") {
+            if in_mapping {
+                found.push(kb.trim().trim_end_matches(" kB").parse::<usize>().unwrap() * 1024);
+            }
+        } else if !line.split_whitespace().next().is_some_and(|word| word.ends_with(':')) {
+            // Not a "Field: value" line: a mapping's first, "start-end perms offset dev inode path".
+            in_mapping = line.ends_with(&path);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_rings_memory_is_resident_from_the_start_in_both_processes() {
+    // A page of the ring counts in a process's RSS from the first time that process touches it: a lazily mapped
+    // ring grows the RSS of the host and of the worker for minutes as the positions advance, which a leak check
+    // cannot tell from a leak. Mapped populated, it costs its whole size up front and never grows.
+    let capacity = 256 * 1024;
+    let name = "resident-from-the-start";
+    let writer = Ring::create(capacity, name).unwrap();
+    let reader = attach_to(&writer).unwrap();
+    let whole = (DATA_OFFSET + capacity).next_multiple_of(4096);
+    assert_eq!(resident_bytes_of_mappings(name), vec![whole, whole], "resident once created and attached");
+    let record = vec![7u8; 1000];
+    let mut laps_bytes = 0;
+    while laps_bytes < 3 * capacity {
+        assert!(writer.try_write(1, 0, &record).unwrap().is_some());
+        assert_eq!(reader.try_read(take).unwrap().unwrap().1, record);
+        laps_bytes += framed_len(record.len());
+    }
+    assert_eq!(resident_bytes_of_mappings(name), vec![whole, whole], "no growth after three laps");
+}
