@@ -21,13 +21,14 @@ import time
 
 from novabridge import link
 from novabridge._novabridge import Ring
-from novabridge.events import AudioOut, Error
+from novabridge.events import AudioOut, Error, Reconnecting, Renewed
 from novabridge.exceptions import LinkError, RingClosed, RingFull
 from novabridge.ring import aread
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.errors import classify
 from novabridge.sonic.session import SonicSession
 from novabridge.turns import forget_oldest
+from novabridge.worker.memory import TRIM_AFTER_S, release_freed_memory
 from novabridge.worker.uplink_clock import UplinkClock
 
 STATS_INTERVAL_S = 0.5
@@ -89,6 +90,8 @@ async def _downlink(downlink: _Downlink, session: SonicSession) -> None:
                 await downlink.write(link.TurnStart(ordinal, event.turn_id))
             await downlink.write(link.AssistantAudio(received_ns, ordinal, event.pcm))
         else:
+            if isinstance(event, (Renewed, Reconnecting)):  # a stream was replaced: its memory is freed soon
+                asyncio.get_running_loop().call_later(TRIM_AFTER_S, release_freed_memory)
             await downlink.write(link.SessionEvent(event))
 
 
