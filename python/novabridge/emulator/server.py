@@ -47,6 +47,7 @@ from novabridge.emulator.sigv4 import (
     verify_request,
 )
 from novabridge.emulator.wire import InputDecoder, WireError, encode_exception, encode_output_event, truncated_frame
+from novabridge.memory import TRIM_EVERY_S, release_freed_memory
 
 logger = logging.getLogger("novabridge.emulator")
 
@@ -302,6 +303,7 @@ class _App:
         self.emulator = emulator
         self.started = started
         self.stream_ids = 0
+        self._trim_pending = False
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -441,6 +443,19 @@ class _App:
                 recording.save(emulator.record_dir)
             if not emulator.keep_recordings:
                 emulator.recordings.remove(recording)
+                self._trim_later()
+
+    def _trim_later(self) -> None:
+        """Give back what ended streams freed (`novabridge.memory`), once their connections have closed too."""
+        if self._trim_pending:
+            return
+        self._trim_pending = True
+
+        def trim() -> None:
+            self._trim_pending = False
+            release_freed_memory()
+
+        asyncio.get_running_loop().call_later(TRIM_EVERY_S, trim)
 
     async def _read(self, receive: Any, conversation: Conversation) -> bool:
         """Feed input events to the conversation until the client ends its request; False if it went away."""

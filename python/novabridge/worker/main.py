@@ -23,12 +23,12 @@ from novabridge import link
 from novabridge._novabridge import Ring
 from novabridge.events import AudioOut, Error, Reconnecting, Renewed
 from novabridge.exceptions import LinkError, RingClosed, RingFull
+from novabridge.memory import TRIM_AFTER_S, release_freed_memory
 from novabridge.ring import aread
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.errors import classify
 from novabridge.sonic.session import SonicSession
 from novabridge.turns import forget_oldest
-from novabridge.worker.memory import TRIM_AFTER_S, release_freed_memory
 from novabridge.worker.uplink_clock import UplinkClock
 
 STATS_INTERVAL_S = 0.5

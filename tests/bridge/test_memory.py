@@ -1,4 +1,4 @@
-"""The worker gives back to the system the memory a replaced stream freed (`novabridge.worker.memory`)."""
+"""The worker and the emulator give back to the system the memory an ended stream freed (`novabridge.memory`)."""
 
 import subprocess
 import sys
@@ -8,7 +8,7 @@ import sys
 SCRIPT = r"""
 import threading
 
-from novabridge.worker.memory import release_freed_memory
+from novabridge.memory import release_freed_memory
 
 
 def rss_kib():
