@@ -15,7 +15,7 @@ novabridge `SonicConfig`::
 
 ``@pytest.mark.nova_sonic_scenario({"turns": [...]})`` (or a scenario file's path) scripts the answers; ini options
 ``nova_sonic_emulator_python`` (the interpreter that runs the emulator: the SDK pins of the client under test and
-of the emulator may conflict) and ``nova_sonic_emulator_args`` (more `novabridge emulator` options).
+of the emulator may conflict; a relative path is taken from the ini file's folder) and ``nova_sonic_emulator_args`` (more `novabridge emulator` options).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import json
 import os
 import ssl
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,8 +127,15 @@ class NovaSonicEmulator:
         """Arm a fault (``KIND[:name=value,...]``, as ``novabridge emulator --fault`` takes it) on the next stream."""
         self.process.inject(spec)
 
-    def recordings(self) -> list[Recording]:
-        """The streams that have ended, in the order they opened."""
+    def recordings(self, count: int = 0, timeout: float = 10.0) -> list[Recording]:
+        """The streams that have ended, in the order they opened.
+
+        First waits up to ``timeout`` seconds for at least ``count`` of them: the emulator writes a stream's record
+        as the stream closes, just after its client has moved on.
+        """
+        deadline = time.monotonic() + timeout
+        while len(list(self.record_dir.glob("stream-*.json"))) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
         found = []
         for summary_file in self.record_dir.glob("stream-*.json"):
             stream_id = int(summary_file.stem.removeprefix("stream-"))
@@ -164,6 +172,16 @@ def _ca_bundle(ca_file: Path, into: Path) -> Path:
     return bundle
 
 
+def _emulator_python(config: pytest.Config) -> str:
+    """The ini option's interpreter: a relative path is taken from the ini file's folder, as a project commits it."""
+    python = config.getini("nova_sonic_emulator_python")
+    if not python:
+        return sys.executable
+    if os.sep in python and not os.path.isabs(python) and config.inipath is not None:
+        return str(config.inipath.parent / python)
+    return str(python)
+
+
 @pytest.fixture
 def nova_sonic_emulator(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
@@ -181,7 +199,7 @@ def nova_sonic_emulator(
             scenario = path
         args += ["--scenario", str(scenario)]
     args += request.config.getini("nova_sonic_emulator_args")
-    python = request.config.getini("nova_sonic_emulator_python") or sys.executable
+    python = _emulator_python(request.config)
     process = EmulatorProcess(python, args)
     try:
         emulator = NovaSonicEmulator(process, record_dir, _ca_bundle(Path(process.ca_file), folder))

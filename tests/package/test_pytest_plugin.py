@@ -1,6 +1,7 @@
 """The pytest plugin the wheel ships (`nova_sonic_emulator`), used as another project would: an inner pytest run
 in a subprocess, which finds the plugin through its ``pytest11`` entry point."""
 
+import os
 import sys
 
 import pytest
@@ -8,6 +9,7 @@ from support.interpreters import python_for
 
 SESSION_TEST = """
 import asyncio
+import time
 
 import pytest
 from novabridge.events import Transcript, TurnEnd
@@ -33,10 +35,14 @@ async def typed_turn(config, text):
 def test_a_typed_turn_is_answered_from_the_scenario(nova_sonic_emulator):
     said = asyncio.run(asyncio.wait_for(typed_turn(nova_sonic_emulator.config(), "Hello there?"), 30))
     assert "Scripted for this test." in said
-    [recording] = nova_sonic_emulator.recordings()
+    [recording] = nova_sonic_emulator.recordings(count=1)
     assert [(turn["user_text"], turn["answer"]) for turn in recording.turns] == [
         ("Hello there?", "Scripted for this test.")
     ]
+    # Waiting for a stream that never comes ends at the timeout, with the streams there are.
+    started = time.monotonic()
+    assert len(nova_sonic_emulator.recordings(count=2, timeout=0.5)) == 1
+    assert 0.5 <= time.monotonic() - started < 5
 
 
 async def open_a_stream(config):
@@ -99,6 +105,16 @@ def test_the_emulator_may_run_on_another_interpreter(pytester: pytest.Pytester) 
     pytester.makeini(f"[pytest]\nnova_sonic_emulator_python = {python_for('312')}\n")
     pytester.makepyfile(test_reach=REACH_TEST)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_a_relative_emulator_python_is_taken_from_the_ini_files_folder(pytester: pytest.Pytester) -> None:
+    # As a project commits it, a path within its checkout, and pytest started from the folder above the project.
+    project = pytester.mkdir("project")
+    python = os.path.relpath(python_for("312"), project)
+    (project / "pytest.ini").write_text(f"[pytest]\nnova_sonic_emulator_python = {python}\n")
+    (project / "test_reach.py").write_text(REACH_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "project")
     result.assert_outcomes(passed=2)
 
 

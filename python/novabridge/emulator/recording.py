@@ -194,7 +194,10 @@ class StreamRecording:
             "output_events": self.output_events,
         }
         path = stem.with_suffix(".json")
-        path.write_text(json.dumps(summary, indent=1))
+        # Written aside and renamed: a reader that waits for the summary (the pytest plugin) never sees half of it.
+        partial = stem.with_suffix(".json.partial")
+        partial.write_text(json.dumps(summary, indent=1))
+        partial.replace(path)
         return path
 
 
