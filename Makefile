@@ -30,7 +30,7 @@ export NOVABRIDGE_PY312 := $(CURDIR)/$(VENV)/bin/python
 export NOVABRIDGE_PY311 := $(CURDIR)/$(HOST_VENV)/bin/python
 
 .PHONY: all docs help dev lock relock demo venvs wheel sdist install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
-	oac-venv oac-venv-build oac-env chromium oac-e2e soak soak-short bench bench-report bench-bridge format clean
+	peer-venvs peer-venv-build test-peers oac-venv oac-venv-build oac-env chromium oac-e2e soak soak-short bench bench-report bench-bridge format clean
 
 all: test
 
@@ -155,6 +155,41 @@ test-python: $(BUILD)
 	$(VENV)/bin/python -m pytest tests benches -q --no-skips
 	$(HOST_VENV)/bin/python -m pytest tests -q $(ONCE_ON_312)
 
+# Nova Sonic clients as their users install them, from PyPI, each in its own environment (their SDK pins conflict
+# with novabridge's and with each other's): Pipecat pins aws-sdk-bedrock-runtime<0.10, Strands 0.11 with awscrt 0.32.2.
+# Beside each peer only pytest and novabridge's base dependencies (numpy, pydantic: the pytest plugin imports the
+# package); the wheel goes in without its extras, and the emulator runs on .venv (tests/peers/*/pytest.ini).
+PEERS := pipecat strands
+PEER_pipecat := pipecat-ai[aws-nova-sonic]==1.14.0
+PEER_strands := strands-agents[bidi]==1.62.0
+
+# Under a lock: CI builds them in the background (.ci/run) while `make test` may come to need them.
+$(PEERS:%=.venv-%/.created): .venv-%/.created:
+	flock .venv-$*.lock $(MAKE) --no-print-directory peer-venv-build PEER=$*
+
+peer-venv-build:
+	test ! -f .venv-$(PEER)/.created || exit 0; \
+	rm -rf .venv-$(PEER); \
+	$(PY312) -m venv .venv-$(PEER); \
+	.venv-$(PEER)/bin/python -m pip install -q "$(PEER_$(PEER))" pytest "numpy>=1.24" "pydantic>=2.6"; \
+	touch .venv-$(PEER)/.created
+
+## The peers' environments, .venv-pipecat and .venv-strands, without the wheel: mostly downloads, so CI builds them
+## while the rest of `make test` runs.
+peer-venvs: $(PEERS:%=.venv-%/.created)
+
+## Pipecat and Strands Agents, unmodified, in conversation with the emulator through the wheel's pytest plugin:
+## a spoken turn, a tool call, a text turn and a barge-in each (tests/peers/).
+test-peers: $(BUILD) peer-venvs
+	whl=$$(ls dist/*.whl); \
+	for peer in $(PEERS); do \
+		.venv-$$peer/bin/python -m pip install -q --force-reinstall --no-deps "$$whl"; \
+		.venv-$$peer/bin/python -m pip check > /dev/null; \
+	done; \
+	for peer in $(PEERS); do \
+		(cd tests/peers/$${peer}_app && $(CURDIR)/.venv-$$peer/bin/python -m pytest -q) || exit 1; \
+	done
+
 ## OpenAvatarChat's own environment as its pins make it (Python 3.11), with what cannot be installed here replaced
 ## (e2e/openavatarchat/requirements.py says what and why), the test-only shims (a torch stand-in, loopback-only ICE)
 ## and playwright's Python API; then the wheel.
@@ -212,9 +247,9 @@ docs: $(VENV)/.created
 		print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["docs"]))')
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
-## Everything CI runs (.ci/run): lint, Rust, loom, both Python passes, the short soak, OAC end to end
-## and the docs site.
-test: lint test-rust test-loom test-python soak-short oac-e2e docs
+## Everything CI runs (.ci/run): lint, Rust, loom, both Python passes, the peers' conversations, the short soak,
+## OAC end to end and the docs site.
+test: lint test-rust test-loom test-python test-peers soak-short oac-e2e docs
 
 ## The ring's tables in docs/performance.md (about 5 minutes): the Markdown on stdout and in place of the page's
 ## section between its `benches/report.py` markers.
@@ -233,4 +268,4 @@ bench: install
 
 ## Remove what builds and runs made.
 clean:
-	rm -rf target dist $(VENV) $(HOST_VENV)
+	rm -rf target dist $(VENV) $(HOST_VENV) $(PEERS:%=.venv-%)

@@ -20,6 +20,9 @@ from support.emulator_process import EmulatorProcess
 
 pytest_plugins = ["pytester"]  # the pytest plugin novabridge ships is tested as another project runs it
 
+# Other projects' tests, each run in its own environment by `make test-peers` (their clients are not installed here).
+collect_ignore = ["peers"]
+
 INTERPRETER_INDEPENDENT = (
     "interpreter_independent: runs its subjects on fixed interpreters (subprocesses, a fresh venv), so whichever "
     "interpreter runs pytest, it checks the same thing; `make test-python` runs it once, in the 3.12 pass"
