@@ -684,6 +684,31 @@ async def test_nova2_interactive_user_text_is_answered_like_speech(
     assert bytes(recording.turns[0].assistant_audio) == turn.audio()
 
 
+async def test_nova2_interactive_user_text_before_any_audio_starts_the_conversation(
+    make_emulator: EmulatorFactory, open_client: OpenClient, tmp_path: Path
+) -> None:
+    # The cross-modal guide's "model-start-first": text sent right after the session starts makes the model speak.
+    # Text that is not interactive, before audio, stays the chat history (not answered).
+    answer = "Welcome back. How can I help?"
+    emulator = await make_emulator(scenario=write_scenario(tmp_path, [{"assistant": answer}]))
+    client = await open_client(emulator, model_id=ev.NOVA_2)
+    speaker = Speaker(client)
+    await client.send(ev.session_start("HIGH"), ev.prompt_start(PROMPT, voice="matthew", tools=None))
+    await client.send_all(ev.text_block(PROMPT, "system", "You are a helpful assistant."))
+    await client.send_all(ev.text_block(PROMPT, "history-1", "Hi, I called earlier.", role="USER"))
+    await client.send_all(ev.text_block(PROMPT, "greet", "Greet the caller.", role="USER", interactive=True))
+    await client.send(ev.audio_start(PROMPT, "audio"))
+    completion = await next_completion(client, 1)
+    await speaker.say(silence(0.3))
+    end = await play_out(speaker, completion)
+    assert end["event"]["completionEnd"]["stopReason"] == "END_TURN"
+    check_spoken_answer(turn_of(client, completion), ["Welcome back.", "How can I help?"])
+    await client.end(PROMPT)
+    assert await client.wait_closed() is None
+    recording = emulator.recordings[0]
+    assert [(t.source, t.user_text) for t in recording.turns] == [("text", "Greet the caller.")]
+
+
 async def test_nova1_rejects_interactive_user_text_during_audio(
     make_emulator: EmulatorFactory, open_client: OpenClient
 ) -> None:

@@ -297,7 +297,9 @@ class Conversation:
                 isinstance(config, dict) and config.get("mediaType") == "text/plain",
                 "textInputConfiguration.mediaType must be text/plain",
             )
-            if role == "USER" and self._audio_started:
+            # Interactive text is a turn, before audio too ("model-start-first" in the cross-modal guide); before
+            # audio, text that is not interactive is the chat history.
+            if role == "USER" and (self._audio_started or interactive):
                 _expect(self.generation is Generation.SONIC_2, "interactive text input during a session is Nova 2 only")
             elif role in ("USER", "ASSISTANT"):
                 _expect(
@@ -397,7 +399,7 @@ class Conversation:
         del self._blocks[block.name]
         if block.type == "TEXT":
             text = "".join(block.texts)
-            if block.role == "USER" and self._audio_started:
+            if block.role == "USER" and (self._audio_started or block.interactive):
                 self._start_turn("text", user_text=text)
             elif block.role in ("USER", "ASSISTANT"):
                 self._history_bytes += len(text.encode())

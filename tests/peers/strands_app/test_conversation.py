@@ -105,8 +105,7 @@ def test_a_tool_call(nova_sonic_emulator: NovaSonicEmulator) -> None:
 def test_a_text_turn(nova_sonic_emulator: NovaSonicEmulator) -> None:
     async def conversation() -> None:
         async with conversation_with(nova_sonic_emulator) as talk:
-            # Typed once the microphone is live: the emulator takes USER text before any audio as chat history and
-            # does not answer it (the service answers it: "model-start-first" in the Nova 2 cross-modal guide).
+            # Typed once the microphone is live, as a user types.
             await talk.agent.send("Write me a poem about the sea.")
             await talk.wait_for(BidiResponseStopEvent)
         assert transcripts(talk.of(BidiTranscriptBlockEvent), "assistant") == ["Here is a short poem about the sea."]
