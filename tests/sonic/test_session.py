@@ -310,6 +310,29 @@ async def test_a_stream_that_stops_taking_audio_is_failed_and_the_conversation_r
 
 
 @pytest.mark.timeout(90)
+async def test_text_typed_into_a_stalled_stream_does_not_hang_its_caller(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    # Found by the 30-minute soak run: text typed while the stream had stopped taking input waited on HTTP/2 flow
+    # control for ever, after the pump had replaced the stream; the worker's uplink task, which awaited it, read no
+    # more audio, and the session's microphone went unheard until the ring was full.
+    emulator = await make_emulator(scenario=Scenario.from_dict({"turns": [{"assistant": "Noted."}]}))
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    emulator.inject("stall", after_s=0.0)
+    await stream(session, silence(3.0))  # fills the flow-control window the stalled stream never reopens
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(session.send_text("Are you there?"), STALL_S + 10)
+    assert asyncio.get_running_loop().time() - started <= STALL_S + 2
+    async with asyncio.timeout(STALL_S + 20):
+        while not events.of(TurnEnd):
+            await stream(session, silence(0.1))
+    assert events.of(Reconnecting)[0].reason.startswith("StreamStalled:")
+    resumed = emulator.recordings[1]
+    assert [(t.source, t.user_text, t.answer) for t in resumed.turns] == [("text", "Are you there?", "Noted.")]
+
+
+@pytest.mark.timeout(90)
 async def test_a_stall_while_an_answer_plays_loses_no_audio(
     make_emulator: EmulatorFactory, open_session: SessionFactory
 ) -> None:

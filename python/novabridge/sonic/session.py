@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -342,9 +342,24 @@ class SonicSession:
         self.history.add("USER", text)
         self._unanswered.typed(text)
         try:
-            await stream.send_text(text)
+            await self._send_bounded(stream, stream.send_text(text))
         except Exception as error:  # noqa: BLE001 - the stream is failing; its receive task recovers
             logger.info("typed text goes to the next stream: this one failed (%r)", error)
+
+    async def _send_bounded(self, stream: SonicStream, send: Awaitable[None]) -> None:
+        """``send`` on ``stream``, given up (TimeoutError) after `STALL_S` as a stalled stream, which is replaced.
+
+        A stream that stopped taking input holds a send on HTTP/2 flow control for ever, even once the pump has
+        replaced it: the caller (the worker's uplink task, which reads the host's audio) would wait with it.
+        """
+        stall = asyncio.timeout(STALL_S)
+        try:
+            async with stall:
+                await send
+        except TimeoutError:
+            if stall.expired():
+                self._stream_stalled(stream)
+            raise
 
     async def send_tool_result(self, tool_use_id: str, result: Any) -> None:
         """Answer a `ToolCall` that no registered tool handled.
@@ -380,7 +395,7 @@ class SonicSession:
             return
         self._settle_tool_call(tool_use_id, "it was answered already")
         try:
-            await stream.send_tool_result(tool_use_id, content)
+            await self._send_bounded(stream, stream.send_tool_result(tool_use_id, content))
         except Exception as error:  # noqa: BLE001 - the stream is failing; its receive task recovers
             message = f"the result for tool use {tool_use_id!r} was not delivered: the stream failed ({error!r})"
             self._events.put(Error("InputNotDelivered", message, False))
