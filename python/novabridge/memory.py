@@ -13,7 +13,6 @@ path, a few times a minute at most.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 __all__ = ["TRIM_AFTER_S", "TRIM_EVERY_S", "release_freed_memory"]
 
@@ -22,8 +21,8 @@ TRIM_AFTER_S = 5.0
 TRIM_EVERY_S = 10.0
 """The emulator trims at most this often, however many streams end."""
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-_malloc_trim = getattr(_libc, "malloc_trim", None)  # glibc only (musl has no arenas to trim)
+# The interpreter's own symbols include its C library's (no ctypes.util.find_library, which runs ldconfig).
+_malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only (musl has no arenas to trim)
 
 
 def release_freed_memory() -> bool:
