@@ -15,7 +15,8 @@ novabridge `SonicConfig`::
 
 ``@pytest.mark.nova_sonic_scenario({"turns": [...]})`` (or a scenario file's path) scripts the answers; ini options
 ``nova_sonic_emulator_python`` (the interpreter that runs the emulator: the SDK pins of the client under test and
-of the emulator may conflict; a relative path is taken from the ini file's folder) and ``nova_sonic_emulator_args`` (more `novabridge emulator` options).
+of the emulator may conflict; a relative path is taken from the ini file's folder) and ``nova_sonic_emulator_args``
+(more `novabridge emulator` options).
 """
 
 from __future__ import annotations
