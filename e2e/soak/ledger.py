@@ -157,6 +157,7 @@ class StreamAudit:
                 Answer(
                     self.key,
                     line["completion_id"],
+                    line["turn"],
                     line["source"],
                     line["user_text"],
                     line["user_bytes"],
@@ -172,6 +173,8 @@ class Answer:
 
     stream: str
     completion_id: str
+    turn: int
+    """The emulator's index of the turn it answers: a late tool result's answer has its asking turn's."""
     source: str
     user_text: str
     user_bytes: int
@@ -238,14 +241,18 @@ def settle(log: SessionLog, audits: Sequence[StreamAudit], dropped_output: int) 
     for audit in audits:
         stream_answers = audit.answers()
         failed = audit.outcome() != NORMAL_END
+        asked: dict[int, Utterance | None] = {}
         for number, answer in enumerate(stream_answers):
-            if answer.source == "text":
+            if answer.source == "tool":  # a tool result that came after its turn ended (Nova 2)
+                turn = asked.get(answer.turn)
+            elif answer.source == "text":
                 typed = (u for u in log.utterances if u.kind == "text" and u.text == answer.user_text)
                 turn = next(typed, None) or recognised.get(answer.user_text)
             else:
                 position = audit.sent_position(answer.user_bytes)
                 turn = _utterance_at(log.utterances, position) if position is not None else None
                 recognised[answer.user_text] = turn
+            asked.setdefault(answer.turn, turn)
             received = log.received_audio(answer.completion_id)
             last = number == len(stream_answers) - 1
             # Cut first: a stream that fails may have recorded as sent what never left it, barge-in or not.
@@ -297,6 +304,8 @@ def _check_turns(
             bad.append(f"{answer.stream} answer {answer.completion_id[:8]} answers no turn the user took")
             continue
         by_turn.setdefault(turn.index, []).append(answer)
+        if answer.source == "tool":
+            continue  # answered when its result came, after whatever the user asked meanwhile
         if turn.index < latest:
             bad.append(f"{answer.stream}: turn {turn.index} answered after turn {latest} (reordered)")
         latest = max(latest, turn.index)

@@ -388,13 +388,13 @@ async def test_chat_history_over_40_kb_is_rejected_when_audio_starts(
 
 
 async def asked_for_the_weather(
-    make_emulator: EmulatorFactory, connect: ClientFactory
+    make_emulator: EmulatorFactory, connect: ClientFactory, model_id: str = ev.NOVA_2
 ) -> tuple[Emulator, SonicTestClient, str]:
     """A stream whose first spoken turn asks for getWeather: the emulator, the client, and the toolUseId."""
     scenario = Scenario(turns=(Turn(assistant="It is {result[temp]} degrees.", tool=ToolCall("getWeather", {})),))
     emulator = await make_emulator(scenario=scenario)
-    client = await connect(emulator)
-    await client.start_conversation(P, tools=[WEATHER])
+    client = await connect(emulator, model_id=model_id)
+    await client.start_conversation(P, tools=[WEATHER], sensitivity="HIGH" if model_id != ev.NOVA_1 else None)
     await client.stream_audio(tone(0.5) + silence(0.4))
     tool_use = (await client.wait_for_name("toolUse"))["event"]["toolUse"]
     assert tool_use["toolName"] == "getWeather"
@@ -427,10 +427,10 @@ async def test_a_tool_result_that_is_not_a_json_string_is_a_parse_error(
     assert recording.turns[0].tool_result is None
 
 
-async def test_a_tool_result_after_its_turn_was_interrupted_is_refused(
+async def test_on_v1_a_tool_result_after_its_turn_was_interrupted_is_refused(
     make_emulator: EmulatorFactory, connect: ClientFactory
 ) -> None:
-    emulator, client, tool_use_id = await asked_for_the_weather(make_emulator, connect)
+    emulator, client, tool_use_id = await asked_for_the_weather(make_emulator, connect, ev.NOVA_1)
     await client.stream_audio(tone(0.3))  # the user speaks again while the tool runs: the turn is interrupted
     ended = await client.wait_for_name("completionEnd")
     assert ended["event"]["completionEnd"]["stopReason"] == "INTERRUPTED"
@@ -444,6 +444,26 @@ async def test_a_tool_result_after_its_turn_was_interrupted_is_refused(
     )
     assert recording.turns[0].interrupted
     assert recording.turns[0].tool_result is None
+
+
+async def test_on_nova_2_a_tool_result_after_its_turn_was_interrupted_is_answered_after_the_next_turn(
+    make_emulator: EmulatorFactory, connect: ClientFactory
+) -> None:
+    emulator, client, tool_use_id = await asked_for_the_weather(make_emulator, connect)
+    await client.stream_audio(tone(0.3) + silence(0.4))  # the user asks something else while the tool runs
+    await client.wait_for(lambda e: e["event"].get("completionEnd", {}).get("stopReason") == "END_TURN")
+    await client.send(*ev.tool_result(P, "late-result", tool_use_id, '{"temp": 20}'))
+    await client.stream_audio(silence(0.3))
+    await client.wait_for(lambda e: "It is 20 degrees." in json.dumps(e))
+    ends = [p["stopReason"] for p in client.payloads("completionEnd")]
+    assert ends[:2] == ["INTERRUPTED", "END_TURN"]
+    recording = emulator.recordings[0]
+    assert recording.error is None
+    assert [(t.index, t.source, t.tool_use_id, t.tool_result) for t in recording.turns] == [
+        (0, "speech", tool_use_id, None),
+        (1, "speech", None, None),
+        (0, "tool", tool_use_id, '{"temp": 20}'),
+    ]
 
 
 async def test_a_tool_result_event_of_exactly_1000000_bytes_is_taken(

@@ -47,14 +47,23 @@ class Recorder:
         user: bytes,
         answers: list[tuple[str, str, str, int, bytes]] = (),  # type: ignore[assignment]
         outcome: str | None = "completed",
+        turns: list[int] | None = None,
     ) -> ledger.StreamAudit:
-        """``answers``: (completion id, source, user text, user bytes when decided, audio)."""
+        """``answers``: (completion id, source, user text, user bytes when decided, audio); ``turns``: the emulator's
+        turn index of each (by default its position)."""
         stem = self.directory / f"stream-{stream_id}"
         Path(f"{stem}-user.pcm").write_bytes(user)
         journal, audio = [], b""
-        for completion_id, source, text, decided, pcm in answers:
+        for number, (completion_id, source, text, decided, pcm) in enumerate(answers):
+            turn = number if turns is None else turns[number]
             journal.append(
-                {"turn": 0, "completion_id": completion_id, "source": source, "user_text": text, "user_bytes": decided}
+                {
+                    "turn": turn,
+                    "completion_id": completion_id,
+                    "source": source,
+                    "user_text": text,
+                    "user_bytes": decided,
+                }
             )
             if pcm:
                 journal.append({"audio": completion_id, "assistant_offset": len(audio)})
@@ -273,6 +282,25 @@ def test_a_sample_sees_this_process_its_threads_and_a_memfd() -> None:
     assert after.memfds == before.memfds + 1
     assert after.host_fds == before.host_fds + 1
     assert after.rss_host > 10 * 1024 * 1024
+
+
+def test_a_tool_result_answered_after_later_turns_answers_the_turn_that_asked(tmp_path: Path) -> None:
+    log, record, sent, _ = answers_setup(tmp_path)
+    pcm = b"\x09\x0a" * 300
+    after_one, after_two = 2 * (RATE + 4000), 2 * (3 * RATE + 4000)
+    answers = [
+        ("c1", "speech", "", after_one, b""),  # asks for a tool; the user speaks again before its result
+        ("c2", "speech", "", after_two, pcm),
+        ("c3", "tool", "", after_two, pcm),  # the result came: turn 0 is answered, after turn 1
+    ]
+    audit = record.stream(1, sent, answers, turns=[0, 1, 0])
+    log.interrupted.add("c1")
+    for completion_id, heard_at in (("c2", 11.0), ("c3", 12.0)):
+        log.receive(completion_id, pcm)
+        log.turn_ends.add(completion_id)
+        log.first_audio_at[completion_id] = heard_at
+    assert audit_all(log, [audit]) == []
+    assert ledger.settle(log, [audit], 0).answered == 2
 
 
 def test_a_spoken_turn_asked_again_as_text_is_the_same_turn(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from novabridge.emulator import Emulator, EmulatorOptions, Fault, FaultKind, Sce
 from novabridge.events import AudioOut, Error, Interrupted, Reconnecting, Renewed, ToolCall, Transcript, TurnEnd
 from novabridge.exceptions import InvalidInput
 from novabridge.sonic import SessionClosed, SonicConfig, SonicSession, Tool, ToolSpec
+from novabridge.sonic.models import NOVA_SONIC_V1
 from novabridge.sonic.session import STALL_S, SessionMetrics
 from novabridge.sonic.stream import SonicStream
 from novabridge.turns import TIMING_SAMPLES
@@ -619,11 +620,11 @@ WEATHER_TURN = {"assistant": "It is {result[temp]} degrees.", "tool": {"name": "
 WEATHER_SPEC = {"name": "getWeather", "description": "The weather.", "input_schema": {"type": "object"}}
 
 
-async def test_a_result_for_a_tool_use_no_longer_pending_is_dropped_and_reported(
+async def test_on_v1_a_result_for_a_tool_use_no_longer_pending_is_dropped_and_reported(
     make_emulator: EmulatorFactory, open_session: SessionFactory
 ) -> None:
     emulator = await make_emulator(scenario=Scenario.from_dict({"turns": [WEATHER_TURN]}))
-    session = await open_session(config_for(emulator, tools=[WEATHER_SPEC]))
+    session = await open_session(config_for(emulator, model_id=NOVA_SONIC_V1, voice="matthew", tools=[WEATHER_SPEC]))
     events = Collector(session)
     asking = tone(0.6) + silence(0.5)
     await stream(session, asking)
@@ -657,6 +658,52 @@ async def test_a_result_for_a_tool_use_no_longer_pending_is_dropped_and_reported
     assert not [e for e in recording.input_events if "toolResult" in e["event"]]
     tail = session.metrics.silence_frames * 1024
     assert bytes(recording.user_audio) == asking + barge_in + after + bytes(tail)
+
+
+TIME_TURN = {"assistant": "It is {result[hour]} o'clock.", "tool": {"name": "getTime", "input": {}}}
+TIME_SPEC = {"name": "getTime", "description": "The time.", "input_schema": {"type": "object"}}
+
+
+async def test_on_nova_2_tools_run_while_the_conversation_goes_on_and_each_result_is_answered_when_it_comes(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    scenario = Scenario.from_dict({"turns": [WEATHER_TURN, TIME_TURN, {"assistant": "Anything else?"}]})
+    emulator = await make_emulator(scenario=scenario)
+    session = await open_session(config_for(emulator, tools=[WEATHER_SPEC, TIME_SPEC]))
+    events = Collector(session)
+    # Two questions that need tools, then a third that does not, each asked before any result is in.
+    for count in (1, 2):
+        await stream(session, utterance())
+        await events.wait_for(lambda e: isinstance(e, ToolCall), count=count)
+    await stream(session, utterance())
+    await events.wait_for(lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN")
+    weather, clock = events.of(ToolCall)
+    assert (weather.name, clock.name) == ("getWeather", "getTime")
+
+    await session.send_tool_result(clock.tool_use_id, {"hour": 9})  # the later question's result comes first
+    await events.wait_for(lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN", count=2)
+    await session.send_tool_result(weather.tool_use_id, {"temp": 20})
+    await stream(session, silence(0.5))
+    await events.wait_for(lambda e: isinstance(e, TurnEnd) and e.stop_reason == "END_TURN", count=3)
+    await session.close()
+    await events.finished()
+
+    assert not events.of(Error)
+    spoken = [t.text for t in events.of(Transcript) if t.role == "ASSISTANT" and t.stage == "FINAL"]
+    assert spoken == ["Anything else?", "It is 9 o'clock.", "It is 20 degrees."]
+    assert [e.stop_reason for e in events.of(TurnEnd)] == ["INTERRUPTED", "INTERRUPTED", *["END_TURN"] * 3]
+    (recording,) = emulator.recordings
+    assert (recording.outcome, recording.error) == ("completed", None)
+    assert [(turn.index, turn.source, turn.tool_result) for turn in recording.turns] == [
+        (0, "speech", None),
+        (1, "speech", None),
+        (2, "speech", None),
+        (1, "tool", '{"hour": 9}'),
+        (0, "tool", '{"temp": 20}'),
+    ]
+    assert [t.text for t in events.of(Transcript) if t.role == "USER"] == [
+        turn.user_text for turn in recording.turns[:3]
+    ]
 
 
 async def test_a_result_for_a_pending_tool_use_is_sent_once(

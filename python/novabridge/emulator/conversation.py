@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -138,6 +139,8 @@ class Conversation:
         self._extra_think_s = 0.0
         self._speed = options.output_speed
         self._pending_tools: dict[str, asyncio.Future[str]] = {}
+        self._late_results: deque[TurnRecord] = deque()
+        """Tool results that came after their turn had ended (Nova 2), each answered once no answer is being given."""
         self._reject_input_at: float | None = None
         """A reject-input fault: the first input event from this time (``time.monotonic()``) on is refused."""
         self._stall_at: float | None = None
@@ -560,6 +563,32 @@ class Conversation:
             self.recording.note(f"fault {abort.kind}: the stream is cut", logging.WARNING)
             self.recording.error = ("", "", abort.kind)
             self.abort(abort.kind)
+        else:
+            asyncio.get_running_loop().call_soon(self._answer_late_results)  # once this task is done
+
+    def _late_result(self, asking: TurnRecord, future: asyncio.Future[str]) -> None:
+        if future.cancelled() or self.finished:
+            return
+        record = TurnRecord(
+            index=asking.index,
+            source="tool",
+            user_text=asking.user_text,
+            answer="",
+            tool_use_id=asking.tool_use_id,
+            tool_result=future.result(),
+        )
+        self._late_results.append(record)
+        self._answer_late_results()
+
+    def _answer_late_results(self) -> None:
+        """Answer the oldest late tool result, unless the stream has ended or an answer is being given."""
+        if self.finished or not self._late_results or (self._responder is not None and not self._responder.done()):
+            return
+        record = self._late_results.popleft()
+        self.recording.turns.append(record)
+        self.recording.note(f"turn {record.index + 1}'s tool result came after the turn: answering it now")
+        self._turn = _TurnState(record)
+        self._responder = asyncio.get_running_loop().create_task(self._run_turn(self._turn, None, 0.0))
 
     def _ids_for(self, completion_id: str) -> dict[str, str]:
         return {"sessionId": self.session_id, "promptName": self._prompt_name, "completionId": completion_id}
@@ -626,11 +655,14 @@ class Conversation:
         if record.source == "speech":
             self._text_block(ids, "USER", "FINAL", [record.user_text], "END_TURN")
             self._usage(ids, totals, input_speech=round(voiced_s * _TOKENS_PER_SPEECH_SECOND))
-        else:
+        elif record.source == "text":
             self._usage(ids, totals, input_text=len(record.user_text.split()))
 
         result: Any = None
-        if script.tool is not None and script.tool.name in self._tools:
+        if record.source == "tool":
+            assert record.tool_result is not None
+            result = json.loads(record.tool_result)
+        elif script.tool is not None and script.tool.name in self._tools:
             tool_use_id = self._new_id()
             record.tool_use_id = tool_use_id
             future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -663,8 +695,12 @@ class Conversation:
             finally:
                 interrupted.cancel()
             if not future.done():
-                # The service stops waiting for the tools of an interrupted turn: a late result is refused.
-                self._pending_tools.pop(tool_use_id, None)
+                if self.generation is Generation.SONIC_1:
+                    # v1 stops waiting for the tools of an interrupted turn: a late result is refused.
+                    self._pending_tools.pop(tool_use_id, None)
+                else:
+                    # Nova 2 keeps waiting through barge-ins and new turns ("asynchronous tool calling").
+                    future.add_done_callback(functools.partial(self._late_result, record))
                 self._end_interrupted(state, ids, totals, played=[])
                 return
             record.tool_result = future.result()

@@ -26,7 +26,8 @@ class TurnRecord:
     index: int
     """0-based, across the whole stream."""
     source: str
-    """``"speech"`` (ended by endpointing) or ``"text"`` (cross-modal input)."""
+    """``"speech"`` (ended by endpointing), ``"text"`` (cross-modal input) or ``"tool"``: the answer to a tool result
+    that came after its turn had ended (Nova 2's asynchronous tools); ``index`` is then the asking turn's."""
     user_text: str
     answer: str
     speech_end_s: float | None = None

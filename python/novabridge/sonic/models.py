@@ -58,6 +58,11 @@ class Model:
         """Takes typed text during a session (and so is asked a cut turn again as text)."""
         return self.generation is not Generation.SONIC_1
 
+    @property
+    def asynchronous_tools(self) -> bool:
+        """Keeps waiting for a tool's result through barge-ins and new turns, and answers it when it comes."""
+        return self.generation is not Generation.SONIC_1
+
     def retired(self, today: datetime.date | None = None) -> bool:
         """Past its end of life: Bedrock no longer serves it."""
         return self.end_of_life is not None and (today or datetime.date.today()) >= self.end_of_life

@@ -41,6 +41,7 @@ from novabridge.sonic import wire
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.errors import Failure, classify, gave_up
 from novabridge.sonic.history import History
+from novabridge.sonic.models import model_for
 from novabridge.sonic.signing import FreshCredentials, expires_at
 from novabridge.sonic.stream import CLOSE_TIMEOUT_S, SonicStream, make_client
 from novabridge.sonic.tools import Tool, run_tool
@@ -194,6 +195,8 @@ class SonicSession:
         self._last_audio_in = time.monotonic()
         self._tool_calls: dict[str, tuple[int, str]] = {}
         """The tool uses the service waits for: id -> (generation of the stream that asked, turn id)."""
+        self._tools_outlive_turns = model_for(config.model_id).asynchronous_tools
+        """Nova 2 waits for a tool's result through barge-ins and new turns; v1 stops at its turn's interruption."""
         self._settled_tool_calls: collections.OrderedDict[str, str] = collections.OrderedDict()
         """Tool uses no longer pending, newest last: id -> why a result for it is not sent."""
 
@@ -365,8 +368,8 @@ class SonicSession:
         """Answer a `ToolCall` that no registered tool handled.
 
         ``result`` is anything JSON carries, or JSON text (`wire.tool_result_content`). A result for a tool use
-        the service no longer waits for (its turn was interrupted, it was asked on a stream since replaced, it was
-        answered already, or it was never asked) is not sent, since the service would end the stream for it: it is
+        the service no longer waits for (on v1 its turn was interrupted; it was asked on a stream since replaced, it
+        was answered already, or it was never asked) is not sent, since the service would end the stream for it: it is
         reported as a non-fatal `Error` ("ToolResultDropped") naming the id.
 
         Raises:
@@ -547,9 +550,9 @@ class SonicSession:
             dropped = self._events.drop_audio(event.turn_id)
             self.metrics.interrupted_audio_bytes += dropped
             event = Interrupted(event.turn_id, dropped)
-            # The service stops waiting for the tools of an interrupted turn.
-            for tool_use_id in [i for i, (_, turn) in self._tool_calls.items() if turn == event.turn_id]:
-                self._settle_tool_call(tool_use_id, "the user interrupted the turn that asked for it")
+            if not self._tools_outlive_turns:  # v1 stops waiting for the tools of an interrupted turn
+                for tool_use_id in [i for i, (_, turn) in self._tool_calls.items() if turn == event.turn_id]:
+                    self._settle_tool_call(tool_use_id, "the user interrupted the turn that asked for it")
         elif isinstance(event, ToolCall):
             self._tool_calls[event.tool_use_id] = (stream.generation, event.turn_id)
             tool = self._tools.get(event.name)
