@@ -164,6 +164,20 @@ CASES = [
         id="input-rate-44100",
     ),
     pytest.param(
+        [*opening(sensitivity=None), ev.text_start(P, "speech", role="SYSTEM_SPEECH")],
+        ev.NOVA_1,
+        says.INVALID_INPUT,
+        "contentStart.role 'SYSTEM_SPEECH' is not one of ['ASSISTANT', 'SYSTEM', 'TOOL', 'USER']",
+        id="v1-SYSTEM_SPEECH",
+    ),
+    pytest.param(
+        [ev.session_start(), ev.prompt_start(P), ev.text_start(P, "first", role="SYSTEM_SPEECH")],
+        ev.NOVA_2,
+        says.INVALID_INPUT,
+        "the first content block must be TEXT with role SYSTEM",
+        id="SYSTEM_SPEECH-before-SYSTEM",
+    ),
+    pytest.param(
         [ev.session_start(), ev.prompt_start(P), ev.text_start(P, "first", role="USER")],
         ev.NOVA_2,
         says.INVALID_INPUT,

@@ -86,12 +86,16 @@ def test_handler_manager_refuses_settings_the_config_model_rejects(engine: Engin
 
 
 def test_start_up_loads_the_handler_and_shutdown_stops_its_warm_workers(engine: Engine) -> None:
-    manager, engine_config = initialize(engine, worker_python=python_for("312"), spare_workers=2)
+    speech_prompt = "If the input audio contains Hindi, transcribe it in Latin script."
+    manager, engine_config = initialize(
+        engine, worker_python=python_for("312"), spare_workers=2, speech_prompt=speech_prompt
+    )
     manager.load_handlers(engine_config)  # what ChatEngine.initialize does next (here without a web app)
     handler = manager.handler_registries["NovaSonic"].handler
     assert isinstance(handler, HandlerNovaSonic)
     assert handler.sonic_config is not None
     assert (handler.sonic_config.voice, handler.sonic_config.endpointing) == ("tiffany", "MEDIUM")
+    assert handler.sonic_config.speech_prompt == speech_prompt
     assert handler.pool is not None
     try:
         assert handler.pool.wait_warm(60) == 2

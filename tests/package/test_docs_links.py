@@ -121,6 +121,8 @@ for name in json.load(sys.stdin):
         continue  # a class of another library (the SDK's, OAC's): not the package's to have
     checked.append(name)
     for attr in parts[found:]:
+        if attr in getattr(value, "model_fields", {}):  # a pydantic field: not a class attribute
+            break
         if not hasattr(value, attr):
             missing.append(name)
             break

@@ -544,11 +544,37 @@ async def test_closing_while_no_stream_takes_audio_reports_the_audio_not_sent(
     assert session.metrics.dropped_audio_bytes == len(pending)
 
 
+SPEECH_PROMPT = "If the input audio contains Hindi, transcribe it in Devanagari script."
+
+
+async def test_the_speech_prompt_follows_the_system_prompt_on_every_stream(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    emulator = await make_emulator()
+    history = [{"role": "USER", "text": "Hello."}, {"role": "ASSISTANT", "text": "Hi."}]
+    session = await open_session(config_for(emulator, speech_prompt=SPEECH_PROMPT, history=history))
+    events = Collector(session)
+    emulator.inject("instability", after_s=0.0)  # a second stream, opened by the recovery
+    await events.wait_for(lambda e: isinstance(e, Reconnecting))
+    await stream(session, utterance())
+    await events.wait_for(lambda e: isinstance(e, TurnEnd))
+    await session.close()
+    await events.finished()
+
+    assert len(emulator.recordings) == 2
+    for recording in emulator.recordings:
+        assert recording.speech_prompt == SPEECH_PROMPT
+        roles = [e["event"]["contentStart"]["role"] for e in recording.input_events if "contentStart" in e["event"]]
+        assert roles[:4] == ["SYSTEM", "SYSTEM_SPEECH", "USER", "ASSISTANT"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         ({"voice": "nobody"}, "voice 'nobody' is not a voice"),
         ({"model_id": "amazon.nova-sonic-v1:0", "endpointing": "HIGH"}, "Nova 2 setting"),
+        ({"model_id": "amazon.nova-sonic-v1:0", "speech_prompt": "x"}, "speech_prompt .* is a Nova 2 setting"),
+        ({"speech_prompt": ""}, "speech_prompt"),
         ({"endpoint_uri": "http://127.0.0.1:1"}, "must be https"),
         ({"ca_file": "/nonexistent/ca.pem"}, "not a readable file"),
         ({"aws_secret_access_key": None}, "both aws_access_key_id and aws_secret_access_key"),

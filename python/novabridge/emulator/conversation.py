@@ -407,6 +407,9 @@ class Conversation:
             elif block.role in ("USER", "ASSISTANT"):
                 self._history_bytes += len(text.encode())
                 self._history_roles.append(block.role)
+            elif block.role == "SYSTEM_SPEECH":
+                self.recording.speech_prompt = text
+                self.recording.note(f"speech prompt: {text!r}")
         elif block.type == "TOOL":
             _expect(block.result is not None, "a TOOL block ended without a toolResult")
             assert block.tool_use_id is not None

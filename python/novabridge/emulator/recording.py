@@ -60,6 +60,8 @@ class StreamRecording:
     assistant_audio: bytearray = field(default_factory=bytearray)
     """All ``audioOutput`` PCM sent, concatenated in order."""
     turns: list[TurnRecord] = field(default_factory=list)
+    speech_prompt: str | None = None
+    """The text of the stream's ``SYSTEM_SPEECH`` block (Nova 2's speech prompt), if it sent one."""
     outcome: str = "open"
     """``open``, ``completed`` (sessionEnd), ``client-closed`` (input closed without sessionEnd),
     ``client-disconnected``, ``connection-closed`` (cut by either side), ``error``, ``reset``, ``corrupt-frame``."""

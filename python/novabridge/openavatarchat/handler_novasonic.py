@@ -69,6 +69,7 @@ from novabridge.sonic.config import (
     RenewalAfter,
     RetryPolicy,
     SonicConfig,
+    SpeechPrompt,
     SystemPrompt,
 )
 from novabridge.sonic.keys import reveal_keys
@@ -106,6 +107,8 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     """Bedrock region; None: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else us-east-1."""
     voice: str = _SESSION["voice"].default
     system_prompt: SystemPrompt = _SESSION["system_prompt"].default
+    speech_prompt: SpeechPrompt | None = None
+    """Nova 2's speech prompt (a ``SYSTEM_SPEECH`` block): the script Hindi code-switched speech is transcribed in."""
     endpointing: Endpointing | None = None
     """Nova 2 turn detection: the pause that ends the user's turn (1.5, 1.75 or 2.0 s)."""
     max_tokens: MaxTokens = _INFERENCE["max_tokens"].default
@@ -188,6 +191,7 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
             "model_id": self.model_id,
             "voice": self.voice,
             "system_prompt": self.system_prompt,
+            "speech_prompt": self.speech_prompt,
             "endpointing": self.endpointing,
             "inference": InferenceConfig(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p),
             "tools": tuple(tool.spec for tool in tools),

@@ -56,6 +56,7 @@ ModelId = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9.:_/-]+$"), Af
 """A Bedrock model id (`novabridge.sonic.models`): an unknown one is taken with a warning, a retired one too."""
 Endpointing = Literal["HIGH", "MEDIUM", "LOW"]
 SystemPrompt = Annotated[str, Field(min_length=1)]
+SpeechPrompt = Annotated[str, Field(min_length=1)]
 MaxTokens = Annotated[int, Field(ge=1, le=10_000)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 RenewalAfter = Annotated[float, Field(gt=0.0, le=470.0)]
@@ -136,6 +137,9 @@ class SonicConfig(_Model):
     """A shared-config profile to read credentials from when no keys are given."""
     voice: str = "matthew"
     system_prompt: SystemPrompt = DEFAULT_SYSTEM_PROMPT
+    speech_prompt: SpeechPrompt | None = None
+    """Nova 2's speech prompt, sent after the system prompt as a ``SYSTEM_SPEECH`` block: it sets the script that
+    Hindi code-switched speech is transcribed in. Use one of the prompts AWS documents, unchanged."""
     inference: InferenceConfig = InferenceConfig()
     endpointing: Endpointing | None = None
     """Nova 2 turn detection: the pause that ends a user turn (1.5, 1.75 or 2.0 s). None: the service default."""
@@ -215,6 +219,8 @@ class SonicConfig(_Model):
             raise ValueError(f"voice {self.voice!r} is not a voice of {self.model_id}; choose one of {known}")
         if self.endpointing is not None and model.generation is Generation.SONIC_1:
             raise ValueError("endpointing (turnDetectionConfiguration) is a Nova 2 setting; v1 rejects it")
+        if self.speech_prompt is not None and model.generation is Generation.SONIC_1:
+            raise ValueError("speech_prompt (a SYSTEM_SPEECH block) is a Nova 2 setting; v1 rejects it")
         if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
             raise ValueError("give both aws_access_key_id and aws_secret_access_key, or neither")
         names = [tool.name for tool in self.tools]

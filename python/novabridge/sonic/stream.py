@@ -156,6 +156,8 @@ class SonicStream:
             wire.prompt_start(self.prompt, voice=config.voice, output_rate=config.output_rate, tools=tools),
             *wire.text_block(self.prompt, self._content_name(), config.system_prompt, role="SYSTEM"),
         ]
+        if config.speech_prompt is not None:  # "must be sent after the system prompt" (Nova 2 user guide)
+            events += wire.text_block(self.prompt, self._content_name(), config.speech_prompt, role="SYSTEM_SPEECH")
         for role, text in history:
             events += wire.text_block(self.prompt, self._content_name(), text, role=role)
         await self.send(*events)
