@@ -51,9 +51,9 @@ VOICES: dict[str, frozenset[str]] = {
     NOVA_2_SONIC: _NOVA_2_VOICES,
     NOVA_2_5_SONIC: _NOVA_2_VOICES,
 }
-"""``voiceId`` values each model takes: v1 from the user guide's "available voices"; Nova 2's 16 as LiveKit's
-``SONIC2_VOICES`` lists them (AWS names the languages and polyglot voices but gave no full list when this was
-written), and Nova 2.5's the same (LiveKit's ``with_nova_sonic_2_5`` takes that list)."""
+"""``voiceId`` values each model takes: v1 from the user guide's "available voices"; Nova 2's 16 from its guide's
+"Language support and multilingual capabilities" (LiveKit's ``SONIC2_VOICES`` lists the same), and Nova 2.5's the
+same (LiveKit's ``with_nova_sonic_2_5`` takes that list)."""
 
 BARGE_IN_MARKER = '{ "interrupted" : true }'
 """The textOutput content by which the service announces a barge-in (what the AWS samples, LiveKit and Strands
