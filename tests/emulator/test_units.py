@@ -930,6 +930,33 @@ def test_recording_save_writes_json_and_pcm_with_matching_digests(tmp_path: Path
     assert saved_turn["speech_end_s"] == 0.3
 
 
+def test_a_recording_written_through_holds_no_audio_or_events_and_saves_them_all(tmp_path: Path) -> None:
+    recording = StreamRecording(3, "amazon.nova-2-sonic-v1:0", keep_audio=False)
+    recording.write_through(tmp_path)
+    frames = [tone(0.032, hz=200 + 10 * n) for n in range(500)]
+    recording.add_input_event({"event": {"sessionStart": {}}})
+    for frame in frames:
+        recording.add_input_event(summarize_audio_event({"event": {"audioInput": {}}}, "audioInput", frame))
+        recording.add_user_audio(frame)
+    recording.add_output_event({"event": {"completionStart": {"completionId": "c\u00e9"}}})
+    assert (recording.input_events, recording.output_events, bytes(recording.user_audio)) == ([], [], b"")
+
+    path = recording.save(tmp_path)
+    summary = json.loads(path.read_text())
+    assert len(summary["input_events"]) == 1 + len(frames)
+    assert summary["input_events"][0] == {"event": {"sessionStart": {}}}
+    digests = [e["event"]["audioInput"]["content"]["sha256"] for e in summary["input_events"][1:]]
+    assert digests == [hashlib.sha256(frame).hexdigest() for frame in frames]
+    assert summary["output_events"] == [{"event": {"completionStart": {"completionId": "c\u00e9"}}}]
+    assert summary["user_audio_sha256"] == hashlib.sha256(b"".join(frames)).hexdigest()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # the events' own files are gone into the summary
+        "stream-3-assistant.pcm",
+        "stream-3-turns.jsonl",
+        "stream-3-user.pcm",
+        "stream-3.json",
+    ]
+
+
 def test_recording_save_overwrites_and_handles_empty_audio(tmp_path: Path) -> None:
     recording = StreamRecording(1, "amazon.nova-sonic-v1:0")
     recording.error = ("validationException", "Bad.", "rule")

@@ -364,7 +364,7 @@ class Conversation:
         if pcm is None:
             self._record({"event": {"audioInput": p}})
             raise invalid_input("audioInput.content is not base64")
-        self.recording.input_events.append(summarize_audio_event({"event": {"audioInput": p}}, "audioInput", pcm))
+        self.recording.add_input_event(summarize_audio_event({"event": {"audioInput": p}}, "audioInput", pcm))
         _expect(block is not None and block.type == "AUDIO", "audioInput outside an open AUDIO block")
         _expect(len(pcm) % 2 == 0, "audioInput holds an odd number of bytes")
         self.recording.add_user_audio(pcm)
@@ -454,7 +454,7 @@ class Conversation:
     }
 
     def _record(self, body: dict[str, Any]) -> None:
-        self.recording.input_events.append(body)
+        self.recording.add_input_event(body)
 
     @property
     def clock_s(self) -> float:
@@ -765,7 +765,7 @@ class Conversation:
                     cut = True
                     break
                 self._emit("audioOutput", {**ids, "contentId": content_id, "content": base64.b64encode(chunk).decode()})
-                self.recording.output_events.append(
+                self.recording.add_output_event(
                     summarize_audio_event(
                         {"event": {"audioOutput": {**ids, "contentId": content_id}}}, "audioOutput", chunk
                     )

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -72,9 +73,11 @@ class StreamRecording:
     credentials_left_s: float | None = None
     """How long the credentials that signed the request had left when the stream opened (None: no expiry)."""
     keep_audio: bool = True
-    """Keep the audio in `user_audio`, `assistant_audio` and the turns. A server that keeps no recordings (the CLI,
-    which writes them through to ``--record-dir``) keeps only byte counts and digests: a stream's audio is megabytes
-    by its end, and a soak run's emulator held tens of MiB of it, growing and shrinking with the streams' ages."""
+    """Keep the audio in `user_audio`, `assistant_audio` and the turns, and the events in `input_events` and
+    `output_events`. A server that keeps no recordings (the CLI, which writes them through to ``--record-dir``) keeps
+    only byte counts and digests: a stream's audio is megabytes by its end, and its events (one per 32 ms frame) as
+    many again in small objects, which a soak run's emulator held by the tens of MiB, growing and shrinking with the
+    streams' ages."""
     log: list[str] = field(default_factory=list)
     """What the emulator logged of this stream (`note`), each line with the seconds since it opened."""
     _files: dict[str, IO[bytes]] = field(default_factory=dict, repr=False)
@@ -89,6 +92,22 @@ class StreamRecording:
         for part in ("user.pcm", "assistant.pcm", "turns.jsonl"):
             # Unbuffered: each write reaches the kernel at once, and survives this process being killed.
             self._files[part] = open(directory / f"stream-{self.stream_id}-{part}", "ab", buffering=0)  # noqa: SIM115
+        for part in () if self.keep_audio else _EVENT_FILES.values():  # moved into the summary at `save`
+            self._files[part] = open(directory / f"stream-{self.stream_id}-{part}", "w+b")  # noqa: SIM115
+
+    def add_input_event(self, event: dict[str, Any]) -> None:
+        """An event received (audio summarized: `summarize_audio_event`)."""
+        self._add_event("input_events", self.input_events, event)
+
+    def add_output_event(self, event: dict[str, Any]) -> None:
+        """An event sent (audio summarized: `summarize_audio_event`)."""
+        self._add_event("output_events", self.output_events, event)
+
+    def _add_event(self, name: str, kept: list[dict[str, Any]], event: dict[str, Any]) -> None:
+        if self.keep_audio:
+            kept.append(event)
+        elif self._files:
+            self._files[_EVENT_FILES[name]].write(json.dumps(event).encode() + b"\n")
 
     def note(self, message: str, level: int = logging.INFO) -> None:
         """Log ``message`` about this stream (stderr of `novabridge emulator`) and keep the line in the recording."""
@@ -164,10 +183,10 @@ class StreamRecording:
         """Write ``stream-N.json``, and ``stream-N-{user,assistant}.pcm`` unless they were written through."""
         directory.mkdir(parents=True, exist_ok=True)
         stem = directory / f"stream-{self.stream_id}"
+        events = {name: self._event_lines(name) for name in _EVENT_FILES}
         if self._files:
-            for file in self._files.values():
-                file.close()
-            self._files.clear()
+            for part in ("user.pcm", "assistant.pcm", "turns.jsonl"):
+                self._files.pop(part).close()
         else:
             stem.with_name(stem.name + "-user.pcm").write_bytes(self.user_audio)
             stem.with_name(stem.name + "-assistant.pcm").write_bytes(self.assistant_audio)
@@ -193,15 +212,39 @@ class StreamRecording:
                 for turn in self.turns
             ],
             "log": self.log,
-            "input_events": self.input_events,
-            "output_events": self.output_events,
         }
         path = stem.with_suffix(".json")
         # Written aside and renamed: a reader that waits for the summary (the pytest plugin) never sees half of it.
+        # The events go in a line at a time, never all in memory at once.
         partial = stem.with_suffix(".json.partial")
-        partial.write_text(json.dumps(summary, indent=1))
+        with partial.open("w") as out:
+            out.write(json.dumps(summary, indent=1).removesuffix("\n}"))
+            for name, lines in events.items():
+                out.write(f',\n "{name}": [')
+                for number, line in enumerate(lines):
+                    out.write(("," if number else "") + "\n  " + line)
+                out.write("\n ]")
+            out.write("\n}\n")
         partial.replace(path)
+        for part in _EVENT_FILES.values():
+            if part in self._files:
+                self._files.pop(part).close()
+                stem.with_name(f"{stem.name}-{part}").unlink()
         return path
+
+    def _event_lines(self, name: str) -> Iterator[str]:
+        """The events as JSON text, one each: from memory, or from the file they were written through to."""
+        file = self._files.get(_EVENT_FILES[name])
+        if file is None:
+            yield from (json.dumps(event) for event in getattr(self, name))
+            return
+        file.seek(0)
+        for line in file:
+            yield line.decode().rstrip("\n")
+
+
+_EVENT_FILES = {"input_events": "input-events.jsonl", "output_events": "output-events.jsonl"}
+"""Where a recording written through keeps its events until `save` moves them into the summary."""
 
 
 def summarize_audio_event(body: dict[str, Any], kind: str, pcm: bytes) -> dict[str, Any]:

@@ -506,7 +506,7 @@ class _App:
             else:
                 frame = encode_output_event(item)
                 if "audioOutput" not in item["event"]:
-                    recording.output_events.append(item)
+                    recording.add_output_event(item)
             await send({"type": "http.response.body", "body": frame, "more_body": True})
 
 
