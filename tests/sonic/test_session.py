@@ -222,6 +222,47 @@ async def test_speech_the_old_stream_recognises_after_a_renewal_is_heard_once(
     assert session.metrics.retired_events > 0
 
 
+async def test_a_renewal_prepared_for_a_stream_that_failed_meanwhile_is_dropped_unused(
+    make_emulator: EmulatorFactory, open_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen in a soak run: a renewal opened its stream and waited for the turn to end; the stream failed meanwhile and
+    # the recovery put a new one in its place. The renewal then replayed the turn to its own stream and replaced the
+    # new one with it, so the service heard the replay twice, in two streams, and answered the typed turn twice.
+    install, take_handover = SonicSession._install, SonicSession._take_handover_between_turns
+    recovered = asyncio.Event()
+
+    def noting_the_recovery(self: SonicSession, stream: SonicStream) -> None:
+        install(self, stream)
+        if stream.generation == 3:  # 1: the first stream, 2: the renewal's, 3: the recovery's
+            recovered.set()
+
+    async def after_the_recovery(self: SonicSession, grace_s: float) -> None:
+        await recovered.wait()
+        await take_handover(self, grace_s)
+
+    monkeypatch.setattr(SonicSession, "_install", noting_the_recovery)
+    monkeypatch.setattr(SonicSession, "_take_handover_between_turns", after_the_recovery)
+    emulator = await make_emulator()
+    emulator.inject("instability", after_s=2.5)  # the first stream fails a second after the renewal opened its own
+    session = await open_session(config_for(emulator, renewal_after_s=1.5))
+    events = Collector(session)
+    spoken = utterance(0.6, pause=0.3)
+    await stream(session, spoken, speed=1.0)
+    await events.wait_for(lambda e: isinstance(e, Reconnecting))
+    async with asyncio.timeout(10):
+        while len(emulator.recordings) < 3 or all(r.outcome == "open" for r in emulator.recordings[1:3]):
+            await stream(session, silence(0.1))
+
+    failed, renewal, recovery = emulator.recordings[:3]
+    assert failed.error is not None
+    assert failed.error[0] == "validationException"
+    assert renewal.outcome == "completed"
+    assert renewal.user_audio_bytes == 0, "the renewal's stream was closed before any audio went to it"
+    assert recovery.outcome == "open"  # the conversation goes on, on the recovery's stream
+    assert recovery.user_audio_bytes > 0
+    assert not events.of(Renewed)
+
+
 async def talk_across_a_break(session: SonicSession, events: Collector, *, break_within_s: float) -> bytes:
     """An utterance, the host's microphone until the session reports a break, another utterance and its answer.
 

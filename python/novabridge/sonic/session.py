@@ -773,6 +773,7 @@ class SonicSession:
             old = self._stream
             if old is None or self._closed:
                 return
+            replacing = old
             if for_credentials:
                 unchanged = 0 if checked != old.generation else unchanged
                 checked = old.generation
@@ -813,6 +814,15 @@ class SonicSession:
                     old = self._stream
                     if old is None or self._closed:
                         return
+                    if old is not replacing:
+                        # A recovery replaced the stream while this one waited: the new stream is young, and the
+                        # replay given to it would be heard again on this one. This one goes unused.
+                        logger.info(
+                            "renewal: stream %d was replaced meanwhile; stream %d closes",
+                            replacing.generation,
+                            new.generation,
+                        )
+                        continue
                     self._retiring = old
                     try:
                         await self._replay_to(new)
