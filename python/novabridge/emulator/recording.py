@@ -89,7 +89,7 @@ class StreamRecording:
     def write_through(self, directory: Path) -> None:
         """From now on, append audio and turns to this stream's files in ``directory`` as they come."""
         directory.mkdir(parents=True, exist_ok=True)
-        for part in ("user.pcm", "assistant.pcm", "turns.jsonl"):
+        for part in _STREAMED_FILES:
             # Unbuffered: each write reaches the kernel at once, and survives this process being killed.
             self._files[part] = open(directory / f"stream-{self.stream_id}-{part}", "ab", buffering=0)  # noqa: SIM115
         for part in () if self.keep_audio else _EVENT_FILES.values():  # moved into the summary at `save`
@@ -185,7 +185,7 @@ class StreamRecording:
         stem = directory / f"stream-{self.stream_id}"
         events = {name: self._event_lines(name) for name in _EVENT_FILES}
         if self._files:
-            for part in ("user.pcm", "assistant.pcm", "turns.jsonl"):
+            for part in _STREAMED_FILES:
                 self._files.pop(part).close()
         else:
             stem.with_name(stem.name + "-user.pcm").write_bytes(self.user_audio)
@@ -243,6 +243,8 @@ class StreamRecording:
             yield line.decode().rstrip("\n")
 
 
+_STREAMED_FILES = ("user.pcm", "assistant.pcm", "turns.jsonl")
+"""What a recording written through appends to as it comes, and leaves on disk."""
 _EVENT_FILES = {"input_events": "input-events.jsonl", "output_events": "output-events.jsonl"}
 """Where a recording written through keeps its events until `save` moves them into the summary."""
 
