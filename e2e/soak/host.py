@@ -74,12 +74,15 @@ class Utterance:
 class AudioFile:
     """Audio one thread appends and others read, kept in a file: the host's memory is the library's to measure."""
 
-    WINDOW = 4 * 1024 * 1024
+    WINDOW = 1024 * 1024
 
     def __init__(self, path: Path) -> None:
         self._file = path.open("w+b", buffering=0)
         self._fd = self._file.fileno()
         self.size = 0
+        # `find` reads into this one buffer: a new bytes object per window (4 MiB then) went through malloc, whose
+        # threshold for giving large blocks back at once rose to meet them, and swung the host's heap by megabytes.
+        self._window = bytearray()
 
     def append(self, data: bytes) -> int:
         """Add ``data``; where it starts."""
@@ -101,11 +104,14 @@ class AudioFile:
     def find(self, probe: bytes, start: int = 0) -> int:
         """The first even offset at or after ``start`` where ``probe`` occurs, or -1; read a window at a time."""
         size = self.size
+        if len(self._window) < self.WINDOW + len(probe):
+            self._window = bytearray(self.WINDOW + len(probe))
+        view = memoryview(self._window)
         while start < size:
-            window = self.read(start, start + self.WINDOW + len(probe))
-            at = window.find(probe)
+            got = os.preadv(self._fd, [view[: min(self.WINDOW + len(probe), size - start)]], start)
+            at = self._window.find(probe, 0, got)
             while at >= 0 and (start + at) % 2:
-                at = window.find(probe, at + 1)
+                at = self._window.find(probe, at + 1, got)
             if at >= 0:
                 return start + at
             start += self.WINDOW
