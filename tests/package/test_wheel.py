@@ -49,9 +49,13 @@ GLIBC_FLOOR = (2, 26)
 """The oldest glibc the wheel is for (manylinux_2_26: Amazon Linux 2 has 2.26)."""
 
 
+ARCH = os.environ.get("NOVABRIDGE_WHEEL_ARCH", "x86_64")
+"""The architecture the wheel is for: `make check-aarch64` runs these tests on the aarch64 wheel."""
+
+
 def test_wheel_is_manylinux_2_26_and_auditwheel_agrees() -> None:
     wheel = built_wheel()
-    assert wheel.name.endswith("-manylinux_2_26_x86_64.whl")
+    assert wheel.name.endswith(f"-manylinux_2_26_{ARCH}.whl")
     shown = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "auditwheel"), "show", str(wheel)],
         capture_output=True,
@@ -59,7 +63,7 @@ def test_wheel_is_manylinux_2_26_and_auditwheel_agrees() -> None:
         check=True,
         timeout=60,
     )
-    assert 'is consistent with the following platform tag: "manylinux_2_26_x86_64"' in " ".join(shown.stdout.split())
+    assert f'is consistent with the following platform tag: "manylinux_2_26_{ARCH}"' in " ".join(shown.stdout.split())
 
 
 def test_the_extension_needs_no_glibc_symbol_newer_than_the_floor(tmp_path: Path) -> None:
