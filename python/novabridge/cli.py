@@ -289,8 +289,10 @@ def _log_to_stderr(level_name: str) -> None:
 
 async def _serve_emulator(args: argparse.Namespace) -> int:
     from novabridge.emulator import Emulator, EmulatorOptions, Fault, Scenario, ScenarioError, published
+    from novabridge.memory import map_large_blocks
 
     _log_to_stderr("error" if args.quiet else args.log_level)
+    map_large_blocks()  # a server that runs for hours in its own process (novabridge.memory)
 
     overrides = {
         "endpointing_s": args.endpointing,
