@@ -12,6 +12,7 @@ import collections
 import os
 import random
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ BURST_S = 3.0
 _DROPPED_BYTES = re.compile(r"(\d+) bytes")
 
 
-@dataclass
+@dataclass(slots=True)  # one per turn for the whole run, in the process whose RSS is measured
 class Utterance:
     """A user turn: speech (samples ``start``..``end`` of what the host sent) or typed text."""
 
@@ -337,7 +338,7 @@ class SoakSession:
                 log.recoveries_s.append(now - self._reconnecting_since)
                 self._reconnecting_since = None
         if isinstance(event, AudioOut):
-            turn_id = event.turn_id
+            turn_id = sys.intern(event.turn_id)  # one string per turn in every record of it (the RSS measured)
             if turn_id not in log.first_audio_at:
                 log.first_audio_at[turn_id] = now
                 self._hearing = True
@@ -350,11 +351,11 @@ class SoakSession:
             return
         log.note(type(event).__name__ + " " + " ".join(str(v)[:80] for v in vars_of(event)))
         if isinstance(event, TurnEnd):
-            log.turn_ends.add(event.turn_id)
+            log.turn_ends.add(sys.intern(event.turn_id))
             self._hearing = False
             self._answered(now)
         elif isinstance(event, Interrupted):
-            log.interrupted.add(event.turn_id)
+            log.interrupted.add(sys.intern(event.turn_id))
             self._hearing = False
         elif isinstance(event, ToolCall):
             log.tool_calls += 1
