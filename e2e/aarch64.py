@@ -60,24 +60,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, required=True, help="an arm64 Debian root with python3.11")
     parser.add_argument("--site", type=Path, required=True, help="where to install the wheel and its dependencies")
     args = parser.parse_args(argv)
+    root, site = args.root.resolve(), args.site.resolve()  # the check runs in the site folder
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade",
-         "--target", str(args.site), "--only-binary=:all:", "--implementation", "cp", "--python-version", "3.11",
+         "--target", str(site), "--only-binary=:all:", "--implementation", "cp", "--python-version", "3.11",
          "--platform", "manylinux_2_26_aarch64", "--platform", "manylinux2014_aarch64", str(args.wheel)],
         check=True,
     )  # fmt: skip
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(args.site.resolve()), "LANG": "C.UTF-8"}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "LANG": "C.UTF-8"}
     run = subprocess.run(
-        ["qemu-aarch64-static", "-L", str(args.root), str(args.root / "usr/bin/python3.11"), "-c", CHECK],
+        ["qemu-aarch64-static", "-L", str(root), str(root / "usr/bin/python3.11"), "-c", CHECK],
         capture_output=True,
         text=True,
         timeout=600,
         env=env,
-        cwd=args.site,  # not the repository: its python/ must not be what imports
+        cwd=site,  # not the repository: its python/ must not be what imports
         check=False,
     )
     if run.returncode != 0:
-        print(run.stdout + run.stderr, file=sys.stderr)
+        print(f"the check exited with {run.returncode}:\n{run.stdout}{run.stderr}", file=sys.stderr)
         return 1
     found = json.loads(run.stdout)
     tone = (np.sin(np.arange(3200) * 0.05) * 12000).astype(np.int16)
@@ -87,11 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = [
         *([] if found["machine"] == "aarch64" else [f"ran on {found['machine']}, not aarch64"]),
         *([] if found["python"] == [3, 11] else [f"ran Python {found['python']}"]),
-        *(
-            []
-            if Path(found["extension"]).is_relative_to(args.site.resolve())
-            else ["the extension came from elsewhere"]
-        ),
+        *([] if Path(found["extension"]).is_relative_to(site) else ["the extension came from elsewhere"]),
         *([] if found["in_order"] else ["the ring's records arrived out of order"]),
         *([] if differs is not None and differs <= 1 else [f"resampled audio differs from x86_64's ({differs})"]),
     ]
