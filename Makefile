@@ -30,8 +30,8 @@ export NOVABRIDGE_PY312 := $(CURDIR)/$(VENV)/bin/python
 export NOVABRIDGE_PY311 := $(CURDIR)/$(HOST_VENV)/bin/python
 
 .PHONY: all docs help dev lock relock demo venvs wheel sdist install lint lint-rust lint-python stubtest test test-rust test-loom test-python \
-	peer-venvs peer-venv-build test-peers oac-venv oac-venv-build oac-env chromium oac-e2e soak soak-short wheel-aarch64 check-aarch64 bench bench-report bench-bridge \
-	format clean
+	peer-venvs peer-venv-build test-peers oac-venv oac-venv-build oac-env chromium oac-e2e soak soak-short bench bench-report bench-bridge \
+	wheel-aarch64 check-aarch64 format clean
 
 all: test
 
@@ -95,13 +95,14 @@ check-aarch64: wheel-aarch64 install
 	test -x out/aarch64-root/usr/bin/python3.11 || (debootstrap --foreign --arch=arm64 --variant=minbase \
 		--include=python3.11 bookworm out/aarch64-root http://deb.debian.org/debian && \
 		for deb in out/aarch64-root/var/cache/apt/archives/*.deb; do dpkg-deb -x $$deb out/aarch64-root; done)
-	NOVABRIDGE_WHEEL=$$(ls $(CURDIR)/dist-aarch64/*.whl) NOVABRIDGE_WHEEL_ARCH=aarch64 $(VENV)/bin/python -m pytest -q -p no:cacheprovider \
-		tests/package/test_wheel.py -k "abi3 or manylinux or glibc"
+	NOVABRIDGE_WHEEL=$$(ls $(CURDIR)/dist-aarch64/*.whl) NOVABRIDGE_WHEEL_ARCH=aarch64 \
+		$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/package/test_wheel.py -k "abi3 or manylinux or glibc"
 	$(VENV)/bin/python -m e2e.aarch64 --wheel $$(ls dist-aarch64/*.whl) --root out/aarch64-root \
 		--site out/aarch64-site
 
-## The source distribution into dist/: the Rust workspace and the package, for platforms without a wheel (aarch64,
-## musl); pip builds it with maturin and a Rust toolchain. tests/package/test_wheel.py builds one and installs it.
+## The source distribution into dist/: the Rust workspace and the package, for platforms without a wheel (musl,
+## other architectures); pip builds it with maturin and a Rust toolchain. tests/package/test_wheel.py builds one and
+## installs it.
 sdist: $(VENV)/.created
 	$(VENV)/bin/maturin sdist --out dist
 

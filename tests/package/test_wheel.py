@@ -149,8 +149,8 @@ def test_wheel_installs_and_works_in_fresh_venv(version: Version, tmp_path: Path
 @pytest.mark.interpreter_independent
 @pytest.mark.timeout(400)
 def test_the_sdist_builds_a_wheel_that_works(tmp_path: Path) -> None:
-    # A user on a platform without a wheel (aarch64, musl) installs from the sdist: it must hold the whole Rust
-    # workspace and build with what pip fetches for it (maturin), then work as the release wheel does.
+    # A user on a platform without a wheel (musl, another architecture) installs from the sdist: it must hold the
+    # whole Rust workspace and build with what pip fetches for it (maturin), then work as the release wheel does.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     sdist_dir = tmp_path / "sdist"
     subprocess.run(
