@@ -180,7 +180,8 @@ class Answer:
     user_bytes: int
     audio: bytes
     outcome: str = ""
-    """At the host: ``completed``, ``interrupted``, ``cut`` (its stream failed under it) or ``lost``."""
+    """At the host: ``completed``, ``interrupted``, ``cut`` (its stream failed under it), ``retired`` (its stream was
+    being renewed: the session drops such an answer and asks its turn again on the next stream) or ``lost``."""
 
 
 @dataclass
@@ -196,6 +197,7 @@ class SessionVerdict:
     assistant_received: int = 0
     assistant_dropped_reported: int = 0
     assistant_cut: int = 0
+    assistant_retired: int = 0
     answered: int = 0
     streams: int = 0
 
@@ -238,9 +240,10 @@ def settle(log: SessionLog, audits: Sequence[StreamAudit], dropped_output: int) 
     answers: list[tuple[Answer, Utterance | None]] = []
     recognised: dict[str, Utterance | None] = {}
     """What the emulator transcribed of each spoken turn: a cut answer's turn is asked again in those words."""
-    for audit in audits:
+    for position_of_stream, audit in enumerate(audits):
         stream_answers = audit.answers()
         failed = audit.outcome() != NORMAL_END
+        renewed = not failed and position_of_stream < len(audits) - 1  # the session ended it for the next one
         asked: dict[int, Utterance | None] = {}
         for number, answer in enumerate(stream_answers):
             if answer.source == "tool":  # a tool result that came after its turn ended (Nova 2)
@@ -262,6 +265,8 @@ def settle(log: SessionLog, audits: Sequence[StreamAudit], dropped_output: int) 
                 answer.outcome = "interrupted"
             elif answer.completion_id in log.turn_ends:
                 answer.outcome = "completed"
+            elif last and renewed and not received:
+                answer.outcome = "retired"
             else:
                 answer.outcome = "lost"
             _check_answer_audio(answer, received, bad)
@@ -269,6 +274,8 @@ def settle(log: SessionLog, audits: Sequence[StreamAudit], dropped_output: int) 
             verdict.assistant_received += len(received)
             if answer.outcome == "cut":
                 verdict.assistant_cut += len(answer.audio) - len(received)
+            elif answer.outcome == "retired":
+                verdict.assistant_retired += len(answer.audio)
             elif answer.outcome == "interrupted":
                 verdict.assistant_dropped_reported += len(answer.audio) - len(received)
             answers.append((answer, turn))
@@ -303,6 +310,8 @@ def _check_turns(
         if turn is None:
             bad.append(f"{answer.stream} answer {answer.completion_id[:8]} answers no turn the user took")
             continue
+        if answer.outcome == "retired":
+            continue  # never heard: the next stream's answer is the turn's
         by_turn.setdefault(turn.index, []).append(answer)
         if answer.source == "tool":
             continue  # answered when its result came, after whatever the user asked meanwhile

@@ -142,6 +142,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"| of it received by the hosts | {audio.get('assistant_received', 0)} |",
         f"| not played: barge-ins and `interrupt()` (reported) | {audio.get('assistant_dropped_reported', 0)} |",
         f"| cut by a failed stream (`Reconnecting`) | {audio.get('assistant_cut', 0)} |",
+        f"| dropped with a renewed stream, its turn asked again (`Renewed`) | {audio.get('assistant_retired', 0)} |",
         "",
         (
             f"Turns: {turns['user_turns']} taken ({turns['typed']} typed, {turns['barge_ins']} barge-ins), "

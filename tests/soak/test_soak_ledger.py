@@ -329,3 +329,23 @@ def test_the_hosts_audio_file_finds_a_probe_sample_aligned_across_its_windows(tm
     assert audio.read(90, 200) == data[90:100]
     assert audio.find(probe) == -1
     audio.close()
+
+
+def test_an_answer_a_renewal_dropped_is_retired_and_the_next_streams_answers_the_turn(tmp_path: Path) -> None:
+    # Text typed as a renewal took over: the old stream began an answer, the session dropped it (the host got none of
+    # it) and asked the text again on the next stream, which answered it.
+    log, record, sent, _ = answers_setup(tmp_path)
+    log.utterances.append(Utterance(len(log.utterances), "text", "typed", 0, 0, log.utterances[-1].ended_at))
+    pcm = b"\x09\x0a" * 200
+    renewed = record.stream(1, sent[: 2 * RATE], [("c1", "text", "typed", 0, pcm)])
+    following = record.stream(2, sent[2 * RATE :], [("c2", "text", "typed", 0, pcm)])
+    log.receive("c2", pcm)
+    log.turn_ends.add("c2")
+    log.first_audio_at["c2"] = log.utterances[-1].ended_at + 1.0
+    found = [v for v in audit_all(log, [renewed, following]) if "typed" in v or "c1" in v or "c2" in v]
+    assert found == []
+    assert ledger.settle(log, [renewed, following], 0).assistant_retired == len(pcm)
+    # The same answer on the session's last stream, or with some of it heard, was not dropped by a renewal: lost.
+    assert "answer c1 (lost)" in "\n".join(audit_all(log, [renewed]))
+    log.receive("c1", pcm[:4])
+    assert "answer c1 (lost)" in "\n".join(audit_all(log, [renewed, following]))
