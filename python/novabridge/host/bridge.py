@@ -461,8 +461,12 @@ class SonicBridge:
             self._uplink.add(record.samples_s)
             with self._send_lock:
                 self._settled_at = self._worker_base + record.settled_bytes
-                unsettled = self._unsettled
-                unsettled.trim(max(unsettled.total - self._settled_at, len(self._unanswered.audio)))
+                self._trim_unsettled()
+
+    def _trim_unsettled(self) -> None:
+        """Keep only what a replacement needs: the audio the worker has not settled, or the turn's if longer."""
+        unsettled = self._unsettled
+        unsettled.trim(max(unsettled.total - self._settled_at, len(self._unanswered.audio)))
 
     # ---------------------------------------------------------------------------------------------- supervision
 
@@ -507,6 +511,9 @@ class SonicBridge:
             unanswered = self._unanswered
             for text in unanswered.asks:
                 link.write(self._worker.uplink, link.TextCommand(text))
+            # Trimmed again now: the audio sent since the last settlement the worker reported is in the turn's, and
+            # a replay from that report would give the replacement more of it than the turn.
+            self._trim_unsettled()
             unsettled = self._unsettled
             for payload in unsettled:
                 link.write(self._worker.uplink, link.UserAudio(payload))
