@@ -309,7 +309,7 @@ class SoakSession:
         for _, action, argument in due:
             if action == "interrupt":
                 turn_id = argument
-                dropped = self.bridge.interrupt()
+                dropped = self.bridge.interrupt(turn_id)  # that answer alone: the next may be queued behind it
                 self.log.host_interrupts.add(turn_id)
                 self.log.note(f"interrupt {turn_id[:8]}: {dropped} bytes dropped")
             elif action == "tool":

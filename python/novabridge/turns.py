@@ -107,14 +107,19 @@ class StaleOutput:
         self._last_audio_turn = ""
         self.dropped_bytes = 0
 
-    def interrupt(self, queued: list[SonicEvent]) -> tuple[list[SonicEvent], int]:
-        """The host's barge-in: the audio in ``queued`` and the answer being played are cut.
+    def interrupt(self, queued: list[SonicEvent], turn_id: str | None = None) -> tuple[list[SonicEvent], int]:
+        """The host's barge-in: the answer ``turn_id`` is cut, or (None) the one being played and all in ``queued``.
 
         Returns the rest of ``queued``, and the bytes dropped now.
         """
+        if turn_id is not None:
+            self._cut_turn(turn_id)
+            kept, dropped = withdraw_audio(queued, turn_id)
+            self.dropped_bytes += dropped
+            return kept, dropped
         if self._last_audio_turn:
             self._cut_turn(self._last_audio_turn)
-        kept: list[SonicEvent] = []
+        kept = []
         dropped = 0
         for event in queued:
             if isinstance(event, AudioOut):

@@ -472,6 +472,8 @@ def test_bad_tool_results_and_configs_raise_typed_errors(emulator: EmulatorProce
             bridge.send_tool_result("id", object())
         with pytest.raises(BridgeError, match="already started"):
             bridge.start()
+        with pytest.raises(TypeError, match="turn_id must be a string"):
+            bridge.interrupt(7)  # type: ignore[arg-type]
         events = converse(bridge, np.concatenate([tone(0.6), np.zeros(16000 * 4, np.int16)]), turns=1)
         assert any(isinstance(e, TurnEnd) for e in events)
 

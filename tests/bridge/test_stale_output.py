@@ -57,6 +57,19 @@ def test_the_hosts_interrupt_cuts_the_queued_audio_and_the_answer_being_played()
     assert stale.dropped_bytes == 500 + 1 + 2
 
 
+def test_the_hosts_interrupt_of_one_answer_keeps_the_next_one_queued_behind_it() -> None:
+    # Found by the soak run: a host stopping an answer that had just ended cut the next one, queued unread, whose
+    # TurnEnd still came: the host could not tell it had cut it.
+    stale = StaleOutput(same_rate)
+    assert stale.filter([audio("t1", 100)]) == [audio("t1", 100)]
+    queued: list[SonicEvent] = [audio("t1", 200), TurnEnd("t1", "END_TURN"), audio("t2", 300)]
+    kept, dropped = stale.interrupt(queued, "t1")
+    assert kept == [TurnEnd("t1", "END_TURN"), audio("t2", 300)]
+    assert dropped == 200
+    assert stale.filter([audio("t1", 1), audio("t2", 2)]) == [audio("t2", 2)]
+    assert stale.dropped_bytes == 200 + 1
+
+
 def test_withdraw_audio_takes_one_turns_audio_out_of_any_queue() -> None:
     queue = [(1, audio("a", 10)), (2, audio("b", 20)), (3, TurnEnd("a", "END_TURN")), (4, audio("a", 30))]
     kept, withdrawn = withdraw_audio(queue, "a", event_of=lambda item: item[1])

@@ -345,15 +345,22 @@ class SonicBridge:
         with self._send_lock:
             link.write(self._require_worker().uplink, command)
 
-    def interrupt(self) -> int:
-        """Drop the assistant audio queued for the host at once, and the rest of the answer it belongs to.
+    def interrupt(self, turn_id: str | None = None) -> int:
+        """Drop the assistant audio queued for the host at once, and the rest of the answers it belongs to.
 
         For a host-side barge-in (a stop button, the host's own VAD); the service's barge-ins are handled
-        automatically. Returns the bytes (at ``out_rate``) dropped now; later audio of the same answer is dropped
-        as it arrives, and all of it is counted in `BridgeMetrics.dropped_output_bytes`.
+        automatically. ``turn_id`` (an `AudioOut.turn_id`) cuts that answer alone: a host that stops one answer
+        keeps the next one, whose audio may be queued behind it already. Returns the bytes (at ``out_rate``) dropped
+        now; later audio of the answers cut is dropped as it arrives, and all of it is counted in
+        `BridgeMetrics.dropped_output_bytes`.
+
+        Raises:
+            TypeError: ``turn_id`` is not a string.
         """
+        if turn_id is not None and not isinstance(turn_id, str):
+            raise TypeError(f"turn_id must be a string (an AudioOut's), not {type(turn_id).__name__}")
         self._require_worker()
-        self._pending, dropped = self._stale.interrupt(self._pending + self._read(0.0))
+        self._pending, dropped = self._stale.interrupt(self._pending + self._read(0.0), turn_id)
         return dropped
 
     def _out_bytes(self, service_bytes: int) -> int:
