@@ -739,32 +739,40 @@ def test_audio_a_reconnecting_worker_held_goes_to_its_replacement_when_it_dies(t
     assert user_audio_reached(heard, expected, replay_limit=2 * 16000 * 4) == len(expected)
 
 
-def test_a_replacement_hears_no_more_of_the_turn_than_the_replay_window(emulator: EmulatorProcess) -> None:
-    # Found by the soak run: a replacement worker heard 3.58 s again, the turn's 3 s and the audio the dead worker had
-    # sent after its last settlement report. The bridge trims the replay to the turn's audio when it restarts too.
-    sent = np.random.default_rng(2).integers(1, 101, 16000 * 5, dtype=np.int16)  # quieter than speech: no turn ends
+@pytest.mark.parametrize("burst_frames", [3, 125])  # 96 ms, under SETTLED_REPORT_S; 4 s
+def test_a_replacement_hears_no_more_of_the_turn_than_the_replay_window(
+    emulator: EmulatorProcess, burst_frames: int
+) -> None:
+    # Found by the soak run: a replacement worker heard 3.58 s again, then 3.65 s. The dead worker had sent audio
+    # after its last settlement report: 0.58 s on top of the turn's 3 s, the bridge's replay counted from that
+    # report; then 3.65 s of a reconnection's backlog, sent in one burst. The bridge now trims the replay when it
+    # restarts too (the short burst, under SETTLED_REPORT_S), and the worker reports a burst as it sends it.
+    sent = np.random.default_rng(2).integers(1, 101, 16000 * 10, dtype=np.int16)  # quieter than speech: no turn ends
+    session_frame = 512  # the session sends 32 ms frames and keeps a shorter rest back: the burst is whole frames
+    before = 16000 * 4
+    burst_end = before + session_frame * (1 + burst_frames)
     with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
-        events = feed(bridge, sent[: 16000 * 4])
-        events = until(bridge, events, lambda _: bridge._settled_at == 2 * 16000 * 4, timeout=10)
-        # Right after a report (they come every STATS_INTERVAL_S), 0.5 s more that the worker sends but never reports.
-        bridge.send_audio(sent[16000 * 4 : 16000 * 4 + FRAME])
-        events = until(bridge, events, lambda _: bridge._settled_at > 2 * 16000 * 4, timeout=10)
-        bridge.send_audio(sent[16000 * 4 + FRAME : 16000 * 9 // 2])
+        events = feed(bridge, sent[:before])
+        events = until(bridge, events, lambda _: bridge._settled_at == 2 * before, timeout=10)
+        # Just after a report (they come every STATS_INTERVAL_S), the burst, and the worker killed before the next.
+        bridge.send_audio(sent[before : before + session_frame])
+        events = until(bridge, events, lambda _: bridge._settled_at > 2 * before, timeout=10)
+        bridge.send_audio(sent[before + session_frame : burst_end])
         worker = bridge._worker
         assert worker is not None
-        while worker.uplink.stats().bytes_read < worker.uplink.stats().bytes_written:
+        recording = emulator.record_dir / "stream-1-user.pcm"
+        while np.count_nonzero(np.fromfile(recording, np.int16)) < burst_end:  # the service heard it all
             time.sleep(0.005)
-        time.sleep(0.1)  # for the session to send it
         os.kill(worker.pid, signal.SIGKILL)
         events = until(bridge, events, lambda _: bridge.ready and bridge._worker is not worker, timeout=30)
-        events += feed(bridge, sent[16000 * 9 // 2 :])
+        events += feed(bridge, sent[burst_end:])
         time.sleep(0.5)
     assert [e for e in events if isinstance(e, Error)] == []
     heard = []
     for stream in (1, 2):
         samples = np.frombuffer(emulator.recording(stream)[1], np.int16)
         heard.append(samples[samples != 0].tobytes())
-    assert len(heard[0]) == 2 * 16000 * 9 // 2  # the case in question: the dead worker's stream heard all sent to it
+    assert len(heard[0]) == 2 * burst_end  # the case in question: the dead worker's stream heard all sent to it
     assert user_audio_reached(heard, sent.tobytes(), replay_limit=2 * 16000 * 3) == sent.nbytes
 
 

@@ -32,6 +32,9 @@ from novabridge.turns import forget_oldest
 from novabridge.worker.uplink_clock import UplinkClock
 
 STATS_INTERVAL_S = 0.5
+SETTLED_REPORT_S = 0.25
+"""Audio sent since the last report that brings the next one forward. What a worker killed between two reports had
+sent is given to its replacement again: after a burst (a reconnection's backlog), half a second could be seconds."""
 SHUTDOWN_LIMIT_S = 3.0
 """Closing the session (polite end, receive tasks, transport) may take this long before the worker exits anyway."""
 HOST_STALL_LIMIT_S = 5.0
@@ -95,21 +98,43 @@ async def _downlink(downlink: _Downlink, session: SonicSession) -> None:
             await downlink.write(link.SessionEvent(event))
 
 
-async def _stats(downlink: _Downlink, session: SonicSession, clock: UplinkClock) -> None:
-    reported = 0
+class _Reports:
+    """When the host learns how far the session has sent its audio (`link.UplinkTimings`).
+
+    Every `STATS_INTERVAL_S`, or as soon as `SETTLED_REPORT_S` more has gone.
+    """
+
+    def __init__(self, clock: UplinkClock, input_rate: int) -> None:
+        self.clock = clock
+        self.reported = 0
+        self.due = asyncio.Event()
+        self._report_bytes = int(SETTLED_REPORT_S * input_rate) * 2
+
+    def audio_sent(self, through: int, sent_ns: int) -> None:
+        """The session's ``on_audio_sent``."""
+        self.clock.sent(through, sent_ns)
+        if through - self.reported >= self._report_bytes:
+            self.due.set()
+
+
+async def _stats(downlink: _Downlink, session: SonicSession, reports: _Reports) -> None:
+    clock = reports.clock
     while True:
-        await asyncio.sleep(STATS_INTERVAL_S)
-        if clock.samples or session.audio_bytes_settled != reported:
-            reported = session.audio_bytes_settled
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reports.due.wait(), STATS_INTERVAL_S)
+        reports.due.clear()
+        if clock.samples or session.audio_bytes_settled != reports.reported:
+            reports.reported = session.audio_bytes_settled
             samples, clock.samples = clock.samples, []
-            await downlink.write(link.UplinkTimings(tuple(samples), reported))
+            await downlink.write(link.UplinkTimings(tuple(samples), reports.reported))
 
 
 async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
     """Run one session between the rings until the host closes the uplink or the session ends; the exit status."""
     downlink = _Downlink(downlink_ring)
     clock = UplinkClock()
-    session = SonicSession(config, on_audio_sent=clock.sent)
+    reports = _Reports(clock, config.input_rate)
+    session = SonicSession(config, on_audio_sent=reports.audio_sent)
     try:
         await session.start()
     except Exception as error:  # noqa: BLE001 - reported to the host as the session's fatal error
@@ -122,7 +147,7 @@ async def serve(uplink: Ring, downlink_ring: Ring, config: SonicConfig) -> int:
         await downlink.write(link.Ready())
         up = asyncio.create_task(_uplink(uplink, downlink, session, clock))
         down = asyncio.create_task(_downlink(downlink, session))
-        stats = asyncio.create_task(_stats(downlink, session, clock))
+        stats = asyncio.create_task(_stats(downlink, session, reports))
         await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         up.cancel()
         stats.cancel()
