@@ -22,7 +22,18 @@ from typing import Any
 import numpy as np
 from novabridge import SonicBridge
 from novabridge.emulator.voice import synthesize
-from novabridge.events import AudioOut, Error, Interrupted, Reconnecting, SonicEvent, ToolCall, TurnEnd
+from novabridge.events import (
+    AudioOut,
+    Error,
+    Interrupted,
+    Reconnecting,
+    Renewed,
+    SonicEvent,
+    Stage,
+    ToolCall,
+    Transcript,
+    TurnEnd,
+)
 from novabridge.exceptions import RingFull
 
 RATE = 16000
@@ -54,6 +65,8 @@ INTERRUPT_SHARE = 0.1
 SLOW_TOOL_SHARE = 0.25
 ANSWER_WAIT_S = 20.0
 """A user who hears no answer speaks again after this long (the ledger reports the unanswered turn)."""
+TOOL_ANSWER_S = 3.0
+"""After a tool result is sent, how long the host waits for its answer to begin before it counts as idle."""
 DEAF_S = 3.0
 BURST_S = 3.0
 _DROPPED_BYTES = re.compile(r"(\d+) bytes")
@@ -198,6 +211,9 @@ class SoakSession:
         self._awaiting: Utterance | None = None
         self._hearing = False
         """An answer is playing: a turn begun now is a barge-in."""
+        self._open_turns: set[str] = set()
+        """Turns the service began (heard, asked a tool, answered) and has not ended: replaced streams' excepted."""
+        self._tool_answer_due = 0.0
         self._next_at = time.time() + self._rng.uniform(0.5, 2.0)
         self._quiet = False
         """Finishing: no new turn."""
@@ -315,6 +331,7 @@ class SoakSession:
             elif action == "tool":
                 tool_use_id, value = argument
                 self.bridge.send_tool_result(tool_use_id, {"value": value})
+                self._tool_answer_due = time.time() + TOOL_ANSWER_S
                 self.log.note(f"tool result {tool_use_id[:8]}")
 
     def _run_reader(self) -> None:
@@ -339,6 +356,8 @@ class SoakSession:
                 self._reconnecting_since = None
         if isinstance(event, AudioOut):
             turn_id = sys.intern(event.turn_id)  # one string per turn in every record of it (the RSS measured)
+            if turn_id:
+                self._open_turns.add(turn_id)
             if turn_id not in log.first_audio_at:
                 log.first_audio_at[turn_id] = now
                 self._hearing = True
@@ -350,7 +369,15 @@ class SoakSession:
             log.receive(turn_id, event.pcm)
             return
         log.note(type(event).__name__ + " " + " ".join(str(v)[:80] for v in vars_of(event)))
+        began = isinstance(event, ToolCall) or (
+            isinstance(event, Transcript) and event.role == "USER" and event.stage is Stage.FINAL
+        )
+        if began and isinstance(event, (ToolCall, Transcript)) and event.turn_id:
+            self._open_turns.add(sys.intern(event.turn_id))
+        if isinstance(event, (Reconnecting, Renewed)):
+            self._open_turns.clear()  # a replaced stream's turns end with it; what they left is asked again
         if isinstance(event, TurnEnd):
+            self._open_turns.discard(event.turn_id)
             log.turn_ends.add(sys.intern(event.turn_id))
             self._hearing = False
             self._answered(now)
@@ -388,8 +415,12 @@ class SoakSession:
         self._quiet = True
 
     def idle(self) -> bool:
-        """No turn in progress: nothing spoken, nothing awaited."""
-        return self._speaking is None and self._awaiting is None
+        """No turn in progress: nothing spoken or awaited, no turn the service began unended, no tool result due."""
+        # Awaited alone is not enough: a turn ended by a barge-in clears it while the turn that cut it goes on.
+        with self._timers_lock:
+            timers = bool(self._timers)
+        busy = self._open_turns or timers or time.time() < self._tool_answer_due
+        return self._speaking is None and self._awaiting is None and not busy
 
     def finish(self) -> None:
         """Stop both threads and close the bridge."""

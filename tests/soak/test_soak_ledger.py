@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from novabridge.events import AudioOut, Interrupted, Reconnecting, SonicEvent, Stage, ToolCall, Transcript, TurnEnd
 
 from e2e.soak import ledger, report, resources
-from e2e.soak.host import AudioFile, SessionLog, Utterance
+from e2e.soak.host import AudioFile, SessionLog, SoakSession, Utterance
 from e2e.soak.schedule import HOST_CHAOS, KINDS, chaos_schedule
 
 RATE = 16000
@@ -349,3 +350,47 @@ def test_an_answer_a_renewal_dropped_is_retired_and_the_next_streams_answers_the
     assert "answer c1 (lost)" in "\n".join(audit_all(log, [renewed]))
     log.receive("c1", pcm[:4])
     assert "answer c1 (lost)" in "\n".join(audit_all(log, [renewed, following]))
+
+
+class ToolResults:
+    """The one `SonicBridge` call a soak session's tool timer makes."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send_tool_result(self, tool_use_id: str, result: object) -> None:
+        self.sent.append(tool_use_id)
+
+
+def test_a_session_is_not_idle_while_the_turn_that_cut_its_awaited_one_goes_on(tmp_path: Path) -> None:
+    # Found by the short soak run: a replayed sentence heard as two turns, the first cut by the second, cleared the
+    # turn awaited; the run ended while the second's answer, waiting on a slow tool, was still to come (3,840 bytes
+    # of it never reached the host).
+    log = SessionLog(0, tmp_path)
+    _OPEN.append(log)
+    bridge = ToolResults()
+    session = SoakSession(log, bridge, seed=1)  # type: ignore[arg-type]
+    session._awaiting = Utterance(0, "speech", "what time", 0, RATE)
+    events: list[SonicEvent] = [
+        Transcript("USER", "(speech, 0.9 seconds)", Stage.FINAL, "t1"),
+        Interrupted("t1"),
+        TurnEnd("t1", "INTERRUPTED"),
+        Transcript("USER", "(speech, 1.2 seconds)", Stage.FINAL, "t2"),
+        ToolCall("u2", "lookup", {}, "t2"),
+    ]
+    for event in events:
+        session._on_event(event)
+    assert session._awaiting is None
+    assert not session.idle()  # t2 is under way, its tool result is due
+    session._timers = [(0.0, *timer[1:]) for timer in session._timers]
+    session._run_timers()
+    assert bridge.sent == ["u2"]
+    assert not session.idle()  # the result went: its answer is due
+    session._on_event(AudioOut(bytes(480), 24000, "t2"))
+    session._tool_answer_due = 0.0
+    assert not session.idle()  # the answer plays
+    session._on_event(TurnEnd("t2", "END_TURN"))
+    assert session.idle()
+    session._on_event(Transcript("USER", "(speech, 1.0 seconds)", Stage.FINAL, "t3"))
+    session._on_event(Reconnecting("the stream failed", 1))
+    assert session.idle()  # a replaced stream's turns end with it: they are asked again on the next
