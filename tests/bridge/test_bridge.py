@@ -776,6 +776,33 @@ def test_a_replacement_hears_no_more_of_the_turn_than_the_replay_window(
     assert user_audio_reached(heard, sent.tobytes(), replay_limit=2 * 16000 * 3) == sent.nbytes
 
 
+def test_a_replacement_is_given_again_the_last_second_its_predecessor_reported_sent(emulator: EmulatorProcess) -> None:
+    # Found by the soak run, three times in eight one-minute runs: 0.3-0.5 s of a burst a worker had reported sent
+    # never reached the service, and its replacement, given the audio from that report on, never heard it. The
+    # turn's audio did not cover it: an answer had just ended. The replacement now hears the last second again.
+    rng = np.random.default_rng(3)
+    sent = np.concatenate([tone(0.6), rng.integers(1, 101, 16000 * 4, dtype=np.int16)])
+    sent[sent == 0] = 1  # no sample the session's silence fill could be taken for
+    later = rng.integers(1, 101, 16000, dtype=np.int16)
+    with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
+        events = converse(bridge, sent, turns=1)
+        events = until(bridge, events, lambda _: bridge._settled_at == sent.nbytes, timeout=10)
+        assert len(bridge._unanswered.audio) < 2 * 16000  # answered: the turn's audio held is less than the second
+        worker = bridge._worker
+        assert worker is not None
+        os.kill(worker.pid, signal.SIGKILL)
+        events = until(bridge, events, lambda _: bridge.ready and bridge._worker is not worker, timeout=30)
+        events += feed(bridge, later)
+        time.sleep(0.5)
+    assert [e for e in events if isinstance(e, Error)] == []
+    heard = []
+    for stream in (1, 2):
+        samples = np.frombuffer(emulator.recording(stream)[1], np.int16)
+        heard.append(samples[samples != 0].tobytes())
+    assert heard[0] == sent.tobytes()
+    assert heard[1] == sent[-16000:].tobytes() + later.tobytes()
+
+
 def test_workers_that_keep_dying_before_their_session_is_up_end_it_with_a_fatal_error(
     emulator: EmulatorProcess,
 ) -> None:

@@ -39,6 +39,9 @@ CLOSE_TIMEOUT_S = 1.0
 HELD_LIMIT_S = 30.0
 """User audio a worker has not settled (sent, or reported dropped), kept for a replacement should it die (the
 session's own backlog limit); and audio held while a dead worker waits to be replaced. Beyond it, the oldest goes."""
+IN_FLIGHT_S = 1.0
+"""Audio a worker reported sent that the service may not have had: what the SDK and the socket still held dies with
+the worker (the soak run lost 0.5 s sent in a burst just before a kill). A replacement is given it again."""
 MAX_RESTARTS_UNREADY = 3
 """Workers that die before their session is up, in a row, before the bridge gives up (a crash loop)."""
 LATENCY_SAMPLES = 20_000
@@ -181,9 +184,11 @@ class SonicBridge:
         ``holding``: the worker was seen dead by `send_audio` before the consumer replaced it, and the audio since
         is held for the replacement."""
         self._held_limit = limit_bytes(HELD_LIMIT_S, config.input_rate)
+        self._in_flight = limit_bytes(IN_FLIGHT_S, config.input_rate)
         self._unsettled = ReplayWindow(self._held_limit)
-        """The user audio a replacement worker is given: all the current worker has not settled, and the turn's
-        audio (`Unanswered.audio`, which it always holds). A worker reconnecting its stream holds the audio since."""
+        """The user audio a replacement worker is given: all the current worker has not settled and the last
+        `IN_FLIGHT_S` it settled, or the turn's audio (`Unanswered.audio`, which it always holds) if longer. A worker
+        reconnecting its stream holds the audio since."""
         self._settled_at = 0
         """How far (a `ReplayWindow.total`) the current worker settled the user audio it was given."""
         self._worker_base = 0
@@ -471,9 +476,13 @@ class SonicBridge:
                 self._trim_unsettled()
 
     def _trim_unsettled(self) -> None:
-        """Keep only what a replacement needs: the audio the worker has not settled, or the turn's if longer."""
+        """Keep only what a replacement needs.
+
+        The audio the worker has not settled and the newest it settled, which may not have left it (`IN_FLIGHT_S`),
+        or the turn's if longer.
+        """
         unsettled = self._unsettled
-        unsettled.trim(max(unsettled.total - self._settled_at, len(self._unanswered.audio)))
+        unsettled.trim(max(unsettled.total - self._settled_at + self._in_flight, len(self._unanswered.audio)))
 
     # ---------------------------------------------------------------------------------------------- supervision
 
