@@ -62,6 +62,12 @@ def turns_ended(events: list[SonicEvent]) -> int:
     return sum(isinstance(e, TurnEnd) for e in events)
 
 
+def without_fill(user_pcm: bytes) -> bytes:
+    """A stream's recorded user audio without the session's silence fill: the tests send no zero sample."""
+    samples = np.frombuffer(user_pcm, np.int16)
+    return bytes(samples[samples != 0])
+
+
 def test_a_conversation_through_the_worker_accounts_for_every_byte(emulator: EmulatorProcess) -> None:
     sent = np.concatenate([tone(0.6), np.zeros(16000 * 4, np.int16), tone(0.5, 300), np.zeros(16000 * 4, np.int16)])
     with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
@@ -731,10 +737,7 @@ def test_audio_a_reconnecting_worker_held_goes_to_its_replacement_when_it_dies(t
         first.stop()
         if second is not None:
             second.stop()
-    heard = []
-    for run in ("run-1", "run-2"):
-        samples = np.frombuffer((tmp_path / run / "stream-1-user.pcm").read_bytes(), np.int16)
-        heard.append(samples[samples != 0].tobytes())
+    heard = [without_fill((tmp_path / run / "stream-1-user.pcm").read_bytes()) for run in ("run-1", "run-2")]
     expected = sent.tobytes() + np.ones(FRAME * 10, np.int16).tobytes()
     assert user_audio_reached(heard, expected, replay_limit=2 * 16000 * 4) == len(expected)
 
@@ -768,10 +771,7 @@ def test_a_replacement_hears_no_more_of_the_turn_than_the_replay_window(
         events += feed(bridge, sent[burst_end:])
         time.sleep(0.5)
     assert [e for e in events if isinstance(e, Error)] == []
-    heard = []
-    for stream in (1, 2):
-        samples = np.frombuffer(emulator.recording(stream)[1], np.int16)
-        heard.append(samples[samples != 0].tobytes())
+    heard = [without_fill(emulator.recording(stream)[1]) for stream in (1, 2)]
     assert len(heard[0]) == 2 * burst_end  # the case in question: the dead worker's stream heard all sent to it
     assert user_audio_reached(heard, sent.tobytes(), replay_limit=2 * 16000 * 3) == sent.nbytes
 
@@ -795,10 +795,7 @@ def test_a_replacement_is_given_again_the_last_second_its_predecessor_reported_s
         events += feed(bridge, later)
         time.sleep(0.5)
     assert [e for e in events if isinstance(e, Error)] == []
-    heard = []
-    for stream in (1, 2):
-        samples = np.frombuffer(emulator.recording(stream)[1], np.int16)
-        heard.append(samples[samples != 0].tobytes())
+    heard = [without_fill(emulator.recording(stream)[1]) for stream in (1, 2)]
     assert heard[0] == sent.tobytes()
     assert heard[1] == sent[-16000:].tobytes() + later.tobytes()
 
