@@ -356,8 +356,7 @@ class SoakSession:
                 self._reconnecting_since = None
         if isinstance(event, AudioOut):
             turn_id = sys.intern(event.turn_id)  # one string per turn in every record of it (the RSS measured)
-            if turn_id:
-                self._open_turns.add(turn_id)
+            self._turn_began(turn_id)
             if turn_id not in log.first_audio_at:
                 log.first_audio_at[turn_id] = now
                 self._hearing = True
@@ -369,13 +368,6 @@ class SoakSession:
             log.receive(turn_id, event.pcm)
             return
         log.note(type(event).__name__ + " " + " ".join(str(v)[:80] for v in vars_of(event)))
-        began = isinstance(event, ToolCall) or (
-            isinstance(event, Transcript) and event.role == "USER" and event.stage is Stage.FINAL
-        )
-        if began and isinstance(event, (ToolCall, Transcript)) and event.turn_id:
-            self._open_turns.add(sys.intern(event.turn_id))
-        if isinstance(event, (Reconnecting, Renewed)):
-            self._open_turns.clear()  # a replaced stream's turns end with it; what they left is asked again
         if isinstance(event, TurnEnd):
             self._open_turns.discard(event.turn_id)
             log.turn_ends.add(sys.intern(event.turn_id))
@@ -384,7 +376,10 @@ class SoakSession:
         elif isinstance(event, Interrupted):
             log.interrupted.add(sys.intern(event.turn_id))
             self._hearing = False
+        elif isinstance(event, Transcript) and event.role == "USER" and event.stage is Stage.FINAL:
+            self._turn_began(event.turn_id)
         elif isinstance(event, ToolCall):
+            self._turn_began(event.turn_id)
             log.tool_calls += 1
             slow = self._rng.random() < SLOW_TOOL_SHARE
             self._after(
@@ -392,7 +387,10 @@ class SoakSession:
                 "tool",
                 (event.tool_use_id, log.tool_calls),
             )
+        elif isinstance(event, Renewed):
+            self._open_turns.clear()  # a replaced stream's turns end with it; what they left is asked again
         elif isinstance(event, Reconnecting):
+            self._open_turns.clear()
             log.reconnects.append(now)
             if self._reconnecting_since is None:
                 self._reconnecting_since = now
@@ -402,6 +400,10 @@ class SoakSession:
                 log.tool_results_dropped += 1
             elif event.kind == "AudioDropped" and (match := _DROPPED_BYTES.search(event.message)):
                 log.user_dropped_reported += int(match.group(1))
+
+    def _turn_began(self, turn_id: str) -> None:
+        if turn_id:  # an unnamed turn could never be seen to end
+            self._open_turns.add(sys.intern(turn_id))
 
     def _answered(self, now: float) -> None:
         if self._awaiting is not None and self._speaking is None:

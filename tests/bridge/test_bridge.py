@@ -751,7 +751,7 @@ def test_a_replacement_hears_no_more_of_the_turn_than_the_replay_window(
     # report; then 3.65 s of a reconnection's backlog, sent in one burst. The bridge now trims the replay when it
     # restarts too (the short burst, under SETTLED_REPORT_S), and the worker reports a burst as it sends it.
     sent = np.random.default_rng(2).integers(1, 101, 16000 * 10, dtype=np.int16)  # quieter than speech: no turn ends
-    session_frame = 512  # the session sends 32 ms frames and keeps a shorter rest back: the burst is whole frames
+    session_frame = emulator.config().frame_ms * 16  # the session keeps a shorter rest back: the burst is whole frames
     before = 16000 * 4
     burst_end = before + session_frame * (1 + burst_frames)
     with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
