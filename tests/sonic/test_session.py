@@ -403,6 +403,35 @@ async def test_a_stall_while_an_answer_plays_loses_no_audio(
     assert len(resumed.turns) == 1, "the new stream answered the second utterance only, not the first's replay"
 
 
+@pytest.mark.timeout(90)
+async def test_a_stream_that_fails_holding_audio_it_never_read_loses_none_of_it(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    # Found by the 30-minute soak run (1.12 s of a session's audio lost): a stream stopped reading while its answer
+    # played, the answer's TurnEnd came, and an error of its own ended the stream before the stall was noticed. The
+    # new stream was given only the audio since the TurnEnd; what the connection had taken before it, unread, was lost.
+    emulator = await make_emulator(scenario=Scenario.from_dict({"turns": [{"assistant": "Yes."}]}))
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+
+    async def stall_then_fail() -> None:
+        await events.wait_for(lambda e: isinstance(e, AudioOut), timeout=30)
+        emulator.inject("stall", after_s=0.0)
+        await events.wait_for(lambda e: isinstance(e, TurnEnd), timeout=30)
+        emulator.inject("instability", after_s=0.0)
+
+    faults = asyncio.create_task(stall_then_fail())
+    sent = await talk_across_a_break(session, events, break_within_s=STALL_S)
+    await faults
+
+    assert events.of(Reconnecting)[0].reason.startswith("ValidationException:"), events.of(Reconnecting)
+    failed = emulator.recordings[0]
+    assert failed.error is not None
+    assert [t.source for t in failed.turns] == ["speech"], "the first stream answered before it stalled"
+    assert_no_user_audio_lost(session, emulator, sent)
+    assert len(emulator.recordings[1].turns) == 1, "the new stream answered the second utterance only"
+
+
 async def test_throttled_reconnection_backs_off_and_retries(
     make_emulator: EmulatorFactory, open_session: SessionFactory
 ) -> None:

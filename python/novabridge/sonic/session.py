@@ -164,8 +164,8 @@ class SonicSession:
         self._unanswered = Unanswered(config)
         """What a new stream is asked again and given of the user's audio (sent since the last completed turn)."""
         self._taken = ReplayWindow(self._unanswered.audio.limit)
-        """The newest audio the SDK took, answered or not: after a stall, what the stuck connection may have held
-        unread is in it (an answer that ends during a stall proves nothing of the audio taken after its question)."""
+        """The newest audio the SDK took, answered or not: after a failure, what the connection may have held unread
+        is in it (an answer that ends meanwhile proves nothing of the audio taken after its question)."""
         self._read_mark = 0
         """`_taken`'s position when the service last proved it read the audio: a turn began (it heard the end)."""
         self._events = _EventQueue()
@@ -631,17 +631,19 @@ class SonicSession:
         self._spawn(self._receive(stream), self._receivers)
         self._stream_ready.set()
 
-    async def _replay_to(self, stream: SonicStream, *, stalled: bool = False) -> None:
+    async def _replay_to(self, stream: SonicStream, *, failed: bool = False) -> None:
         """Give a new stream the user's turns not answered in full, and the audio since the last one.
 
-        So a question whose answer the failure cut is answered, and a sentence in flight is heard whole. After a stall
-        the audio is all the old stream took since its last turn began (at most the window), answered since or not:
-        the service may not have read it.
+        So a question whose answer the failure cut is answered, and a sentence in flight is heard whole. After a
+        failure the audio is all the old stream took since its last turn began (at most the window), answered since or
+        not: an answer proves the service read the question, not the audio after it, which a failed stream may have
+        held unread (the SDK's buffers, HTTP/2 flow control's window: over a second of audio). A renewal's old stream
+        goes on and reads it.
         """
         for text in self._unanswered.asks:
             await stream.send_text(text)
         replay = bytes(self._unanswered.audio)
-        if stalled:  # both end with the newest audio taken: the longer holds the other
+        if failed:  # both end with the newest audio taken: the longer holds the other
             replay = max(replay, self._taken.since(self._read_mark), key=len)
         for offset in range(0, len(replay), self._frame_bytes):
             await stream.send_audio(replay[offset : offset + self._frame_bytes])
@@ -686,7 +688,7 @@ class SonicSession:
                     if stream is not self._stream:  # a renewal replaced the failed stream meanwhile
                         await new.close()
                         return
-                    await self._replay_to(new, stalled=failure.kind == STREAM_STALLED)
+                    await self._replay_to(new, failed=True)
                     self._install(new)
             except Exception as error:  # noqa: BLE001 - classified: transient errors try again
                 last = classify(error, self.config)
