@@ -263,6 +263,38 @@ async def test_a_renewal_prepared_for_a_stream_that_failed_meanwhile_is_dropped_
     assert not events.of(Renewed)
 
 
+async def test_text_typed_while_a_renewal_hands_over_is_asked_on_the_new_stream(
+    make_emulator: EmulatorFactory, open_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the 30-minute soak run (2 typed turns in 2442 never answered): text typed while a renewal replayed to
+    # its new stream went to the old one, which the handover then retired with its answers, and the new stream,
+    # asked before the text came, was never asked it.
+    replay_to = SonicSession._replay_to
+    replayed, typed = asyncio.Event(), asyncio.Event()
+
+    async def typed_into_after_the_replay(self: SonicSession, stream: SonicStream, *, failed: bool = False) -> None:
+        await replay_to(self, stream, failed=failed)
+        if self._retiring is not None and not replayed.is_set():  # the first renewal waits for the text
+            replayed.set()
+            await typed.wait()
+
+    monkeypatch.setattr(SonicSession, "_replay_to", typed_into_after_the_replay)
+    emulator = await make_emulator(scenario=Scenario.from_dict({"turns": [{"assistant": "Noted."}]}))
+    session = await open_session(config_for(emulator, renewal_after_s=1.5))
+    events = Collector(session)
+    await asyncio.wait_for(replayed.wait(), 10)
+    typing = asyncio.create_task(session.send_text("Are you there?"))
+    await asyncio.sleep(0.5)  # it would have gone to the old stream by now
+    typed.set()
+    await asyncio.wait_for(typing, 10)
+    await events.wait_for(lambda e: isinstance(e, TurnEnd))
+
+    old, new = emulator.recordings[:2]
+    assert not old.turns
+    assert [(t.source, t.user_text, t.answer) for t in new.turns] == [("text", "Are you there?", "Noted.")]
+    assert len(events.of(Renewed)) >= 1
+
+
 async def talk_across_a_break(session: SonicSession, events: Collector, *, break_within_s: float) -> bytes:
     """An utterance, the host's microphone until the session reports a break, another utterance and its answer.
 
@@ -612,6 +644,21 @@ async def test_closing_while_no_stream_takes_audio_reports_the_audio_not_sent(
         f"{len(pending)} bytes of user audio not sent: the session closed with no stream taking it"
     ]
     assert session.metrics.dropped_audio_bytes == len(pending)
+
+
+@pytest.mark.timeout(60)
+async def test_closing_while_the_stream_is_stalled_is_prompt(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    # A stream that stopped taking input holds the SDK's buffers full, and the SDK's close waits for them to drain.
+    emulator = await make_emulator()
+    session = await open_session(config_for(emulator))
+    emulator.inject("stall", after_s=0.0)
+    await stream(session, silence(3.0))  # fills the flow-control window and the SDK's buffers behind it
+    await session.send_text("Are you there?")
+    started = time.monotonic()
+    await asyncio.wait_for(session.close(), 30)
+    assert time.monotonic() - started < 8
 
 
 SPEECH_PROMPT = "If the input audio contains Hindi, transcribe it in Devanagari script."

@@ -340,14 +340,23 @@ class SonicSession:
         if self._closed:
             raise SessionClosed("the session is closed")
         text = wire.check_text(text, self.config.model_id)
-        stream = await self._current_stream()
-        # Kept before it is sent (and with no await in between): if this stream fails, its replacement asks it.
-        self.history.add("USER", text)
-        self._unanswered.typed(text)
-        try:
-            await self._send_bounded(stream, stream.send_text(text))
-        except Exception as error:  # noqa: BLE001 - the stream is failing; its receive task recovers
-            logger.info("typed text goes to the next stream: this one failed (%r)", error)
+        await self._stream_ready.wait()
+        # Under the handover lock, as each frame is: a renewal asks its new stream what is unanswered, and text sent to
+        # the old stream after that would go with the old stream's answers, which are discarded.
+        async with self._handover:
+            stream = self._stream
+            if stream is None:
+                raise SessionClosed("the session is closed")
+            # Kept before it is sent (and with no await in between): if this stream fails, its replacement asks it.
+            self.history.add("USER", text)
+            self._unanswered.typed(text)
+            if not self._stream_ready.is_set():  # failing (a pump's send failed, a receive task saw the end)
+                logger.info("typed text goes to the next stream: this one is failing")
+                return
+            try:
+                await self._send_bounded(stream, stream.send_text(text))
+            except Exception as error:  # noqa: BLE001 - the stream is failing; its receive task recovers
+                logger.info("typed text goes to the next stream: this one failed (%r)", error)
 
     async def _send_bounded(self, stream: SonicStream, send: Awaitable[None]) -> None:
         """``send`` on ``stream``, given up (TimeoutError) after `STALL_S` as a stalled stream, which is replaced.
