@@ -56,6 +56,15 @@ def rss_slopes(samples: list[resources.Sample], warm_s: float) -> dict[str, floa
     }
 
 
+def host_rss_slopes_by_kind(samples: list[resources.Sample], warm_s: float) -> dict[str, float]:
+    """The host's slope (`rss_slopes`) split into its heap (``anon``), mapped code (``file``) and rings (``shmem``)."""
+    host = [s for s in samples if s.t_s >= warm_s]
+    return {
+        kind: resources.slope_per_10_min([s.t_s for s in host], [s.host_rss_by_kind.get(kind, 0) / MIB for s in host])
+        for kind in ("anon", "file", "shmem")
+    }
+
+
 def results(  # noqa: D103 - the figures report.md and soak.png are made of
     run: Run,
     sessions: list[SoakSession],
@@ -99,6 +108,7 @@ def results(  # noqa: D103 - the figures report.md and soak.png are made of
         },
         "leaks": {"before": asdict(baseline), "after": asdict(after)},
         "rss_mib_per_10_min": rss_slopes(samples, run.args.calm_s),
+        "host_rss_mib_per_10_min_by_kind": host_rss_slopes_by_kind(samples, run.args.calm_s),
         "latency_ms": {
             phase: {
                 d: {"p50": _percentile(s, 50), "p99": _percentile(s, 99), "n": len(s)} for d, s in directions.items()
@@ -172,7 +182,9 @@ def markdown(r: dict[str, Any]) -> str:
         ),
         "",
         "RSS slope after warm-up (least squares, MiB per 10 minutes; workers and emulators process by process): "
-        + ", ".join(f"{name} {value:+.2f}" for name, value in slopes.items()),
+        + ", ".join(f"{name} {value:+.2f}" for name, value in slopes.items())
+        + "; the host's by kind: "
+        + ", ".join(f"{kind} {value:+.2f}" for kind, value in r["host_rss_mib_per_10_min_by_kind"].items()),
         "",
     ]
     if r["violations"]:

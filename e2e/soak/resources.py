@@ -30,6 +30,8 @@ class Sample:
     emulator_pid: int = 0
     session_workers: dict[str, int] = field(default_factory=dict)
     """RSS of each worker running a session, by pid (spares and workers still booting are left out)."""
+    host_rss_by_kind: dict[str, int] = field(default_factory=dict)
+    """The host's RSS split: ``anon`` (its heap), ``file`` (mapped code), ``shmem`` (the rings)."""
 
 
 def _children(pid: int) -> list[int]:
@@ -75,6 +77,7 @@ def sample(t_s: float, emulator_pid: int | None, session_workers: Collection[int
     threads = fds = memfds = workers = host_threads = host_fds = 0
     rss = {"host": 0, "workers": 0, "emulator": 0}
     by_worker: dict[str, int] = {}
+    host_by_kind: dict[str, int] = {}
     emulator_tree = set(_descendants(emulator_pid)) if emulator_pid else set()
     for pid in pids:
         status = measure.process_status(pid)
@@ -91,6 +94,11 @@ def sample(t_s: float, emulator_pid: int | None, session_workers: Collection[int
             by_worker[str(pid)] = status.rss_bytes
         if pid == host:
             host_threads, host_fds = status.threads, count
+            host_by_kind = {
+                "anon": status.rss_anon_bytes,
+                "file": status.rss_file_bytes,
+                "shmem": status.rss_shmem_bytes,
+            }
     return Sample(
         t_s,
         len(pids),
@@ -105,6 +113,7 @@ def sample(t_s: float, emulator_pid: int | None, session_workers: Collection[int
         host_fds,
         emulator_pid or 0,
         by_worker,
+        host_by_kind,
     )
 
 

@@ -120,6 +120,12 @@ class ProcessStatus:
     threads: int
     rss_bytes: int
     """Resident set size (``VmRSS``; 0 for a process that has no memory any more, such as a zombie)."""
+    rss_anon_bytes: int = 0
+    """Of it, private memory (``RssAnon``: the heap, thread stacks)."""
+    rss_file_bytes: int = 0
+    """Of it, mapped files (``RssFile``: the code of the interpreter and the libraries)."""
+    rss_shmem_bytes: int = 0
+    """Of it, shared memory (``RssShmem``: the rings' memfds)."""
 
 
 def process_status(pid: int | None = None) -> ProcessStatus | None:
@@ -129,9 +135,16 @@ def process_status(pid: int | None = None) -> ProcessStatus | None:
             fields = dict(line.split(":", 1) for line in status if ":" in line)
     except OSError:
         return None
+
+    def kib(name: str) -> int:
+        return 1024 * int(fields.get(name, "0 kB").split()[0])
+
     return ProcessStatus(
         threads=int(fields.get("Threads", "0")),
-        rss_bytes=1024 * int(fields.get("VmRSS", "0 kB").split()[0]),
+        rss_bytes=kib("VmRSS"),
+        rss_anon_bytes=kib("RssAnon"),
+        rss_file_bytes=kib("RssFile"),
+        rss_shmem_bytes=kib("RssShmem"),
     )
 
 

@@ -283,6 +283,11 @@ def test_a_sample_sees_this_process_its_threads_and_a_memfd() -> None:
     assert after.memfds == before.memfds + 1
     assert after.host_fds == before.host_fds + 1
     assert after.rss_host > 10 * 1024 * 1024
+    # Split into the heap, mapped code and shared memory, which add up to it (read from one look at /proc).
+    kinds = after.host_rss_by_kind
+    assert kinds["anon"] > 0
+    assert kinds["file"] > 0
+    assert kinds["anon"] + kinds["file"] + kinds["shmem"] == pytest.approx(after.rss_host, rel=0.05)
 
 
 def test_a_tool_result_answered_after_later_turns_answers_the_turn_that_asked(tmp_path: Path) -> None:
