@@ -941,6 +941,58 @@ async def test_an_input_rejected_at_the_start_of_the_conversation_is_fatal(
         await session.send_text("hello")
 
 
+async def renewed_with_the_old_stream_closed(emulator: Emulator, events: Collector) -> None:
+    """Once the first renewal has handed over and the old stream has closed (an open one would claim a fault)."""
+    await events.wait_for(lambda e: isinstance(e, Renewed), timeout=20)
+    async with asyncio.timeout(5):
+        while emulator.recordings[0].outcome == "open":  # noqa: ASYNC110 - recordings have no event to wait on
+            await asyncio.sleep(0.01)
+
+
+async def test_an_input_rejected_just_after_a_renewal_resumes_the_conversation(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    # Found by the 30-minute soak run: an input refused 0.12 s after a renewal ended the session as a refused setup,
+    # though the session's earlier streams had had the same setup accepted.
+    emulator = await make_emulator()
+    session = await open_session(config_for(emulator, renewal_after_s=3.0))
+    events = Collector(session)
+    await renewed_with_the_old_stream_closed(emulator, events)
+    emulator.inject("reject-input", after_s=0.0)  # the renewed stream claims it at once: its next input is refused
+    await events.wait_for(lambda e: isinstance(e, Reconnecting))
+    await session.send_text("Still there?")
+    await events.wait_for(lambda e: isinstance(e, TurnEnd))
+
+    assert not [e for e in events.of(Error) if e.fatal]
+    refused = [r for r in emulator.recordings if r.error is not None]
+    assert len(refused) == 1
+    closed_at = refused[0].closed_at
+    assert closed_at is not None
+    assert closed_at - refused[0].opened_at < 2.0, "refused before the stream settled"
+    assert [t.user_text for r in emulator.recordings for t in r.turns] == ["Still there?"]
+
+
+async def test_inputs_refused_on_every_new_stream_end_the_session_after_the_retry_policy(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    # What the setup replays (the history) could be what the service refuses: each new stream would be refused too.
+    emulator = await make_emulator()
+    session = await open_session(config_for(emulator, renewal_after_s=3.0))
+    events = Collector(session)
+    await renewed_with_the_old_stream_closed(emulator, events)
+    attempts = session.config.retry.max_attempts
+    for refused in range(1, attempts + 2):
+        emulator.inject("reject-input", after_s=0.3)  # claimed by the open stream, or the next one as it opens
+        await events.wait_for(lambda e: isinstance(e, Error), count=refused, timeout=20)
+        async with asyncio.timeout(5):  # the refused stream has closed: it would claim the next fault
+            while any(r.outcome == "open" and r.error is not None for r in emulator.recordings):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    await events.finished(timeout=20)
+
+    assert len(events.of(Reconnecting)) == attempts
+    assert [e.fatal for e in events.of(Error)] == [False] * attempts + [True]
+
+
 def test_session_metrics_keep_the_newest_timings_only() -> None:
     # Found by the soak run: a worker appended a float per frame sent and per event received, about 0.8 MiB per
     # 10 minutes for as long as the session lived.

@@ -178,6 +178,10 @@ class SonicSession:
         self._handover = asyncio.Lock()
         """Held around each frame's send and around a handover, so no frame falls between two streams."""
         self._stream_opened_at = 0.0
+        self._setup_accepted = False
+        """A stream of this session had its setup accepted (`SonicStream.settled`)."""
+        self._early_refusals = 0
+        """Streams in a row whose input was refused before they settled."""
         self._generation = 0
         self._workers: set[asyncio.Task[Any]] = set()
         """The pump, the renewal timer and running tools: cancelled at close."""
@@ -628,6 +632,8 @@ class SonicSession:
         return stream
 
     def _install(self, stream: SonicStream) -> None:
+        if self._stream is not None and self._stream.settled:
+            self._setup_accepted, self._early_refusals = True, 0
         self._stream = stream
         # A pre-warmed stream's lifetime began at its request, before the handover.
         self._stream_opened_at = stream.requested_at
@@ -675,9 +681,17 @@ class SonicSession:
         stream.retired = True
         self._stream_ready.clear()
         logger.info("stream %d failed: %s: %s", stream.generation, failure.kind, failure.message)
-        if failure.input_rejected and stream.settled:
+        if stream.settled:
+            self._setup_accepted, self._early_refusals = True, 0
+        elif failure.input_rejected:
+            self._early_refusals += 1
+        if failure.input_rejected and (
+            stream.settled or (self._setup_accepted and self._early_refusals <= self.config.retry.max_attempts)
+        ):
             # An input refused on a stream whose setup the service had accepted: the conversation is sound, so it
-            # resumes on a new stream from its history. Refused before that, it is the setup itself: fatal.
+            # resumes on a new stream from its history. Refused before that, it is the setup itself: fatal, unless an
+            # earlier stream's setup was accepted (a refusal just after a renewal or a reconnection) and this has not
+            # happened more often in a row than the retry policy allows (the history the setup replays, refused).
             message = f"the service rejected an input mid-stream: {failure.message}; resuming on a new stream"
             self._events.put(Error(failure.kind, message, False))
             failure = dataclasses.replace(failure, transient=True)
