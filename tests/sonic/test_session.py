@@ -18,6 +18,7 @@ from novabridge.emulator import Emulator, EmulatorOptions, Fault, FaultKind, Sce
 from novabridge.events import AudioOut, Error, Interrupted, Reconnecting, Renewed, ToolCall, Transcript, TurnEnd
 from novabridge.exceptions import InvalidInput
 from novabridge.sonic import SessionClosed, SonicConfig, SonicSession, Tool, ToolSpec
+from novabridge.sonic import stream as sonic_stream
 from novabridge.sonic.models import NOVA_SONIC_V1
 from novabridge.sonic.session import STALL_S, SessionMetrics
 from novabridge.sonic.stream import SonicStream
@@ -973,11 +974,13 @@ async def test_an_input_rejected_just_after_a_renewal_resumes_the_conversation(
 
 
 async def test_inputs_refused_on_every_new_stream_end_the_session_after_the_retry_policy(
-    make_emulator: EmulatorFactory, open_session: SessionFactory
+    make_emulator: EmulatorFactory, open_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # What the setup replays (the history) could be what the service refuses: each new stream would be refused too.
+    # Streams settle later here, so that each refused one is refused before it settles however slow the machine.
+    monkeypatch.setattr(sonic_stream, "SETTLED_AFTER_S", 5.0)
     emulator = await make_emulator()
-    session = await open_session(config_for(emulator, renewal_after_s=3.0))
+    session = await open_session(config_for(emulator, renewal_after_s=6.0))
     events = Collector(session)
     await renewed_with_the_old_stream_closed(emulator, events)
     attempts = session.config.retry.max_attempts
