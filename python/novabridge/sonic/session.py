@@ -681,10 +681,8 @@ class SonicSession:
         stream.retired = True
         self._stream_ready.clear()
         logger.info("stream %d failed: %s: %s", stream.generation, failure.kind, failure.message)
-        if stream.settled:
-            self._setup_accepted, self._early_refusals = True, 0
-        elif failure.input_rejected:
-            self._early_refusals += 1
+        if failure.input_rejected and not stream.settled:
+            self._early_refusals += 1  # until a settled stream is replaced (`_install`)
         if failure.input_rejected and (
             stream.settled or (self._setup_accepted and self._early_refusals <= self.config.retry.max_attempts)
         ):
