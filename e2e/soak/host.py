@@ -9,10 +9,11 @@ every stretch of it unique, so any piece of a recording points to exactly one pl
 from __future__ import annotations
 
 import collections
+import dataclasses
+import json
 import os
 import random
 import re
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -69,10 +70,12 @@ TOOL_ANSWER_S = 3.0
 """After a tool result is sent, how long the host waits for its answer to begin before it counts as idle."""
 DEAF_S = 3.0
 BURST_S = 3.0
+HEARD_TURNS = 16
+"""How many turns back an answer's first audio is told from the rest (answers come one after another)."""
 _DROPPED_BYTES = re.compile(r"(\d+) bytes")
 
 
-@dataclass(slots=True)  # one per turn for the whole run, in the process whose RSS is measured
+@dataclass(slots=True)
 class Utterance:
     """A user turn: speech (samples ``start``..``end`` of what the host sent) or typed text."""
 
@@ -137,33 +140,50 @@ class AudioFile:
 
 
 @dataclass
-class SessionLog:
-    """What one session's host sent, saw and did, in order; shared between its threads under ``lock``."""
+class SessionRecords:
+    """What one session's host took, heard and saw of its turns, read back from its journal for the ledger."""
 
-    index: int
-    directory: Path
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    refused_bytes: int = 0
-    """Audio `send_audio` refused (RingFull): not queued, and said so."""
+    received: AudioFile
     utterances: list[Utterance] = field(default_factory=list)
-    received_chunks: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: collections.defaultdict(list))
-    """Per turn (completion) id: where its audio, as the host received it, lies in ``received`` (start, end), the
-    chunks that follow each other there in one range."""
+    received_chunks: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """Per turn (completion) id: where its audio, as the host received it, lies in ``received`` (start, end)."""
     first_audio_at: dict[str, float] = field(default_factory=dict)
     turn_ends: set[str] = field(default_factory=set)
     interrupted: set[str] = field(default_factory=set)
     """Turns the service's barge-in interrupted."""
     host_interrupts: set[str] = field(default_factory=set)
     """Turns the host cut with `SonicBridge.interrupt`."""
+    recoveries_s: list[float] = field(default_factory=list)
+    """From each `Reconnecting` to the first event from the service after it."""
+
+    def received_audio(self, turn_id: str) -> bytes:
+        """All the audio of ``turn_id`` the host received, in order."""
+        return b"".join(self.received.read(a, b) for a, b in self.received_chunks.get(turn_id, []))
+
+
+@dataclass
+class SessionLog:
+    """What one session's host sent, saw and did, in order; shared between its threads under ``lock``.
+
+    Whatever grows with the turns goes to files (the audio, and a journal of the turns that `read` gives back), not
+    to this process's memory: the host's RSS is measured for the library's leaks, and a run's own records kept here
+    grew it by megabytes in half an hour (small objects, and the dict and list tables that hold them, reallocated as
+    they grew, which fragments the heap).
+    """
+
+    index: int
+    directory: Path
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    refused_bytes: int = 0
+    """Audio `send_audio` refused (RingFull): not queued, and said so."""
+    turns_taken: int = 0
     user_dropped_reported: int = 0
     """User audio bytes an `Error` reported as never reaching the service."""
     tool_calls: int = 0
     tool_results_dropped: int = 0
     """Late results for tool uses the service no longer waited for (`ToolResultDropped`, `InputNotDelivered`)."""
-    reconnects: list[float] = field(default_factory=list)
-    recoveries_s: list[float] = field(default_factory=list)
-    """From each `Reconnecting` to the first event from the service after it."""
-    errors: list[Error] = field(default_factory=list)
+    reconnects: int = 0
+    fatal_errors: list[Error] = field(default_factory=list)
     last_service_event_at: float = field(default_factory=time.time)
     recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=60))
     """The last events and actions, for a violation's report."""
@@ -173,23 +193,95 @@ class SessionLog:
         self.sent = AudioFile(self.directory / f"session-{self.index}-sent.pcm")
         """Every byte of user audio `SonicBridge.send_audio` accepted, in order."""
         self.received = AudioFile(self.directory / f"session-{self.index}-received.pcm")
+        self._journal_path = self.directory / f"session-{self.index}-turns.jsonl"
+        self._journal = self._journal_path.open("w")
+        self._receiving: tuple[str, int, int] | None = None
+        """The received audio not yet journalled: one turn's, contiguous (turn id, start, end)."""
+
+    def _write(self, line: dict[str, Any]) -> None:
+        with self.lock:
+            self._journal.write(json.dumps(line) + "\n")
+
+    def take_turn(self, utterance: Utterance) -> None:
+        """The user began ``utterance`` (typed text is taken whole)."""
+        self.turns_taken += 1
+        self._write({"turn": dataclasses.astuple(utterance)})
+
+    def end_turn(self, utterance: Utterance) -> None:
+        """The user stopped speaking ``utterance`` (its ``end`` and ``ended_at`` are set)."""
+        self._write({"ended": utterance.index, "end": utterance.end, "ended_at": utterance.ended_at})
 
     def receive(self, turn_id: str, pcm: bytes) -> None:
-        """Keep assistant audio the host received."""
+        """Keep assistant audio the host received; a turn's chunks that follow each other make one range."""
         start = self.received.append(pcm)
-        chunks = self.received_chunks[turn_id]
-        # One range per turn as a rule: a range per chunk grew the host by 0.8 MiB per 10 minutes per 4 sessions.
-        if chunks and chunks[-1][1] == start:
-            chunks[-1] = (chunks[-1][0], start + len(pcm))
-        else:
-            chunks.append((start, start + len(pcm)))
+        if self._receiving and self._receiving[0] == turn_id and self._receiving[2] == start:
+            self._receiving = (turn_id, self._receiving[1], start + len(pcm))
+            return
+        self._flush_received()
+        self._receiving = (turn_id, start, start + len(pcm))
 
-    def received_audio(self, turn_id: str) -> bytes:
-        """All the audio of ``turn_id`` the host received, in order."""
-        return b"".join(self.received.read(a, b) for a, b in self.received_chunks.get(turn_id, []))
+    def _flush_received(self) -> None:
+        if self._receiving:
+            turn_id, start, end = self._receiving
+            self._write({"audio": turn_id, "start": start, "end": end})
+        self._receiving = None
+
+    def heard(self, turn_id: str, at: float) -> None:
+        """The first audio of ``turn_id`` reached the host at ``at``."""
+        self._write({"heard": turn_id, "at": at})
+
+    def turn_ended(self, turn_id: str) -> None:
+        """A `TurnEnd` came for ``turn_id``."""
+        self._write({"turn_end": turn_id})
+
+    def interrupted(self, turn_id: str) -> None:
+        """The service's barge-in interrupted ``turn_id``."""
+        self._write({"interrupted": turn_id})
+
+    def host_interrupted(self, turn_id: str) -> None:
+        """The host cut ``turn_id`` with `SonicBridge.interrupt`."""
+        self._write({"host_interrupt": turn_id})
+
+    def recovered(self, after_s: float) -> None:
+        """The service was heard from ``after_s`` after a `Reconnecting`."""
+        self._write({"recovered_s": after_s})
+
+    def read(self) -> SessionRecords:
+        """Everything journalled so far."""
+        self._flush_received()
+        with self.lock:
+            if not self._journal.closed:
+                self._journal.flush()
+        records = SessionRecords(self.received)
+        by_index: dict[int, Utterance] = {}
+        for text in self._journal_path.read_text().splitlines():
+            line = json.loads(text)
+            if "turn" in line:
+                utterance = Utterance(*line["turn"])
+                records.utterances.append(utterance)
+                by_index[utterance.index] = utterance
+            elif "ended" in line:
+                by_index[line["ended"]].end = line["end"]
+                by_index[line["ended"]].ended_at = line["ended_at"]
+            elif "audio" in line:
+                records.received_chunks.setdefault(line["audio"], []).append((line["start"], line["end"]))
+            elif "heard" in line:
+                records.first_audio_at.setdefault(line["heard"], line["at"])
+            elif "turn_end" in line:
+                records.turn_ends.add(line["turn_end"])
+            elif "interrupted" in line:
+                records.interrupted.add(line["interrupted"])
+            elif "host_interrupt" in line:
+                records.host_interrupts.add(line["host_interrupt"])
+            elif "recovered_s" in line:
+                records.recoveries_s.append(line["recovered_s"])
+        return records
 
     def close(self) -> None:
-        """Close the audio files."""
+        """Close the audio files and the journal."""
+        self._flush_received()
+        with self.lock:
+            self._journal.close()
         self.sent.close()
         self.received.close()
 
@@ -212,6 +304,8 @@ class SoakSession:
         self._hearing = False
         """An answer is playing: a turn begun now is a barge-in."""
         self._open_turns: set[str] = set()
+        self._heard: collections.deque[str] = collections.deque(maxlen=HEARD_TURNS)
+        """The turns whose audio has begun, the newest."""
         """Turns the service began (heard, asked a tool, answered) and has not ended: replaced streams' excepted."""
         self._tool_answer_due = 0.0
         self._next_at = time.time() + self._rng.uniform(0.5, 2.0)
@@ -261,12 +355,11 @@ class SoakSession:
     def _begin_turn(self, now: float) -> None:
         log = self.log
         barge_in = self._hearing
-        index = len(log.utterances)
+        index = log.turns_taken
         if self._rng.random() < TEXT_SHARE and not barge_in:
             text = f"soak session {log.index} text {index}"
             utterance = Utterance(index, "text", text, log.sent.size // 2, log.sent.size // 2, now)
-            with log.lock:
-                log.utterances.append(utterance)
+            log.take_turn(utterance)
             log.note(f"text {index}")
             self.bridge.send_text(text)
             self._awaiting = utterance
@@ -276,8 +369,7 @@ class SoakSession:
         pcm = np.frombuffer(synthesize(words, voice="matthew", rate=RATE), np.int16)
         self._speech = (pcm * self._rng.uniform(0.3, 0.6)).astype(np.int16)
         self._speaking = Utterance(index, "speech", words, log.sent.size // 2, barge_in=barge_in)
-        with log.lock:
-            log.utterances.append(self._speaking)
+        log.take_turn(self._speaking)
         log.note(f"speech {index}{' (barge-in)' if barge_in else ''}: {words}")
         self._next_at = float("inf")
 
@@ -300,6 +392,7 @@ class SoakSession:
                 if self._speaking is not None and not len(self._speech):
                     self._speaking.end = self.log.sent.size // 2
                     self._speaking.ended_at = time.time()
+                    self.log.end_turn(self._speaking)
                     self._awaiting, self._speaking = self._speaking, None
                     self._next_at = time.time() + ANSWER_WAIT_S
                 due += FRAME / RATE
@@ -326,7 +419,7 @@ class SoakSession:
             if action == "interrupt":
                 turn_id = argument
                 dropped = self.bridge.interrupt(turn_id)  # that answer alone: the next may be queued behind it
-                self.log.host_interrupts.add(turn_id)
+                self.log.host_interrupted(turn_id)
                 self.log.note(f"interrupt {turn_id[:8]}: {dropped} bytes dropped")
             elif action == "tool":
                 tool_use_id, value = argument
@@ -352,13 +445,14 @@ class SoakSession:
         if not isinstance(event, (Reconnecting, Error)):
             log.last_service_event_at = now
             if self._reconnecting_since is not None:
-                log.recoveries_s.append(now - self._reconnecting_since)
+                log.recovered(now - self._reconnecting_since)
                 self._reconnecting_since = None
         if isinstance(event, AudioOut):
-            turn_id = sys.intern(event.turn_id)  # one string per turn in every record of it (the RSS measured)
+            turn_id = event.turn_id
             self._turn_began(turn_id)
-            if turn_id not in log.first_audio_at:
-                log.first_audio_at[turn_id] = now
+            if turn_id not in self._heard:
+                self._heard.append(turn_id)
+                log.heard(turn_id, now)
                 self._hearing = True
                 log.note(f"answer {turn_id[:8]} starts")
                 if self._awaiting is not None and self._rng.random() < BARGE_IN_SHARE:
@@ -370,11 +464,11 @@ class SoakSession:
         log.note(type(event).__name__ + " " + " ".join(str(v)[:80] for v in vars_of(event)))
         if isinstance(event, TurnEnd):
             self._open_turns.discard(event.turn_id)
-            log.turn_ends.add(sys.intern(event.turn_id))
+            log.turn_ended(event.turn_id)
             self._hearing = False
             self._answered(now)
         elif isinstance(event, Interrupted):
-            log.interrupted.add(sys.intern(event.turn_id))
+            log.interrupted(event.turn_id)
             self._hearing = False
         elif isinstance(event, Transcript) and event.role == "USER" and event.stage is Stage.FINAL:
             self._turn_began(event.turn_id)
@@ -391,11 +485,12 @@ class SoakSession:
             self._open_turns.clear()  # a replaced stream's turns end with it; what they left is asked again
         elif isinstance(event, Reconnecting):
             self._open_turns.clear()
-            log.reconnects.append(now)
+            log.reconnects += 1
             if self._reconnecting_since is None:
                 self._reconnecting_since = now
         elif isinstance(event, Error):
-            log.errors.append(event)
+            if event.fatal:
+                log.fatal_errors.append(event)
             if event.kind in ("ToolResultDropped", "InputNotDelivered"):
                 log.tool_results_dropped += 1
             elif event.kind == "AudioDropped" and (match := _DROPPED_BYTES.search(event.message)):
@@ -403,7 +498,7 @@ class SoakSession:
 
     def _turn_began(self, turn_id: str) -> None:
         if turn_id:  # an unnamed turn could never be seen to end
-            self._open_turns.add(sys.intern(turn_id))
+            self._open_turns.add(turn_id)
 
     def _answered(self, now: float) -> None:
         if self._awaiting is not None and self._speaking is None:

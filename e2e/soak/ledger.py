@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from e2e.soak.host import SessionLog, Utterance
+from e2e.soak.host import SessionLog, SessionRecords, Utterance
 
 RATE = 16000
 PROBE = 48
@@ -209,6 +209,7 @@ def _utterance_at(utterances: Sequence[Utterance], sample: int) -> Utterance | N
 
 def settle(log: SessionLog, audits: Sequence[StreamAudit], dropped_output: int) -> SessionVerdict:
     """Check one session at the end of the run (``audits``: its streams in the order they opened)."""
+    records = log.read()
     verdict = SessionVerdict(log.index, streams=len(audits))
     bad = verdict.violations
     total = log.sent.size // 2
@@ -249,21 +250,21 @@ def settle(log: SessionLog, audits: Sequence[StreamAudit], dropped_output: int) 
             if answer.source == "tool":  # a tool result that came after its turn ended (Nova 2)
                 turn = asked.get(answer.turn)
             elif answer.source == "text":
-                typed = (u for u in log.utterances if u.kind == "text" and u.text == answer.user_text)
+                typed = (u for u in records.utterances if u.kind == "text" and u.text == answer.user_text)
                 turn = next(typed, None) or recognised.get(answer.user_text)
             else:
                 position = audit.sent_position(answer.user_bytes)
-                turn = _utterance_at(log.utterances, position) if position is not None else None
+                turn = _utterance_at(records.utterances, position) if position is not None else None
                 recognised[answer.user_text] = turn
             asked.setdefault(answer.turn, turn)
-            received = log.received_audio(answer.completion_id)
+            received = records.received_audio(answer.completion_id)
             last = number == len(stream_answers) - 1
             # Cut first: a stream that fails may have recorded as sent what never left it, barge-in or not.
-            if last and failed and answer.completion_id not in log.turn_ends:
+            if last and failed and answer.completion_id not in records.turn_ends:
                 answer.outcome = "cut"
-            elif answer.completion_id in log.interrupted or answer.completion_id in log.host_interrupts:
+            elif answer.completion_id in records.interrupted or answer.completion_id in records.host_interrupts:
                 answer.outcome = "interrupted"
-            elif answer.completion_id in log.turn_ends:
+            elif answer.completion_id in records.turn_ends:
                 answer.outcome = "completed"
             elif last and renewed and not received:
                 answer.outcome = "retired"
@@ -285,7 +286,7 @@ def settle(log: SessionLog, audits: Sequence[StreamAudit], dropped_output: int) 
             f"assistant audio lost: interrupted answers are {verdict.assistant_dropped_reported} bytes short at the "
             f"host, {dropped_output} reported dropped"
         )
-    _check_turns(log, answers, verdict, covered)
+    _check_turns(records, answers, verdict, covered)
     return verdict
 
 
@@ -301,7 +302,10 @@ def _check_answer_audio(answer: Answer, received: bytes, bad: list[str]) -> None
 
 
 def _check_turns(
-    log: SessionLog, answers: list[tuple[Answer, Utterance | None]], verdict: SessionVerdict, covered: np.ndarray
+    records: SessionRecords,
+    answers: list[tuple[Answer, Utterance | None]],
+    verdict: SessionVerdict,
+    covered: np.ndarray,
 ) -> None:
     bad = verdict.violations
     by_turn: dict[int, list[Answer]] = {}
@@ -318,7 +322,7 @@ def _check_turns(
         if turn.index < latest:
             bad.append(f"{answer.stream}: turn {turn.index} answered after turn {latest} (reordered)")
         latest = max(latest, turn.index)
-    for turn in log.utterances:
+    for turn in records.utterances:
         if not turn.end and turn.kind == "speech":
             continue  # still being spoken when the run ended
         replies = by_turn.get(turn.index, [])
@@ -330,6 +334,6 @@ def _check_turns(
                 bad.append(f"turn {turn.index} ({turn.kind} '{turn.text}') never answered")
             continue
         verdict.answered += 1
-        heard = [log.first_audio_at[a.completion_id] for a in replies if a.completion_id in log.first_audio_at]
+        heard = [records.first_audio_at[a.completion_id] for a in replies if a.completion_id in records.first_audio_at]
         if heard and min(heard) - turn.ended_at > ANSWER_BOUND_S:
             bad.append(f"turn {turn.index} answered {min(heard) - turn.ended_at:.1f} s after it ended")

@@ -74,8 +74,9 @@ def results(  # noqa: D103 - the figures report.md and soak.png are made of
     after: resources.Sample,
 ) -> dict[str, Any]:
     logs = [s.log for s in sessions]
+    records = [log.read() for log in logs]
     samples = run.samples
-    recoveries = [r for log in logs for r in log.recoveries_s]
+    recoveries = [r for record in records for r in record.recoveries_s]
     totals = collections.Counter[str]()
     for verdict in verdicts:
         totals.update({k: v for k, v in asdict(verdict).items() if isinstance(v, int) and k != "session"})
@@ -91,18 +92,18 @@ def results(  # noqa: D103 - the figures report.md and soak.png are made of
         "faults": {kind: sum(1 for i in run.injected if i.kind == kind) for kind in KINDS},
         "injected": [asdict(i) for i in run.injected],
         "recoveries": {
-            "reconnecting_events": sum(len(log.reconnects) for log in logs),
+            "reconnecting_events": sum(log.reconnects for log in logs),
             "worker_restarts": sum(s.bridge.metrics().restarts for s in sessions),
             "p50_s": _percentile(recoveries, 50, scale=1.0),
             "p99_s": _percentile(recoveries, 99, scale=1.0),
         },
         "audio": dict(totals),
         "turns": {
-            "user_turns": sum(len(log.utterances) for log in logs),
-            "typed": sum(1 for log in logs for u in log.utterances if u.kind == "text"),
-            "barge_ins": sum(1 for log in logs for u in log.utterances if u.barge_in),
-            "host_interrupts": sum(len(log.host_interrupts) for log in logs),
-            "service_interrupts": sum(len(log.interrupted) for log in logs),
+            "user_turns": sum(log.turns_taken for log in logs),
+            "typed": sum(1 for record in records for u in record.utterances if u.kind == "text"),
+            "barge_ins": sum(1 for record in records for u in record.utterances if u.barge_in),
+            "host_interrupts": sum(len(record.host_interrupts) for record in records),
+            "service_interrupts": sum(len(record.interrupted) for record in records),
             "tool_calls": sum(log.tool_calls for log in logs),
             "tool_results_dropped": sum(log.tool_results_dropped for log in logs),
         },

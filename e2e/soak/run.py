@@ -292,10 +292,10 @@ def _watch(run: Run, sessions: list[SoakSession], audits: Audits, emulator: Emul
             log = session.log
             if session.crashed is not None:
                 run.violation(f"session {log.index}'s host thread died: {session.crashed!r}", log)
-            fatal = [e for e in log.errors if e.fatal]
-            if fatal:
-                run.violation(f"session {log.index} ended: {fatal[-1].kind}: {fatal[-1].message}", log)
-            if log.utterances and time.time() - log.last_service_event_at > SILENT_S:
+            if log.fatal_errors:
+                fatal = log.fatal_errors[-1]
+                run.violation(f"session {log.index} ended: {fatal.kind}: {fatal.message}", log)
+            if log.turns_taken and time.time() - log.last_service_event_at > SILENT_S:
                 run.violation(f"session {log.index} heard nothing from the service for {SILENT_S:.0f} s", log)
         if now - last_sample >= SAMPLE_EVERY_S:
             last_sample = now

@@ -84,7 +84,8 @@ def session_with(
     log = SessionLog(0, directory / "host")
     _OPEN.append(log)
     log.sent.append(audio.tobytes())
-    log.utterances = list(utterances)
+    for utterance in utterances:
+        log.take_turn(utterance)
     return log
 
 
@@ -163,9 +164,10 @@ def test_answers_match_their_turns_and_their_audio(tmp_path: Path) -> None:
     )
     log.receive("c1", one)
     log.receive("c2", two[:100])
-    log.first_audio_at.update({"c1": 1.0, "c2": 11.0})
-    log.turn_ends.add("c1")
-    log.interrupted.add("c2")  # a barge-in: the rest of c2 was dropped and reported
+    log.heard("c1", 1.0)
+    log.heard("c2", 11.0)
+    log.turn_ended("c1")
+    log.interrupted("c2")  # a barge-in: the rest of c2 was dropped and reported
     assert audit_all(log, [audit], dropped_output=len(two) - 100) == []
     unreported = audit_all(log, [audit], dropped_output=0)
     short = len(two) - 100
@@ -190,8 +192,9 @@ def test_answers_short_lost_twice_reordered_late_or_missing_are_violations(tmp_p
     )
     for completion_id, got in (("c1", pcm[:-2]), ("c2", pcm), ("c3", pcm)):
         log.receive(completion_id, got)
-    log.turn_ends.update({"c1", "c2", "c3"})
-    log.first_audio_at.update({"c1": 40.0, "c2": 1.0, "c3": 2.0})
+    for completion_id, heard_at in (("c1", 40.0), ("c2", 1.0), ("c3", 2.0)):
+        log.turn_ended(completion_id)
+        log.heard(completion_id, heard_at)
     found = "\n".join(audit_all(log, [audit]))
     assert f"answer c1 (completed): host got {len(pcm) - 2} bytes, emulator sent {len(pcm)}" in found
     assert "turn 0 answered after turn 1 (reordered)" in found
@@ -300,11 +303,11 @@ def test_a_tool_result_answered_after_later_turns_answers_the_turn_that_asked(tm
         ("c3", "tool", "", after_two, pcm),  # the result came: turn 0 is answered, after turn 1
     ]
     audit = record.stream(1, sent, answers, turns=[0, 1, 0])
-    log.interrupted.add("c1")
+    log.interrupted("c1")
     for completion_id, heard_at in (("c2", 11.0), ("c3", 12.0)):
         log.receive(completion_id, pcm)
-        log.turn_ends.add(completion_id)
-        log.first_audio_at[completion_id] = heard_at
+        log.turn_ended(completion_id)
+        log.heard(completion_id, heard_at)
     assert audit_all(log, [audit]) == []
     assert ledger.settle(log, [audit], 0).answered == 2
 
@@ -317,7 +320,7 @@ def test_a_spoken_turn_asked_again_as_text_is_the_same_turn(tmp_path: Path) -> N
     again = record.stream(2, sent[2 * (RATE + 8000) :], [("c2", "text", "(speech, 1.0 seconds)", 0, pcm)])
     log.receive("c1", pcm[:50])
     log.receive("c2", pcm)
-    log.turn_ends.add("c2")
+    log.turn_ended("c2")
     found = audit_all(log, [cut, again])
     assert found == ["turn 1 (speech 'two') never answered"]
     assert ledger.settle(log, [cut, again], 0).answered == 1
@@ -340,14 +343,15 @@ def test_the_hosts_audio_file_finds_a_probe_sample_aligned_across_its_windows(tm
 def test_an_answer_a_renewal_dropped_is_retired_and_the_next_streams_answers_the_turn(tmp_path: Path) -> None:
     # Text typed as a renewal took over: the old stream began an answer, the session dropped it (the host got none of
     # it) and asked the text again on the next stream, which answered it.
-    log, record, sent, _ = answers_setup(tmp_path)
-    log.utterances.append(Utterance(len(log.utterances), "text", "typed", 0, 0, log.utterances[-1].ended_at))
+    log, record, sent, turns = answers_setup(tmp_path)
+    typed_at = turns[-1].ended_at
+    log.take_turn(Utterance(len(turns), "text", "typed", 0, 0, typed_at))
     pcm = b"\x09\x0a" * 200
     renewed = record.stream(1, sent[: 2 * RATE], [("c1", "text", "typed", 0, pcm)])
     following = record.stream(2, sent[2 * RATE :], [("c2", "text", "typed", 0, pcm)])
     log.receive("c2", pcm)
-    log.turn_ends.add("c2")
-    log.first_audio_at["c2"] = log.utterances[-1].ended_at + 1.0
+    log.turn_ended("c2")
+    log.heard("c2", typed_at + 1.0)
     found = [v for v in audit_all(log, [renewed, following]) if "typed" in v or "c1" in v or "c2" in v]
     assert found == []
     assert ledger.settle(log, [renewed, following], 0).assistant_retired == len(pcm)
@@ -399,3 +403,37 @@ def test_a_session_is_not_idle_while_the_turn_that_cut_its_awaited_one_goes_on(t
     session._on_event(Transcript("USER", "(speech, 1.0 seconds)", Stage.FINAL, "t3"))
     session._on_event(Reconnecting("the stream failed", 1))
     assert session.idle()  # a replaced stream's turns end with it: they are asked again on the next
+
+
+def test_the_session_log_journals_the_turns_and_reads_them_back(tmp_path: Path) -> None:
+    # The run's per-turn records live in a file, not in the host whose RSS is measured; the ledger reads them back.
+    log = SessionLog(3, tmp_path)
+    _OPEN.append(log)
+    spoken = Utterance(0, "speech", "one", 0)
+    log.take_turn(spoken)
+    log.take_turn(Utterance(1, "text", "typed", 80, 80, 2.0))
+    spoken.end, spoken.ended_at = 160, 3.0
+    log.end_turn(spoken)
+    log.receive("c1", b"\x01\x02" * 10)
+    log.receive("c1", b"\x03\x04" * 10)  # follows on: the same range
+    log.receive("c2", b"\x05\x06" * 5)
+    log.receive("c1", b"\x07\x08" * 5)  # c1 again after c2's audio: a second range
+    log.heard("c1", 4.0)
+    log.heard("c1", 9.0)  # only the first counts
+    log.turn_ended("c2")
+    log.interrupted("c1")
+    log.host_interrupted("c2")
+    log.recovered(1.5)
+    records = log.read()
+    assert records.utterances == [
+        Utterance(0, "speech", "one", 0, 160, 3.0),
+        Utterance(1, "text", "typed", 80, 80, 2.0),
+    ]
+    assert records.received_chunks == {"c1": [(0, 40), (50, 60)], "c2": [(40, 50)]}
+    assert records.received_audio("c1") == b"\x01\x02" * 10 + b"\x03\x04" * 10 + b"\x07\x08" * 5
+    assert records.first_audio_at == {"c1": 4.0}
+    assert (records.turn_ends, records.interrupted, records.host_interrupts) == ({"c2"}, {"c1"}, {"c2"})
+    assert records.recoveries_s == [1.5]
+    assert log.turns_taken == 2
+    log.close()
+    assert log.read().utterances == records.utterances  # the report reads it after the run closed the log
