@@ -65,6 +65,21 @@ def host_rss_slopes_by_kind(samples: list[resources.Sample], warm_s: float) -> d
     }
 
 
+def host_rss_slopes_by_half(samples: list[resources.Sample], warm_s: float) -> tuple[float, float]:
+    """The host's slope over the first and the second half of the run after warm-up.
+
+    Memory a leak holds grows as fast in both; the high-water mark of a heap that bursts (faults) raised in steps
+    grows less and less often, and the second half's slope falls below the first's.
+    """
+    host = [s for s in samples if s.t_s >= warm_s]
+    if not host:
+        return 0.0, 0.0
+    middle = (host[0].t_s + host[-1].t_s) / 2
+    halves = [s for s in host if s.t_s < middle], [s for s in host if s.t_s >= middle]
+    first, second = (resources.slope_per_10_min([s.t_s for s in h], [s.rss_host / MIB for s in h]) for h in halves)
+    return first, second
+
+
 def results(  # noqa: D103 - the figures report.md and soak.png are made of
     run: Run,
     sessions: list[SoakSession],
@@ -110,6 +125,7 @@ def results(  # noqa: D103 - the figures report.md and soak.png are made of
         "leaks": {"before": asdict(baseline), "after": asdict(after)},
         "rss_mib_per_10_min": rss_slopes(samples, run.args.calm_s),
         "host_rss_mib_per_10_min_by_kind": host_rss_slopes_by_kind(samples, run.args.calm_s),
+        "host_rss_mib_per_10_min_by_half": host_rss_slopes_by_half(samples, run.args.calm_s),
         "latency_ms": {
             phase: {
                 d: {"p50": _percentile(s, 50), "p99": _percentile(s, 99), "n": len(s)} for d, s in directions.items()
@@ -185,7 +201,9 @@ def markdown(r: dict[str, Any]) -> str:
         "RSS slope after warm-up (least squares, MiB per 10 minutes; workers and emulators process by process): "
         + ", ".join(f"{name} {value:+.2f}" for name, value in slopes.items())
         + "; the host's by kind: "
-        + ", ".join(f"{kind} {value:+.2f}" for kind, value in r["host_rss_mib_per_10_min_by_kind"].items()),
+        + ", ".join(f"{kind} {value:+.2f}" for kind, value in r["host_rss_mib_per_10_min_by_kind"].items())
+        + "; the host's in the first and second half after warm-up: "
+        + ", ".join(f"{value:+.2f}" for value in r["host_rss_mib_per_10_min_by_half"]),
         "",
     ]
     if r["violations"]:

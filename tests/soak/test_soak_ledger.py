@@ -240,6 +240,22 @@ def test_the_rss_slope_is_a_least_squares_fit_per_ten_minutes() -> None:
     assert resources.slope_per_10_min([1.0], [5.0]) == 0.0
 
 
+def test_the_hosts_slope_by_half_tells_a_leak_from_a_high_water_mark_raised_in_steps() -> None:
+    def host_at(t: float, mib: float) -> resources.Sample:
+        return resources.Sample(t, 0, 0, 0, 0, int(mib * 1024 * 1024), 0, 0, 0, 0, 0)
+
+    times = [float(t) for t in range(0, 1800, 2)]
+    leak = [host_at(t, 100.0 + t / 300) for t in times]  # 2 MiB per 10 minutes throughout
+    first, second = report.host_rss_slopes_by_half(leak, warm_s=120.0)
+    assert first == pytest.approx(2.0, abs=0.01)
+    assert second == pytest.approx(2.0, abs=0.01)
+    # Steps at 300, 500, 800 and 1700 s (bursts that set a new high-water mark), fewer as the run goes on.
+    steps = [host_at(t, 100.0 + sum(1.0 for at in (300, 500, 800, 1700) if t >= at)) for t in times]
+    first, second = report.host_rss_slopes_by_half(steps, warm_s=120.0)
+    assert first > 1.0 > second
+    assert report.host_rss_slopes_by_half(steps, warm_s=2000.0) == (0.0, 0.0)
+
+
 def test_rss_is_fitted_process_by_process_from_each_ones_warm_up() -> None:
     # The emulator restarted and a worker replaced after a SIGKILL start over from their own levels: one line through
     # the processes took the steps between them, and a replacement's warm-up, for growth.
