@@ -70,6 +70,9 @@ TOOL_ANSWER_S = 3.0
 """After a tool result is sent, how long the host waits for its answer to begin before it counts as idle."""
 DEAF_S = 3.0
 BURST_S = 3.0
+TURN_GAP_S = 1.0
+"""The shortest pause between two things the user says: a shorter one is within the service's endpointing (the run's
+emulator waits 0.6 s of silence), which hears them as one turn."""
 HEARD_TURNS = 16
 """How many turns back an answer's first audio is told from the rest (answers come one after another)."""
 _DROPPED_BYTES = re.compile(r"(\d+) bytes")
@@ -309,6 +312,8 @@ class SoakSession:
         """Turns the service began (heard, asked a tool, answered) and has not ended: replaced streams' excepted."""
         self._tool_answer_due = 0.0
         self._next_at = time.time() + self._rng.uniform(0.5, 2.0)
+        self._spoke_until = 0.0
+        """When the user last stopped speaking."""
         self._quiet = False
         """Finishing: no new turn."""
         self._stop = threading.Event()
@@ -373,12 +378,17 @@ class SoakSession:
         log.note(f"speech {index}{' (barge-in)' if barge_in else ''}: {words}")
         self._next_at = float("inf")
 
+    def _turn_due(self, now: float) -> bool:
+        # Not before TURN_GAP_S after the last speech: the end of an earlier turn (one cut by a barge-in, or asked again
+        # after a failure) may come just after the user stopped, and is no answer to what they said.
+        return not self._quiet and self._speaking is None and now >= max(self._next_at, self._spoke_until + TURN_GAP_S)
+
     def _run_mic(self) -> None:
         due = time.monotonic()
         try:
             while not self._stop.is_set():
                 now = time.time()
-                if not self._quiet and self._speaking is None and now >= self._next_at:
+                if self._turn_due(now):
                     self._begin_turn(now)
                 frame = self._frame()
                 # Kept before it is sent: the emulator may record it before send_audio returns.
@@ -391,7 +401,7 @@ class SoakSession:
                     self.log.note("send refused: ring full")
                 if self._speaking is not None and not len(self._speech):
                     self._speaking.end = self.log.sent.size // 2
-                    self._speaking.ended_at = time.time()
+                    self._speaking.ended_at = self._spoke_until = time.time()
                     self.log.end_turn(self._speaking)
                     self._awaiting, self._speaking = self._speaking, None
                     self._next_at = time.time() + ANSWER_WAIT_S

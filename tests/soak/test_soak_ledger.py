@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from novabridge.events import AudioOut, Interrupted, Reconnecting, SonicEvent, Stage, ToolCall, Transcript, TurnEnd
 
-from e2e.soak import ledger, report, resources
+from e2e.soak import host, ledger, report, resources
 from e2e.soak.host import AudioFile, SessionLog, SoakSession, Utterance
 from e2e.soak.schedule import HOST_CHAOS, KINDS, chaos_schedule
 
@@ -453,3 +453,23 @@ def test_the_session_log_journals_the_turns_and_reads_them_back(tmp_path: Path) 
     assert log.turns_taken == 2
     log.close()
     assert log.read().utterances == records.utterances  # the report reads it after the run closed the log
+
+
+def test_a_turn_end_just_after_the_user_stopped_speaking_does_not_start_a_turn_within_the_endpointing(
+    tmp_path: Path,
+) -> None:
+    # Found by a 30-minute run: a barge-in's speech ended, the end of the turn it cut (asked again after a failure)
+    # came at once, and the user spoke again 0.48 s later: within the emulator's 0.6 s endpointing, so both were heard
+    # as one turn, and the first counted as never answered.
+    log = SessionLog(0, tmp_path)
+    _OPEN.append(log)
+    session = SoakSession(log, ToolResults(), seed=1)  # type: ignore[arg-type]
+    stopped = 1000.0
+    session._awaiting = Utterance(0, "speech", "over the answer", 0, RATE, stopped, barge_in=True)
+    session._spoke_until = stopped
+    session._answered(stopped + 0.01)  # the cut turn's TurnEnd, taken for the answer
+    assert session._awaiting is None
+    session._next_at = stopped + 0.31  # the soonest `_answered` plans the next turn
+    assert not session._turn_due(stopped + 0.5)
+    assert session._turn_due(stopped + host.TURN_GAP_S + 1.5)
+    assert host.TURN_GAP_S > 0.6  # the run's emulator endpointing
