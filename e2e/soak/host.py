@@ -307,9 +307,9 @@ class SoakSession:
         self._hearing = False
         """An answer is playing: a turn begun now is a barge-in."""
         self._open_turns: set[str] = set()
+        """Turns the service began (heard, asked a tool, answered) and has not ended: replaced streams' excepted."""
         self._heard: collections.deque[str] = collections.deque(maxlen=HEARD_TURNS)
         """The turns whose audio has begun, the newest."""
-        """Turns the service began (heard, asked a tool, answered) and has not ended: replaced streams' excepted."""
         self._tool_answer_due = 0.0
         self._next_at = time.time() + self._rng.uniform(0.5, 2.0)
         self._spoke_until = 0.0
