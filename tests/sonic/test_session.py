@@ -1005,3 +1005,27 @@ def test_session_metrics_keep_the_newest_timings_only() -> None:
         assert len(series) == TIMING_SAMPLES
         assert series[0] == 5.0, "the oldest go first"
         assert series[-1] == float(TIMING_SAMPLES + 4)
+
+
+async def test_a_long_history_a_loaded_service_reads_slower_than_the_connect_timeout_still_opens(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    # A soak run under load: after an emulator restart each session's new stream had to take its whole history (about
+    # 280 messages, 850 events) within the 4 s connect timeout; it could not, each retry sent it all again, and a
+    # session ran out of attempts. The timeout now counts from the last event the stream took.
+    from novabridge.sonic.config import HistoryMessage
+
+    emulator = await make_emulator(options={"input_event_s": 0.004})
+    history = tuple(
+        HistoryMessage(role=("USER", "ASSISTANT")[n % 2], text=f"message {n}: " + "words " * 16) for n in range(300)
+    )
+    started = time.monotonic()
+    session = await open_session(config_for(emulator, history=history, connect_timeout_s=1.0))
+    took = time.monotonic() - started
+    assert took > 1.0  # the service read the history for longer than the timeout; the session waited for it
+    collector = Collector(session)
+    await session.send_text("still there?")
+    await collector.wait_for(lambda event: isinstance(event, TurnEnd), timeout=10.0)
+    recording = emulator.recordings[-1]
+    texts = [e["event"]["textInput"]["content"] for e in recording.input_events if "textInput" in e["event"]]
+    assert texts[1:301] == [message.text.strip() for message in history]

@@ -23,6 +23,9 @@ class EmulatorOptions:
     """Overrides the pause that ends a user turn (otherwise HIGH/MEDIUM/LOW 1.5/1.75/2.0 s; MEDIUM by default)."""
     vad_threshold_dbfs: float = -40.0
     """Frame level above which input audio counts as speech."""
+    input_event_s: float = 0.0
+    """How long the server takes to read each input event: a loaded service, which a client's opening events (a long
+    history) wait on through HTTP/2 flow control. 0 reads them at once."""
     session_limit_s: float = service.CONNECTION_LIFETIME_S
     """Connection lifetime; at its end the stream fails with modelTimeoutException."""
     input_timeout_s: float = service.INPUT_TIMEOUT_S

@@ -473,6 +473,8 @@ class _App:
                         conversation.receive(event.body)
                         if conversation.finished:
                             break
+                        if self.emulator.options.input_event_s:
+                            await asyncio.sleep(self.emulator.options.input_event_s)
                     if not more:
                         decoder.finish()  # a request cut inside a frame is malformed, not a clean end
                 except WireError as error:

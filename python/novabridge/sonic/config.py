@@ -155,7 +155,8 @@ class SonicConfig(_Model):
     retry: RetryPolicy = RetryPolicy()
     connect_timeout_s: float = Field(4.0, gt=0.0, le=120.0)
     """How long connecting may take: each attempt (DNS, TCP, TLS, the service's answer), and at `start` all of its
-    attempts together. By then a connection that cannot be made has failed with its cause named."""
+    attempts together. By then a connection that cannot be made has failed with its cause named. Each opening event
+    the stream takes (a long history is hundreds) gives the attempt this long again from then."""
     frame_ms: int = Field(32, ge=10, le=200)
     """Audio is sent to the service in frames of this duration (the docs suggest about 32 ms)."""
 

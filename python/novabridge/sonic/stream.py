@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient
@@ -99,8 +99,8 @@ class SonicStream:
         The init events go out back to back: the service needs no pauses between them (the samples' sleeps are
         superstition), and the audio contentStart waits for the response headers, as LiveKit does.
 
-        Raises, within ``timeout_s`` (default ``config.connect_timeout_s``) and a second to probe the endpoint, what
-        kept the stream from opening (`novabridge.sonic.errors.classify` names it): the SDK's errors, the service's
+        Raises, within ``timeout_s`` (default ``config.connect_timeout_s``) of the last opening event the stream took
+        and a second to probe the endpoint, what kept the stream from opening (`novabridge.sonic.errors.classify` names it): the SDK's errors, the service's
         refusal (`ServiceRefusal`), or `ConnectTimedOut` with the step of reaching the endpoint that fails.
         """
         config = self.config
@@ -108,9 +108,16 @@ class SonicStream:
         self.requested_at = time.monotonic()
         attempt = Attempt()
         deadline = asyncio.timeout(timeout_s)
+
+        def progressed() -> None:
+            # Each event taken moves the deadline: a long history (hundreds of messages, three events each) can take
+            # seconds to go out from a loaded machine or into a loaded service, and a retry would send it all again.
+            # A connection that takes nothing still fails within ``timeout_s``.
+            deadline.reschedule(max(deadline.when() or 0.0, asyncio.get_running_loop().time() + timeout_s))
+
         try:
             async with deadline:
-                await self._open(attempt, history, tools)
+                await self._open(attempt, history, tools, progressed)
         except Exception as error:
             attempt.abandon()
             if isinstance(error, TimeoutError) and deadline.expired() and attempt.resolving_credentials:
@@ -133,7 +140,13 @@ class SonicStream:
         self._audio_open = True
         self.opened_at = time.monotonic()
 
-    async def _open(self, attempt: Attempt, history: list[tuple[str, str]], tools: list[dict[str, Any]]) -> None:
+    async def _open(
+        self,
+        attempt: Attempt,
+        history: list[tuple[str, str]],
+        tools: list[dict[str, Any]],
+        progressed: Callable[[], None],
+    ) -> None:
         """The request, the opening events and the service's response headers."""
         config = self.config
         plugins = None
@@ -161,7 +174,7 @@ class SonicStream:
             events += wire.text_block(self.prompt, self._content_name(), config.speech_prompt, role="SYSTEM_SPEECH")
         for role, text in history:
             events += wire.text_block(self.prompt, self._content_name(), text, role=role)
-        await self.send(*events)
+        await self.send(*events, progressed=progressed)
         _, self._receiver = await attempt.output(self._stream)
 
     @property
@@ -175,12 +188,14 @@ class SonicStream:
         self._blocks += 1
         return f"{self.prompt}-block-{self._blocks}"
 
-    async def send(self, *events: dict[str, Any]) -> None:
-        """Send events in order, none interleaved with another caller's."""
+    async def send(self, *events: dict[str, Any], progressed: Callable[[], None] | None = None) -> None:
+        """Send events in order, none interleaved with another caller's; call ``progressed`` after each."""
         async with self._lock:
             for event in events:
                 payload = BidirectionalInputPayloadPart(bytes_=json.dumps(event).encode())
                 await self._stream.input_stream.send(InvokeModelWithBidirectionalStreamInputChunk(value=payload))
+                if progressed is not None:
+                    progressed()
 
     async def send_audio(self, pcm: bytes) -> None:
         """One audioInput."""
