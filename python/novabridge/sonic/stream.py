@@ -100,8 +100,9 @@ class SonicStream:
         superstition), and the audio contentStart waits for the response headers, as LiveKit does.
 
         Raises, within ``timeout_s`` (default ``config.connect_timeout_s``) of the last opening event the stream took
-        and a second to probe the endpoint, what kept the stream from opening (`novabridge.sonic.errors.classify` names it): the SDK's errors, the service's
-        refusal (`ServiceRefusal`), or `ConnectTimedOut` with the step of reaching the endpoint that fails.
+        and a second to probe the endpoint, what kept the stream from opening (`novabridge.sonic.errors.classify`
+        names it): the SDK's errors, the service's refusal (`ServiceRefusal`), or `ConnectTimedOut` with the step of
+        reaching the endpoint that fails.
         """
         config = self.config
         timeout_s = config.connect_timeout_s if timeout_s is None else timeout_s
