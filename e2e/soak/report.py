@@ -65,6 +65,15 @@ def host_rss_slopes_by_kind(samples: list[resources.Sample], warm_s: float) -> d
     }
 
 
+def host_heap_slopes(samples: list[resources.Sample], warm_s: float) -> dict[str, float]:
+    """The slope of the host's C heap after warm-up (`resources.heap_bytes`): held by the program, kept free."""
+    host = [s for s in samples if s.t_s >= warm_s and s.host_heap]
+    return {
+        part: resources.slope_per_10_min([s.t_s for s in host], [s.host_heap[part] / MIB for s in host])
+        for part in ("in_use", "free")
+    }
+
+
 def host_rss_slopes_by_half(samples: list[resources.Sample], warm_s: float) -> tuple[float, float]:
     """The host's slope over the first and the second half of the run after warm-up.
 
@@ -126,6 +135,7 @@ def results(  # noqa: D103 - the figures report.md and soak.png are made of
         "rss_mib_per_10_min": rss_slopes(samples, run.args.calm_s),
         "host_rss_mib_per_10_min_by_kind": host_rss_slopes_by_kind(samples, run.args.calm_s),
         "host_rss_mib_per_10_min_by_half": host_rss_slopes_by_half(samples, run.args.calm_s),
+        "host_heap_mib_per_10_min": host_heap_slopes(samples, run.args.calm_s),
         "latency_ms": {
             phase: {
                 d: {"p50": _percentile(s, 50), "p99": _percentile(s, 99), "n": len(s)} for d, s in directions.items()
@@ -203,7 +213,9 @@ def markdown(r: dict[str, Any]) -> str:
         + "; the host's by kind: "
         + ", ".join(f"{kind} {value:+.2f}" for kind, value in r["host_rss_mib_per_10_min_by_kind"].items())
         + "; the host's in the first and second half after warm-up: "
-        + ", ".join(f"{value:+.2f}" for value in r["host_rss_mib_per_10_min_by_half"]),
+        + ", ".join(f"{value:+.2f}" for value in r["host_rss_mib_per_10_min_by_half"])
+        + "; the host's C heap: "
+        + ", ".join(f"{part.replace('_', ' ')} {value:+.2f}" for part, value in r["host_heap_mib_per_10_min"].items()),
         "",
     ]
     if r["violations"]:

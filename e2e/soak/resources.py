@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from novabridge import measure
@@ -32,6 +35,40 @@ class Sample:
     """RSS of each worker running a session, by pid (spares and workers still booting are left out)."""
     host_rss_by_kind: dict[str, int] = field(default_factory=dict)
     """The host's RSS split: ``anon`` (its heap), ``file`` (mapped code), ``shmem`` (the rings)."""
+    host_heap: dict[str, int] = field(default_factory=dict)
+    """The host's C heap (`heap_bytes`): ``in_use`` by the program, ``free`` kept by the allocator."""
+
+
+class _MallInfo2(ctypes.Structure):
+    # glibc's struct mallinfo2 (2.33 and later), in bytes.
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+    ] + [("keepcost", ctypes.c_size_t)]
+
+
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        function = ctypes.CDLL(ctypes.util.find_library("c")).mallinfo2
+        function.restype = _MallInfo2
+        return cast("Callable[[], _MallInfo2]", function)
+    return None
+
+
+_MALLINFO2 = _mallinfo2()
+
+
+def heap_bytes() -> dict[str, int]:
+    """This process's C heap, every arena: what the program holds and what the allocator keeps free (glibc only).
+
+    RSS alone cannot tell a leak from an allocator that keeps freed memory for reuse: glibc gives each thread that
+    allocates an arena of its own (up to 8 per core) and returns little of a freed arena to the system. Memory held
+    grows with a leak; memory kept free grows with the peaks the faults cause, spread over the arenas.
+    """
+    if _MALLINFO2 is None:
+        return {}
+    info = _MALLINFO2()
+    return {"in_use": info.uordblks + info.hblkhd, "free": info.fordblks}
 
 
 def _children(pid: int) -> list[int]:
@@ -114,6 +151,7 @@ def sample(t_s: float, emulator_pid: int | None, session_workers: Collection[int
         emulator_pid or 0,
         by_worker,
         host_by_kind,
+        heap_bytes(),
     )
 
 

@@ -473,3 +473,14 @@ def test_a_turn_end_just_after_the_user_stopped_speaking_does_not_start_a_turn_w
     assert not session._turn_due(stopped + 0.5)
     assert session._turn_due(stopped + host.TURN_GAP_S + 1.5)
     assert host.TURN_GAP_S > 0.6  # the run's emulator endpointing
+
+
+def test_the_hosts_c_heap_counts_memory_held_apart_from_memory_the_allocator_keeps_free() -> None:
+    before = resources.heap_bytes()
+    held = [bytes(range(256)) * 16 for _ in range(1024)]  # 4 MiB in blocks of 4 KiB, from the C heap
+    during = resources.heap_bytes()
+    del held
+    after = resources.heap_bytes()
+    assert during["in_use"] - before["in_use"] >= 4 * 1024 * 1024
+    assert during["in_use"] - after["in_use"] >= 4 * 1024 * 1024
+    assert resources.sample(0.0, None).host_heap.keys() == {"in_use", "free"}
