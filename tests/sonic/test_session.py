@@ -1007,6 +1007,48 @@ def test_session_metrics_keep_the_newest_timings_only() -> None:
         assert series[-1] == float(TIMING_SAMPLES + 4)
 
 
+async def test_a_new_stream_builds_each_history_message_s_events_as_it_sends_them(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    # A soak run's workers grew with the conversation: every renewal built all of its history's events before sending
+    # the first (1.4 MB of dicts for 600 short messages), and the heap kept that peak. Looked at while the stream
+    # takes its history, only the message being sent (and the emulator's parse of the last few) has its events built.
+    import gc
+
+    from novabridge.sonic.config import HistoryMessage
+
+    emulator = await make_emulator(options={"input_event_s": 0.004})
+    history = tuple(
+        HistoryMessage(role=("USER", "ASSISTANT")[n % 2], text=f"message {n}: " + "words " * 4) for n in range(300)
+    )
+
+    def is_history_event(value: object) -> bool:
+        inner = value.get("event") if isinstance(value, dict) else None
+        return isinstance(inner, dict) and len(inner) == 1 and {"contentStart", "textInput", "contentEnd"} >= set(inner)
+
+    def history_events() -> int:
+        recorded = {id(value) for r in emulator.recordings for value in r.input_events}  # the emulator's, parsed
+        return sum(is_history_event(value) and id(value) not in recorded for value in gc.get_objects())
+
+    async def built_events_held_mid_open() -> int:
+        while not emulator.recordings or len(emulator.recordings[-1].input_events) < 300:  # noqa: ASYNC110 - no event
+            await asyncio.sleep(0.01)
+        return history_events() - before
+
+    gc.collect()
+    before = history_events()  # earlier tests' garbage
+    looking = asyncio.create_task(built_events_held_mid_open())
+    session = await open_session(config_for(emulator, history=history))
+    held = await looking
+    assert held <= 12, f"{held} history events built ahead of the one being sent"  # built all at once: about 900
+    collector = Collector(session)
+    await session.send_text("still there?")
+    await collector.wait_for(lambda event: isinstance(event, TurnEnd), timeout=10.0)
+    recording = emulator.recordings[-1]
+    texts = [e["event"]["textInput"]["content"] for e in recording.input_events if "textInput" in e["event"]]
+    assert texts[1:301] == [message.text.strip() for message in history]
+
+
 async def test_a_long_history_a_loaded_service_reads_slower_than_the_connect_timeout_still_opens(
     make_emulator: EmulatorFactory, open_session: SessionFactory
 ) -> None:

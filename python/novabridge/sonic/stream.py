@@ -173,9 +173,12 @@ class SonicStream:
         ]
         if config.speech_prompt is not None:  # "must be sent after the system prompt" (Nova 2 user guide)
             events += wire.text_block(self.prompt, self._content_name(), config.speech_prompt, role="SYSTEM_SPEECH")
-        for role, text in history:
-            events += wire.text_block(self.prompt, self._content_name(), text, role=role)
         await self.send(*events, progressed=progressed)
+        # Each message's events are built as it goes: built all at once, a long history's (600 short messages, three
+        # events each) were 1.4 MB of dicts at every renewal, a peak that grew with the conversation and the worker's
+        # heap kept.
+        for role, text in history:
+            await self.send(*wire.text_block(self.prompt, self._content_name(), text, role=role), progressed=progressed)
         _, self._receiver = await attempt.output(self._stream)
 
     @property
