@@ -19,6 +19,7 @@ from novabridge.events import AudioOut, Error, Interrupted, Reconnecting, Renewe
 from novabridge.exceptions import InvalidInput
 from novabridge.sonic import SessionClosed, SonicConfig, SonicSession, Tool, ToolSpec
 from novabridge.sonic import stream as sonic_stream
+from novabridge.sonic.config import HistoryMessage
 from novabridge.sonic.models import NOVA_SONIC_V1
 from novabridge.sonic.session import STALL_S, SessionMetrics
 from novabridge.sonic.stream import SonicStream
@@ -1007,6 +1008,23 @@ def test_session_metrics_keep_the_newest_timings_only() -> None:
         assert series[-1] == float(TIMING_SAMPLES + 4)
 
 
+def long_history(words: int) -> tuple[HistoryMessage, ...]:
+    """300 messages, USER and ASSISTANT by turns, of ``words`` words each (and a number)."""
+    return tuple(
+        HistoryMessage(role=("USER", "ASSISTANT")[n % 2], text=f"message {n}: " + "words " * words) for n in range(300)
+    )
+
+
+async def assert_resumed(session: SonicSession, emulator: Emulator, history: tuple[HistoryMessage, ...]) -> None:
+    """The stream took ``history`` whole and in order, and the session answers."""
+    collector = Collector(session)
+    await session.send_text("still there?")
+    await collector.wait_for(lambda event: isinstance(event, TurnEnd), timeout=10.0)
+    recording = emulator.recordings[-1]
+    texts = [e["event"]["textInput"]["content"] for e in recording.input_events if "textInput" in e["event"]]
+    assert texts[1:301] == [message.text.strip() for message in history]
+
+
 async def test_a_new_stream_builds_each_history_message_s_events_as_it_sends_them(
     make_emulator: EmulatorFactory, open_session: SessionFactory
 ) -> None:
@@ -1015,12 +1033,8 @@ async def test_a_new_stream_builds_each_history_message_s_events_as_it_sends_the
     # takes its history, only the message being sent (and the emulator's parse of the last few) has its events built.
     import gc
 
-    from novabridge.sonic.config import HistoryMessage
-
     emulator = await make_emulator(options={"input_event_s": 0.004})
-    history = tuple(
-        HistoryMessage(role=("USER", "ASSISTANT")[n % 2], text=f"message {n}: " + "words " * 4) for n in range(300)
-    )
+    history = long_history(words=4)
 
     def is_history_event(value: object) -> bool:
         inner = value.get("event") if isinstance(value, dict) else None
@@ -1041,12 +1055,7 @@ async def test_a_new_stream_builds_each_history_message_s_events_as_it_sends_the
     session = await open_session(config_for(emulator, history=history))
     held = await looking
     assert held <= 12, f"{held} history events built ahead of the one being sent"  # built all at once: about 900
-    collector = Collector(session)
-    await session.send_text("still there?")
-    await collector.wait_for(lambda event: isinstance(event, TurnEnd), timeout=10.0)
-    recording = emulator.recordings[-1]
-    texts = [e["event"]["textInput"]["content"] for e in recording.input_events if "textInput" in e["event"]]
-    assert texts[1:301] == [message.text.strip() for message in history]
+    await assert_resumed(session, emulator, history)
 
 
 async def test_a_long_history_a_loaded_service_reads_slower_than_the_connect_timeout_still_opens(
@@ -1055,19 +1064,10 @@ async def test_a_long_history_a_loaded_service_reads_slower_than_the_connect_tim
     # A soak run under load: after an emulator restart each session's new stream had to take its whole history (about
     # 280 messages, 850 events) within the 4 s connect timeout; it could not, each retry sent it all again, and a
     # session ran out of attempts. The timeout now counts from the last event the stream took.
-    from novabridge.sonic.config import HistoryMessage
-
     emulator = await make_emulator(options={"input_event_s": 0.004})
-    history = tuple(
-        HistoryMessage(role=("USER", "ASSISTANT")[n % 2], text=f"message {n}: " + "words " * 16) for n in range(300)
-    )
+    history = long_history(words=16)
     started = time.monotonic()
     session = await open_session(config_for(emulator, history=history, connect_timeout_s=1.0))
     took = time.monotonic() - started
     assert took > 1.0  # the service read the history for longer than the timeout; the session waited for it
-    collector = Collector(session)
-    await session.send_text("still there?")
-    await collector.wait_for(lambda event: isinstance(event, TurnEnd), timeout=10.0)
-    recording = emulator.recordings[-1]
-    texts = [e["event"]["textInput"]["content"] for e in recording.input_events if "textInput" in e["event"]]
-    assert texts[1:301] == [message.text.strip() for message in history]
+    await assert_resumed(session, emulator, history)
