@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,16 +39,26 @@ class Sample:
 
 
 class _MallInfo2(ctypes.Structure):
-    # glibc's struct mallinfo2 (2.33 and later), in bytes.
+    """glibc's struct mallinfo2 (2.33 and later), in bytes."""
+
     _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
-    ] + [("keepcost", ctypes.c_size_t)]
+        ("arena", ctypes.c_size_t),
+        ("ordblks", ctypes.c_size_t),
+        ("smblks", ctypes.c_size_t),
+        ("hblks", ctypes.c_size_t),
+        ("hblkhd", ctypes.c_size_t),
+        ("usmblks", ctypes.c_size_t),
+        ("fsmblks", ctypes.c_size_t),
+        ("uordblks", ctypes.c_size_t),
+        ("fordblks", ctypes.c_size_t),
+        ("keepcost", ctypes.c_size_t),
+    ]
 
 
 def _mallinfo2() -> Callable[[], _MallInfo2] | None:
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        function = ctypes.CDLL(ctypes.util.find_library("c")).mallinfo2
+    with contextlib.suppress(AttributeError):  # not glibc, or older than 2.33
+        # The interpreter's own symbols include its C library's (as in novabridge.memory).
+        function = ctypes.CDLL(None).mallinfo2
         function.restype = _MallInfo2
         return cast("Callable[[], _MallInfo2]", function)
     return None

@@ -174,9 +174,8 @@ class SonicStream:
         if config.speech_prompt is not None:  # "must be sent after the system prompt" (Nova 2 user guide)
             events += wire.text_block(self.prompt, self._content_name(), config.speech_prompt, role="SYSTEM_SPEECH")
         await self.send(*events, progressed=progressed)
-        # Each message's events are built as it goes: built all at once, a long history's (600 short messages, three
-        # events each) were 1.4 MB of dicts at every renewal, a peak that grew with the conversation and the worker's
-        # heap kept.
+        # Each message's events are built as it is sent. Built all at once, 600 short messages' events were 1.4 MB of
+        # dicts at every renewal: a peak that grew with the conversation, and that the worker's heap kept.
         for role, text in history:
             await self.send(*wire.text_block(self.prompt, self._content_name(), text, role=role), progressed=progressed)
         _, self._receiver = await attempt.output(self._stream)
