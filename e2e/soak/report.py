@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,22 +57,28 @@ def rss_slopes(samples: list[resources.Sample], warm_s: float) -> dict[str, floa
     }
 
 
-def host_rss_slopes_by_kind(samples: list[resources.Sample], warm_s: float) -> dict[str, float]:
-    """The host's slope (`rss_slopes`) split into its heap (``anon``), mapped code (``file``) and rings (``shmem``)."""
+def _host_slopes(
+    samples: list[resources.Sample],
+    warm_s: float,
+    split: Callable[[resources.Sample], dict[str, int]],
+    parts: tuple[str, ...],
+) -> dict[str, float]:
+    """The slope after warm-up of each of ``parts`` of one of the host's figures split by ``split`` (0 if missing)."""
     host = [s for s in samples if s.t_s >= warm_s]
     return {
-        kind: resources.slope_per_10_min([s.t_s for s in host], [s.host_rss_by_kind.get(kind, 0) / MIB for s in host])
-        for kind in ("anon", "file", "shmem")
+        part: resources.slope_per_10_min([s.t_s for s in host], [split(s).get(part, 0) / MIB for s in host])
+        for part in parts
     }
+
+
+def host_rss_slopes_by_kind(samples: list[resources.Sample], warm_s: float) -> dict[str, float]:
+    """The host's slope (`rss_slopes`) split into its heap (``anon``), mapped code (``file``) and rings (``shmem``)."""
+    return _host_slopes(samples, warm_s, lambda s: s.host_rss_by_kind, ("anon", "file", "shmem"))
 
 
 def host_heap_slopes(samples: list[resources.Sample], warm_s: float) -> dict[str, float]:
     """The slope of the host's C heap after warm-up (`resources.heap_bytes`): held by the program, kept free."""
-    host = [s for s in samples if s.t_s >= warm_s and s.host_heap]
-    return {
-        part: resources.slope_per_10_min([s.t_s for s in host], [s.host_heap[part] / MIB for s in host])
-        for part in ("in_use", "free")
-    }
+    return _host_slopes(samples, warm_s, lambda s: s.host_heap, ("in_use", "free"))
 
 
 def host_rss_slopes_by_half(samples: list[resources.Sample], warm_s: float) -> tuple[float, float]:
