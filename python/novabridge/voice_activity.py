@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from novabridge import pcm
 
-__all__ = ["FRAME_S", "VoiceDetector", "VoiceEnded", "VoiceEvent", "VoiceStarted"]
+__all__ = ["FRAME_S", "VoiceDetector", "VoiceEnded", "VoiceEvent", "VoiceStarted", "last_voice_end"]
 
 FRAME_S = 0.01
 """The analysis frame: short enough for a 20 ms onset, long enough for a stable level at 16 kHz (160 samples)."""
@@ -148,12 +148,7 @@ class VoiceDetector:
         self._pending = scaled[whole * self._frame :].copy()
         if whole == 0:
             return []
-        # Power with the frame's DC removed (mean square minus squared mean), in dBFS. Plain reductions: on frames
-        # this small, np.mean's own overhead would cost more than the arithmetic.
-        frames = scaled[: whole * self._frame].reshape(whole, self._frame)
-        means = np.add.reduce(frames, axis=1) / self._frame
-        power = np.add.reduce(frames * frames, axis=1) / self._frame - means * means
-        levels = 10.0 * np.log10(np.maximum(power, _SILENCE_POWER))
+        levels = _levels(scaled[: whole * self._frame].reshape(whole, self._frame))
         events: list[VoiceEvent] = []
         for level in levels.tolist():
             self._step(level, events)
@@ -194,3 +189,47 @@ class VoiceDetector:
 
     def _seconds(self, frames: int) -> float:
         return frames * self._frame / self.rate
+
+
+def _levels(frames: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Each row's level in dBFS (samples in [-1, 1]), with its DC removed: mean square minus squared mean."""
+    # Plain reductions: on frames this small, np.mean's own overhead would cost more than the arithmetic.
+    size = frames.shape[1]
+    means = np.add.reduce(frames, axis=1) / size
+    power = np.add.reduce(frames * frames, axis=1) / size - means * means
+    levels: npt.NDArray[np.float64] = 10.0 * np.log10(np.maximum(power, _SILENCE_POWER))
+    return levels
+
+
+def last_voice_end(
+    audio: npt.NDArray[np.int16],
+    rate: int,
+    *,
+    min_pause_s: float = 0.2,
+    threshold_db: float = 12.0,
+    min_level_dbfs: float = -55.0,
+) -> int | None:
+    """Where the last voice in ``audio`` that a pause of ``min_pause_s`` follows ends, in samples.
+
+    Judged on the stretch as a whole: a frame is voice when it is ``threshold_db`` over the stretch's quietest frame
+    and over ``min_level_dbfs``. So a voice from the first sample counts (`VoiceDetector` would take it for the
+    floor), but only a stretch that holds a pause can say where a voice ended.
+
+    Returns 0 when nothing in ``audio`` is voice, and None when it cannot tell: voice, but no pause after any of it.
+    """
+    frame = round(rate * FRAME_S)
+    whole = audio.size // frame
+    if whole == 0:
+        return 0
+    levels = _levels(audio[: whole * frame].reshape(whole, frame) / 32768.0)
+    voiced = levels >= max(float(levels.min()) + threshold_db, min_level_dbfs)
+    pause = max(1, round(min_pause_s / FRAME_S))
+    # A voiced frame's run of unvoiced frames after it, up to the end: the number of frames to the next voiced one.
+    voiced_at = np.flatnonzero(voiced)
+    if voiced_at.size == 0:
+        return 0
+    runs = np.diff(np.append(voiced_at, whole)) - 1
+    paused = np.flatnonzero(runs >= pause)
+    if paused.size == 0:
+        return None
+    return int(voiced_at[paused[-1]] + 1) * frame

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 import pytest
-from novabridge.voice_activity import VoiceDetector, VoiceEnded, VoiceEvent, VoiceStarted
+from novabridge.voice_activity import VoiceDetector, VoiceEnded, VoiceEvent, VoiceStarted, last_voice_end
 
 RATE = 16000
 
@@ -207,3 +207,33 @@ def test_a_60_ms_frame_costs_microseconds() -> None:
     per_frame_us = (time.perf_counter() - started) / len(frames) * 1e6
     print(f"voice detector: {per_frame_us:.1f} µs per 60 ms frame")
     assert per_frame_us < 1000  # generous: what matters is that it is far under the 60 ms it analyses
+
+
+def pcm16(signal: npt.NDArray[np.float64]) -> npt.NDArray[np.int16]:
+    return np.asarray(np.round(np.clip(signal, -1, 1) * 32767), np.int16)
+
+
+@pytest.mark.parametrize("noise_dbfs", [-200.0, -70.0, -50.0])
+def test_the_last_voice_end_is_the_end_of_the_sentence_a_pause_follows_not_a_syllable_gap_or_a_later_voice(
+    noise_dbfs: float,
+) -> None:
+    # The stretch a session keeps when a turn begins: the end of what the user said (from its first sample, where a
+    # streaming detector would take it for the noise floor), the endpointing pause, and the start of what they say
+    # next, still without a pause after it.
+    said = np.concatenate([speech(1.0, -25.0, seed=3), voiced(0.25, -25.0)])  # ends with a whole syllable
+    audio = np.concatenate([said, np.zeros(round(0.6 * RATE)), speech(0.4, -25.0, seed=4)])
+    audio = audio + noise(len(audio) / RATE, noise_dbfs)
+    end = last_voice_end(pcm16(audio), RATE)
+    assert end is not None
+    assert abs(end - len(said)) <= 0.02 * RATE, (end / RATE, len(said) / RATE)  # the syllable's release is quiet
+
+
+def test_the_last_voice_end_of_a_stretch_without_voice_is_its_start_and_of_one_without_a_pause_unknown() -> None:
+    assert last_voice_end(pcm16(noise(2.0, -60.0)), RATE) == 0
+    assert last_voice_end(np.zeros(0, np.int16), RATE) == 0
+    # Voice to the end, its syllable gaps shorter than the pause that ends a voice: where did it end?
+    assert last_voice_end(pcm16(speech(2.0, -25.0) + noise(2.0, -60.0)), RATE) is None
+    # A shorter pause than asked for does not end the voice; a longer one does.
+    audio = pcm16(np.concatenate([voiced(0.5, -20.0), np.zeros(round(0.15 * RATE)), voiced(0.2, -20.0)]))
+    assert last_voice_end(audio, RATE, min_pause_s=0.2) is None
+    assert last_voice_end(audio, RATE, min_pause_s=0.1) == pytest.approx(0.5 * RATE, abs=160)

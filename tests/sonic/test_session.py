@@ -466,6 +466,38 @@ async def test_a_stream_that_fails_holding_audio_it_never_read_loses_none_of_it(
     assert len(emulator.recordings[1].turns) == 1, "the new stream answered the second utterance only"
 
 
+@pytest.mark.timeout(90)
+async def test_a_stream_that_fails_just_after_a_transcript_replays_what_it_had_not_read_and_not_the_speech(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    # Found by the 30-minute soak run (0.448 s of a session's audio lost): a stream failed 52 ms after the user's
+    # FINAL transcript. The session counted all the audio the SDK had taken by the transcript as read, but the service
+    # had read only to the end of its endpointing pause: the rest, in flight, was neither read nor replayed. The
+    # emulator here reads slower than the session sends, so that much is in flight.
+    emulator = await make_emulator(options={"input_event_s": 0.016})
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    taken_at_transcript = 0
+
+    async def fail_at_the_transcript() -> None:
+        nonlocal taken_at_transcript
+        await events.wait_for(lambda e: isinstance(e, Transcript) and e.role == "USER", timeout=30)
+        taken_at_transcript = session.audio_bytes_settled
+        emulator.inject("rst-531", after_s=0.0)  # the user is silent already: it fires within 50 ms
+
+    fault = asyncio.create_task(fail_at_the_transcript())
+    sent = await talk_across_a_break(session, events, break_within_s=20)
+    await fault
+
+    assert events.of(Reconnecting)[0].reason.startswith("ValidationException:"), events.of(Reconnecting)
+    failed, resumed = emulator.recordings[:2]
+    assert failed.error is not None
+    assert len(failed.user_audio) < taken_at_transcript, "audio the SDK had taken was in flight at the transcript"
+    assert_no_user_audio_lost(session, emulator, sent)
+    # The first utterance is asked again as text, and none of its speech is in the replay: each is answered once.
+    assert [t.source for t in resumed.turns] == ["text", "speech"], [(t.source, t.user_text) for t in resumed.turns]
+
+
 async def test_throttled_reconnection_backs_off_and_retries(
     make_emulator: EmulatorFactory, open_session: SessionFactory
 ) -> None:

@@ -47,6 +47,7 @@ from novabridge.sonic.stream import CLOSE_TIMEOUT_S, SonicStream, make_client
 from novabridge.sonic.tools import Tool, run_tool
 from novabridge.sonic.transport import SonicTransport
 from novabridge.turns import FirstAudioClock, timings, withdraw_audio
+from novabridge.voice_activity import last_voice_end
 
 logger = logging.getLogger("novabridge.sonic")
 
@@ -167,7 +168,8 @@ class SonicSession:
         """The newest audio the SDK took, answered or not: after a failure, what the connection may have held unread
         is in it (an answer that ends meanwhile proves nothing of the audio taken after its question)."""
         self._read_mark = 0
-        """`_taken`'s position when the service last proved it read the audio: a turn began (it heard the end)."""
+        """`_taken`'s position up to which the service proved it read the audio: where the user's voice stopped
+        before the last turn began (the service heard the end of it). What came after may have been in flight."""
         self._events = _EventQueue()
         self._transport: SonicTransport | None = None
         self._credentials: FreshCredentials | None = None
@@ -579,9 +581,22 @@ class SonicSession:
 
     def _turn_started(self) -> None:
         if not self._turn_active:
-            self._read_mark = self._taken.total
+            self._read_mark = max(self._read_mark, self._voice_end())
         self._turn_active = True
         self._turn_idle.clear()
+
+    def _voice_end(self) -> int:
+        """`_taken`'s position where the user's voice stopped before the turn that begins now.
+
+        The turn proves the service heard the voice to its end and the endpointing pause after it, not that it read
+        the audio the SDK took since: that was in flight (up to HTTP/2's flow-control window, over a second of it).
+        So a failure replays from the voice's end: the pause and what came after, never the speech, which would be
+        answered twice. Where the audio kept shows no pause after a voice, it cannot tell, and nothing is replayed of
+        what came before the turn.
+        """
+        kept = bytes(self._taken)
+        end = last_voice_end(np.frombuffer(kept, np.int16), self.config.input_rate)
+        return self._taken.total if end is None else self._taken.total - len(kept) + 2 * end
 
     async def _run_tool(self, tool: Tool, call: ToolCall) -> None:
         result = await run_tool(tool, call.input, timeout_s=self._tool_timeout_s)
