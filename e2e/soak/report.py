@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -119,6 +120,7 @@ def results(  # noqa: D103 - the figures report.md and soak.png are made of
             "calm_s": run.args.calm_s,
             "scheduled_faults": len(schedule),
             "duration_s": round(run.now(), 1),
+            "host_malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
         },
         "faults": {kind: sum(1 for i in run.injected if i.kind == kind) for kind in KINDS},
         "injected": [asdict(i) for i in run.injected],
@@ -221,7 +223,7 @@ def markdown(r: dict[str, Any]) -> str:
         + ", ".join(f"{kind} {value:+.2f}" for kind, value in r["host_rss_mib_per_10_min_by_kind"].items())
         + "; the host's in the first and second half after warm-up: "
         + ", ".join(f"{value:+.2f}" for value in r["host_rss_mib_per_10_min_by_half"])
-        + "; the host's C heap: "
+        + f"; the host's C heap ({_arenas(r['config'].get('host_malloc_arena_max'))}): "
         + ", ".join(f"{part.replace('_', ' ')} {value:+.2f}" for part, value in r["host_heap_mib_per_10_min"].items()),
         "",
     ]
@@ -229,6 +231,10 @@ def markdown(r: dict[str, Any]) -> str:
         lines += ["## Violations", ""]
         lines += [f"- {v['t_s']} s (seed {v['seed']}): {v['what']}" for v in r["violations"]]
     return "\n".join(lines) + "\n"
+
+
+def _arenas(arena_max: str | None) -> str:
+    return "glibc's default arenas" if arena_max is None else f"MALLOC_ARENA_MAX={arena_max}"
 
 
 def plot(r: dict[str, Any], path: Path) -> None:
