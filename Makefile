@@ -264,12 +264,13 @@ SOAK_HOST_ENV = MALLOC_ARENA_MAX=2
 ## Many conversations for a long time under random faults, every invariant checked as it runs (e2e/soak/run.py):
 ## 8 sessions for 30 minutes by default; SOAK_ARGS="--sessions N --minutes M --seed S" for others. Writes out/soak.
 soak: install
-	$(SOAK_HOST_ENV) $(HOST_VENV)/bin/python -m e2e.soak.run --worker-python $(CURDIR)/$(VENV)/bin/python --out out/soak $(SOAK_ARGS)
+	$(SOAK_HOST_ENV) $(HOST_VENV)/bin/python -m e2e.soak.run --worker-python $(CURDIR)/$(VENV)/bin/python \
+		--out out/soak $(SOAK_ARGS)
 
 ## The soak run in one minute (4 sessions, every fault once), part of `make test`.
 soak-short: install
-	$(SOAK_HOST_ENV) $(HOST_VENV)/bin/python -m e2e.soak.run --sessions 4 --minutes 1 --worker-python $(CURDIR)/$(VENV)/bin/python \
-		--out out/soak-short
+	$(SOAK_HOST_ENV) $(HOST_VENV)/bin/python -m e2e.soak.run --sessions 4 --minutes 1 \
+		--worker-python $(CURDIR)/$(VENV)/bin/python --out out/soak-short
 
 ## The documentation site into site/: mkdocs-material at the pins of pyproject's `docs` extra, installed into .venv.
 ## Strict: a warning fails it, and mkdocs.yml's validation makes a broken link or anchor in docs/ one.

@@ -16,6 +16,9 @@ taking the floor to the service:
   less is not); the voice ends after ``hangover_s`` without a frame ``HYSTERESIS_DB`` under the onset level.
 
 Numpy only, and cheap enough for OAC's pump thread: about 50 µs per 60 ms chunk of 16 kHz audio on one core.
+
+`last_voice_end` judges a stretch of audio whole instead: where the user's voice stopped before the pause that ended
+their turn (the session replays from there after a failure).
 """
 
 from __future__ import annotations
