@@ -66,10 +66,16 @@ class StreamAudit:
         self._read = 0
         self._recorded = 0
         self._pending = np.zeros(0, np.int16)
+        self.finished = False
+        """Its stream has ended and all its audio is taken in: nothing more to follow."""
 
     def path(self, part: str) -> Path:
         """One of the stream's files: ``user.pcm``, ``assistant.pcm``, ``turns.jsonl``."""
         return self.directory / f"stream-{self.stream_id}-{part}"
+
+    def summary(self) -> Path:
+        """``stream-N.json``, which the emulator writes when the stream has ended, after its audio."""
+        return self.directory / f"stream-{self.stream_id}.json"
 
     def advance(self, logs: Sequence[SessionLog], *, final: bool = False) -> None:
         """Take in what the recording gained since the last call.
@@ -83,6 +89,12 @@ class StreamAudit:
         self._read += len(data)
         raw = np.frombuffer(data, "<i2")
         self._pending = np.concatenate([self._pending, raw[raw != 0]])
+        self._take(logs, final)
+        # What is left is a view of the array just concatenated: kept as it is, every stream's audit held its
+        # last read (tens of KiB) to the end of the run, which grew the host's RSS.
+        self._pending = self._pending.copy()
+
+    def _take(self, logs: Sequence[SessionLog], final: bool) -> None:
         while len(self._pending):
             if self.pieces and self.session is not None:
                 piece = self.pieces[-1]
@@ -135,7 +147,7 @@ class StreamAudit:
 
     def outcome(self) -> str:
         """How the stream ended, from its summary; ``killed`` when the emulator died with it open."""
-        summary = self.directory / f"stream-{self.stream_id}.json"
+        summary = self.summary()
         if not summary.exists():
             return "killed"
         outcome: str = json.loads(summary.read_text())["outcome"]

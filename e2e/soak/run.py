@@ -233,8 +233,15 @@ class Audits:
                 key = f"run-{number}/stream-{stream_id}"
                 if key not in self.by_key:
                     self.by_key[key] = ledger.StreamAudit(key, directory, stream_id)
+        live = self.emulator.runs[-1]
         for audit in self.by_key.values():
-            audit.advance(logs, final=final)
+            if audit.finished:
+                continue
+            # An ended stream's recording grows no more (a killed emulator's streams ended with it): taken in once
+            # whole, it is not read again at every round.
+            ended = audit.directory != live or audit.summary().exists()
+            audit.advance(logs, final=final or ended)
+            audit.finished = ended
         found = [v for audit in self.by_key.values() for v in audit.violations]
         for what in found[self.reported :]:
             run.violation(what)

@@ -4,12 +4,14 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 import pytest
 from novabridge.events import AudioOut, Interrupted, Reconnecting, SonicEvent, Stage, ToolCall, Transcript, TurnEnd
 
-from e2e.soak import host, ledger, report, resources
+from e2e.soak import host, ledger, report, resources, run
 from e2e.soak.host import AudioFile, SessionLog, SoakSession, Utterance
 from e2e.soak.schedule import HOST_CHAOS, KINDS, chaos_schedule
 
@@ -121,6 +123,28 @@ def test_audio_growing_in_small_pieces_is_followed_as_it_comes(tmp_path: Path) -
     audit.advance([log], final=True)
     assert audit.violations == []
     assert [(p.sent, p.length) for p in audit.pieces] == [(0, len(sent))]
+
+
+def test_an_ended_streams_audio_is_placed_whole_at_once_and_no_audit_keeps_its_last_read(tmp_path: Path) -> None:
+    sent = noise(3.0, 7)
+    log = session_with(tmp_path, sent)
+    record = Recorder(tmp_path / "run-1")
+    two_s, rest = 2 * RATE, ledger.PROBE // 2  # a rest too short to place while its stream may still grow
+    record.stream(1, sent[:two_s].tobytes() + sent[two_s + RATE // 2 :][:rest].tobytes())
+    record.stream(2, sent[two_s + RATE // 2 :][:rest].tobytes(), outcome=None)  # still open
+    audits = run.Audits(cast(run.Emulator, SimpleNamespace(runs=[tmp_path / "run-1"])))
+    violations: list[str] = []
+    audits.advance(cast(run.Run, SimpleNamespace(violation=violations.append)), [log])
+    ended, open_ = audits.by_key["run-1/stream-1"], audits.by_key["run-1/stream-2"]
+    assert violations == []
+    assert ended.finished
+    assert not open_.finished
+    assert [(p.sent, p.length) for p in ended.pieces] == [(0, two_s), (two_s + RATE // 2, rest)]
+    assert open_.pieces == []
+    assert len(open_._pending) == rest
+    # Each holds only the samples it has not placed, not the whole read they were cut from.
+    assert ended._pending.base is None
+    assert open_._pending.base is None
 
 
 def test_audio_missing_unreported_is_a_violation_and_reported_is_not(tmp_path: Path) -> None:
