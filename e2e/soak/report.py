@@ -82,6 +82,11 @@ def host_heap_slopes(samples: list[resources.Sample], warm_s: float) -> dict[str
     return _host_slopes(samples, warm_s, lambda s: s.host_heap, ("in_use", "free"))
 
 
+def host_python_heap_slopes(samples: list[resources.Sample], warm_s: float) -> dict[str, float]:
+    """The slope of the host's Python object allocator after warm-up (`resources.python_heap_bytes`)."""
+    return _host_slopes(samples, warm_s, lambda s: s.host_python_heap, ("arenas", "in_use"))
+
+
 def host_rss_slopes_by_half(samples: list[resources.Sample], warm_s: float) -> tuple[float, float]:
     """The host's slope over the first and the second half of the run after warm-up.
 
@@ -145,6 +150,7 @@ def results(  # noqa: D103 - the figures report.md and soak.png are made of
         "host_rss_mib_per_10_min_by_kind": host_rss_slopes_by_kind(samples, run.args.calm_s),
         "host_rss_mib_per_10_min_by_half": host_rss_slopes_by_half(samples, run.args.calm_s),
         "host_heap_mib_per_10_min": host_heap_slopes(samples, run.args.calm_s),
+        "host_python_heap_mib_per_10_min": host_python_heap_slopes(samples, run.args.calm_s),
         "latency_ms": {
             phase: {
                 d: {"p50": _percentile(s, 50), "p99": _percentile(s, 99), "n": len(s)} for d, s in directions.items()
@@ -224,7 +230,12 @@ def markdown(r: dict[str, Any]) -> str:
         + "; the host's in the first and second half after warm-up: "
         + ", ".join(f"{value:+.2f}" for value in r["host_rss_mib_per_10_min_by_half"])
         + f"; the host's C heap ({_arenas(r['config'].get('host_malloc_arena_max'))}): "
-        + ", ".join(f"{part.replace('_', ' ')} {value:+.2f}" for part, value in r["host_heap_mib_per_10_min"].items()),
+        + ", ".join(f"{part.replace('_', ' ')} {value:+.2f}" for part, value in r["host_heap_mib_per_10_min"].items())
+        + "; its Python objects' allocator: "
+        + ", ".join(
+            f"{part.replace('_', ' ')} {value:+.2f}"
+            for part, value in r.get("host_python_heap_mib_per_10_min", {}).items()
+        ),
         "",
     ]
     if r["violations"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -36,6 +37,8 @@ class Sample:
     """The host's RSS split: ``anon`` (its heap), ``file`` (mapped code), ``shmem`` (the rings)."""
     host_heap: dict[str, int] = field(default_factory=dict)
     """The host's C heap (`heap_bytes`): ``in_use`` by the program, ``free`` kept by the allocator."""
+    host_python_heap: dict[str, int] = field(default_factory=dict)
+    """The host's Python object allocator (`python_heap_bytes`): its ``arenas`` and the objects ``in_use`` in them."""
 
 
 class _MallInfo2(ctypes.Structure):
@@ -55,10 +58,23 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
+def _libc() -> ctypes.CDLL:
+    # The interpreter's own symbols include its C library's (as in novabridge.memory).
+    libc = ctypes.CDLL(None)
+    with contextlib.suppress(AttributeError):  # not glibc
+        libc.open_memstream.restype = ctypes.c_void_p
+        libc.open_memstream.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+        libc.fclose.argtypes = [ctypes.c_void_p]
+        libc.free.argtypes = [ctypes.c_void_p]
+    return libc
+
+
+_LIBC = _libc()
+
+
 def _mallinfo2() -> Callable[[], _MallInfo2] | None:
     with contextlib.suppress(AttributeError):  # not glibc, or older than 2.33
-        # The interpreter's own symbols include its C library's (as in novabridge.memory).
-        function = ctypes.CDLL(None).mallinfo2
+        function = _LIBC.mallinfo2
         function.restype = _MallInfo2
         return cast("Callable[[], _MallInfo2]", function)
     return None
@@ -78,6 +94,47 @@ def heap_bytes() -> dict[str, int]:
         return {}
     info = _MALLINFO2()
     return {"in_use": info.uordblks + info.hblkhd, "free": info.fordblks}
+
+
+def _debug_malloc_stats() -> Callable[[int], int] | None:
+    with contextlib.suppress(AttributeError):  # an interpreter that does not export it
+        function = ctypes.pythonapi._PyObject_DebugMallocStats  # a PyDLL function: called with the GIL held
+        function.argtypes = [ctypes.c_void_p]
+        function.restype = ctypes.c_int
+        return cast("Callable[[int], int]", function)
+    return None
+
+
+_DEBUG_MALLOC_STATS = _debug_malloc_stats()
+
+
+def python_heap_bytes() -> dict[str, int]:
+    """This process's Python object allocator (pymalloc): the arenas it has mapped and the objects in use in them.
+
+    Objects of up to 512 bytes live in 1 MiB arenas mapped apart from the C heap, so `heap_bytes` does not see them.
+    An arena goes back to the system only once every object in it is freed: arenas that grow while the objects in
+    them do not are memory held by a few long-lived objects among freed ones. Empty without pymalloc
+    (``PYTHONMALLOC=malloc``) or outside glibc.
+    """
+    if _DEBUG_MALLOC_STATS is None or not hasattr(_LIBC, "open_memstream"):
+        return {}
+    text, size = ctypes.c_void_p(), ctypes.c_size_t()
+    stream = _LIBC.open_memstream(ctypes.byref(text), ctypes.byref(size))
+    if not stream:
+        return {}
+    try:
+        written = _DEBUG_MALLOC_STATS(stream)
+    finally:
+        _LIBC.fclose(stream)  # sets text and size
+    try:
+        report = ctypes.string_at(text.value, size.value).decode() if written and text.value else ""
+    finally:
+        _LIBC.free(text)
+    arenas = re.search(r"arenas \* \d+ bytes/arena\s*=\s*([\d,]+)", report)
+    in_use = re.search(r"# bytes in allocated blocks\s*=\s*([\d,]+)", report)
+    if arenas is None or in_use is None:
+        return {}
+    return {"arenas": int(arenas[1].replace(",", "")), "in_use": int(in_use[1].replace(",", ""))}
 
 
 def _children(pid: int) -> list[int]:
@@ -161,6 +218,7 @@ def sample(t_s: float, emulator_pid: int | None, session_workers: Collection[int
         by_worker,
         host_by_kind,
         heap_bytes(),
+        python_heap_bytes(),
     )
 
 

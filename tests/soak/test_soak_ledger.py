@@ -508,3 +508,16 @@ def test_the_hosts_c_heap_counts_memory_held_apart_from_memory_the_allocator_kee
     assert during["in_use"] - before["in_use"] >= 4 * 1024 * 1024
     assert during["in_use"] - after["in_use"] >= 4 * 1024 * 1024
     assert resources.sample(0.0, None).host_heap.keys() == {"in_use", "free"}
+
+
+def test_the_hosts_python_heap_counts_its_objects_and_the_arenas_they_take() -> None:
+    before = resources.python_heap_bytes()
+    held = [str(n) * 3 for n in range(200_000)]  # small objects: pymalloc's, not the C heap's
+    during = resources.python_heap_bytes()
+    del held
+    after = resources.python_heap_bytes()
+    assert during["in_use"] - before["in_use"] >= 200_000 * 48
+    assert during["arenas"] - before["arenas"] >= 200_000 * 32  # some fill what the arenas had free
+    assert during["in_use"] - after["in_use"] >= 200_000 * 48
+    assert during["arenas"] >= during["in_use"]
+    assert resources.sample(0.0, None).host_python_heap.keys() == {"arenas", "in_use"}
