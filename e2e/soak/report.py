@@ -83,8 +83,16 @@ def host_heap_slopes(samples: list[resources.Sample], warm_s: float) -> dict[str
 
 
 def host_python_heap_slopes(samples: list[resources.Sample], warm_s: float) -> dict[str, float]:
-    """The slope of the host's Python object allocator after warm-up (`resources.python_heap_bytes`)."""
-    return _host_slopes(samples, warm_s, lambda s: s.host_python_heap, ("arenas", "in_use"))
+    """The slope of the host's Python object allocator after warm-up (`resources.python_heap_bytes`).
+
+    With it, the slope of the part of its objects that are the conversations' histories, which grow to their limit.
+    """
+    return _host_slopes(
+        samples,
+        warm_s,
+        lambda s: {**s.host_python_heap, "of_it_histories": s.host_histories},
+        ("arenas", "in_use", "of_it_histories"),
+    )
 
 
 def host_rss_slopes_by_half(samples: list[resources.Sample], warm_s: float) -> tuple[float, float]:

@@ -6,12 +6,14 @@ import contextlib
 import ctypes
 import os
 import re
+import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
 from novabridge import measure
+from novabridge.sonic.config import HistoryMessage
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class Sample:
     """The host's C heap (`heap_bytes`): ``in_use`` by the program, ``free`` kept by the allocator."""
     host_python_heap: dict[str, int] = field(default_factory=dict)
     """The host's Python object allocator (`python_heap_bytes`): its ``arenas`` and the objects ``in_use`` in them."""
+    host_histories: int = 0
+    """What the sessions' conversation histories hold in the host (`history_bytes`); they stop at 40 KB of text."""
 
 
 class _MallInfo2(ctypes.Structure):
@@ -137,6 +141,11 @@ def python_heap_bytes() -> dict[str, int]:
     return {"arenas": int(arenas[1].replace(",", "")), "in_use": int(in_use[1].replace(",", ""))}
 
 
+def history_bytes(messages: Sequence[HistoryMessage]) -> int:
+    """The memory a bridge's history of these messages holds: each text, and the tuple and list slot that keep it."""
+    return sum(sys.getsizeof(m.text) + sys.getsizeof((m.role, m.text)) + 8 for m in messages)
+
+
 def _children(pid: int) -> list[int]:
     found = []
     try:
@@ -170,10 +179,11 @@ def _fds(pid: int) -> tuple[int, int]:
     return len(names), memfds
 
 
-def sample(t_s: float, emulator_pid: int | None, session_workers: Collection[int] = ()) -> Sample:
+def sample(t_s: float, emulator_pid: int | None, session_workers: Collection[int] = (), histories: int = 0) -> Sample:
     """The host (this process), its workers and the emulator, with every process below them.
 
-    ``session_workers``: the workers running a session now, whose RSS is also kept one by one.
+    ``session_workers``: the workers running a session now, whose RSS is also kept one by one. ``histories``: what
+    the sessions' histories hold (`history_bytes`).
     """
     host = os.getpid()
     pids = _descendants(host)
@@ -219,6 +229,7 @@ def sample(t_s: float, emulator_pid: int | None, session_workers: Collection[int
         host_by_kind,
         heap_bytes(),
         python_heap_bytes(),
+        histories,
     )
 
 

@@ -308,7 +308,8 @@ def _watch(run: Run, sessions: list[SoakSession], audits: Audits, emulator: Emul
             last_sample = now
             pids = (follow_latency(session, phase, now) for session in sessions)
             in_use = {pid for pid in pids if pid is not None}
-            taken = resources.sample(now, emulator.process.pid, in_use)
+            histories = sum(resources.history_bytes(session.bridge.history) for session in sessions)
+            taken = resources.sample(now, emulator.process.pid, in_use, histories)
             run.add_sample(taken)
             limit = 1 + len(sessions) + spare + 2  # host, workers, spares, the emulator and a replacement booting
             if taken.processes > limit:

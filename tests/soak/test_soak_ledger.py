@@ -10,6 +10,7 @@ from typing import cast
 import numpy as np
 import pytest
 from novabridge.events import AudioOut, Interrupted, Reconnecting, SonicEvent, Stage, ToolCall, Transcript, TurnEnd
+from novabridge.sonic.history import History
 
 from e2e.soak import host, ledger, report, resources, run
 from e2e.soak.host import AudioFile, SessionLog, SoakSession, Utterance
@@ -521,3 +522,14 @@ def test_the_hosts_python_heap_counts_its_objects_and_the_arenas_they_take() -> 
     assert during["in_use"] - after["in_use"] >= 200_000 * 48
     assert during["arenas"] >= during["in_use"]
     assert resources.sample(0.0, None).host_python_heap.keys() == {"arenas", "in_use"}
+
+
+def test_a_historys_footprint_grows_with_its_text_and_its_messages() -> None:
+    history = History()
+    history.add("USER", "a" * 1000)
+    one = resources.history_bytes(history.for_config())
+    history.add("ASSISTANT", "b" * 1000)
+    two = resources.history_bytes(history.for_config())
+    assert 1000 < one < 1200
+    assert two - one > 1000
+    assert resources.sample(0.0, None, histories=two).host_histories == two
