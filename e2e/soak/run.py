@@ -31,10 +31,11 @@ from novabridge import SonicBridge
 from novabridge.emulator.process import EmulatorProcess
 from novabridge.host.bridge import Latency
 from novabridge.host.pool import WorkerPool
-from novabridge.sonic.config import ToolSpec
+from novabridge.sonic.config import HistoryMessage, ToolSpec
+from novabridge.sonic.wire import HISTORY_LIMIT_BYTES
 
 from e2e.soak import ledger, report, resources
-from e2e.soak.host import SessionLog, SoakSession
+from e2e.soak.host import WORDS, SessionLog, SoakSession
 from e2e.soak.schedule import ChaosEvent, chaos_schedule
 
 SESSION_LIMIT_S = 90.0
@@ -170,6 +171,25 @@ def _scenario(path: Path) -> Path:
     ]
     path.write_text(yaml.safe_dump({"turns": turns}))
     return path
+
+
+def earlier_conversation(seed: int) -> tuple[HistoryMessage, ...]:
+    """A conversation's history as full as a new stream takes (40 KB of text), in turns like the run's own.
+
+    Each session resumes one: the run is of long conversations from the start, every renewal replaying all a stream
+    takes, and the memory histories hold is at its limit before the RSS slope is measured (a fresh history of these
+    short turns fills in about 50 minutes, which a 30-minute run would take for growth).
+    """
+    rng = np.random.default_rng(seed)
+    messages: list[HistoryMessage] = []
+    total = 0
+    while True:
+        asked = " ".join(rng.choice(WORDS, size=int(rng.integers(2, 6))))
+        answered = f"This is answer {len(messages) // 2}. I heard {rng.uniform(0.5, 2.5):.1f} seconds of speech."
+        total += len(asked) + len(answered)
+        if total > HISTORY_LIMIT_BYTES:
+            return tuple(messages)
+        messages += [HistoryMessage(role="USER", text=asked), HistoryMessage(role="ASSISTANT", text=answered)]
 
 
 def _apply(run: Run, event: ChaosEvent, emulator: Emulator, sessions: list[SoakSession]) -> str:
@@ -362,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                 system_prompt=f"You are soak session {index}.",
                 tools=[ToolSpec(name="lookup", description="Look something up.")],
                 renewal_after_s=60 + (args.seed * 7 + index * 13) % 20,
+                history=earlier_conversation(args.seed * 1000 + index),
             )
             bridge = SonicBridge(config, worker_python=args.worker_python, pool=pool)
             session = SoakSession(SessionLog(index, out / "host"), bridge, seed=args.seed * 1000 + index)

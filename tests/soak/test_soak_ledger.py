@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from novabridge.events import AudioOut, Interrupted, Reconnecting, SonicEvent, Stage, ToolCall, Transcript, TurnEnd
 from novabridge.sonic.history import History
+from novabridge.sonic.wire import HISTORY_LIMIT_BYTES
 
 from e2e.soak import host, ledger, report, resources, run
 from e2e.soak.host import AudioFile, SessionLog, SoakSession, Utterance
@@ -146,6 +147,16 @@ def test_an_ended_streams_audio_is_placed_whole_at_once_and_no_audit_keeps_its_l
     # Each holds only the samples it has not placed, not the whole read they were cut from.
     assert ended._pending.base is None
     assert open_._pending.base is None
+
+
+def test_the_sessions_resume_a_history_as_full_as_a_stream_takes_and_all_of_it_is_replayed() -> None:
+    history = run.earlier_conversation(7)
+    size = sum(len(m.text.encode()) for m in history)
+    assert HISTORY_LIMIT_BYTES - 100 < size <= HISTORY_LIMIT_BYTES
+    assert [m.role for m in history] == ["USER", "ASSISTANT"] * (len(history) // 2)
+    assert History(history).for_config() == history
+    assert run.earlier_conversation(7) == history
+    assert run.earlier_conversation(8) != history
 
 
 def test_audio_missing_unreported_is_a_violation_and_reported_is_not(tmp_path: Path) -> None:
