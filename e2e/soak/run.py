@@ -178,7 +178,7 @@ def earlier_conversation(seed: int) -> tuple[HistoryMessage, ...]:
 
     Each session resumes one: the run is of long conversations from the start, every renewal replaying all a stream
     takes, and the memory histories hold is at its limit before the RSS slope is measured (a fresh history of these
-    short turns fills in about 50 minutes, which a 30-minute run would take for growth).
+    short turns fills in about an hour, which a 30-minute run would take for growth).
     """
     rng = np.random.default_rng(seed)
     messages: list[HistoryMessage] = []
