@@ -241,8 +241,7 @@ def markdown(r: dict[str, Any]) -> str:
         + ", ".join(f"{part.replace('_', ' ')} {value:+.2f}" for part, value in r["host_heap_mib_per_10_min"].items())
         + "; its Python objects' allocator: "
         + ", ".join(
-            f"{part.replace('_', ' ')} {value:+.2f}"
-            for part, value in r.get("host_python_heap_mib_per_10_min", {}).items()
+            f"{part.replace('_', ' ')} {value:+.2f}" for part, value in r["host_python_heap_mib_per_10_min"].items()
         ),
         "",
     ]
