@@ -88,6 +88,8 @@ class Utterance:
     start: int
     end: int = 0
     ended_at: float = 0.0
+    """``time.monotonic()`` when the user stopped. The run paces and times everything by the monotonic clock: the
+    machine's wall clock was seen to jump ahead mid-run."""
     barge_in: bool = False
 
 
@@ -187,7 +189,7 @@ class SessionLog:
     """Late results for tool uses the service no longer waited for (`ToolResultDropped`, `InputNotDelivered`)."""
     reconnects: int = 0
     fatal_errors: list[Error] = field(default_factory=list)
-    last_service_event_at: float = field(default_factory=time.time)
+    last_service_event_at: float = field(default_factory=time.monotonic)
     recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=60))
     """The last events and actions, for a violation's report."""
 
@@ -311,7 +313,7 @@ class SoakSession:
         self._heard: collections.deque[str] = collections.deque(maxlen=HEARD_TURNS)
         """The turns whose audio has begun, the newest."""
         self._tool_answer_due = 0.0
-        self._next_at = time.time() + self._rng.uniform(0.5, 2.0)
+        self._next_at = time.monotonic() + self._rng.uniform(0.5, 2.0)
         self._spoke_until = 0.0
         """When the user last stopped speaking."""
         self._quiet = False
@@ -336,7 +338,7 @@ class SoakSession:
 
     def go_deaf(self) -> None:
         """Stop reading events for `DEAF_S`."""
-        self._deaf_until = time.time() + DEAF_S
+        self._deaf_until = time.monotonic() + DEAF_S
         self.log.note("chaos: deaf")
 
     def burst(self) -> None:
@@ -387,7 +389,7 @@ class SoakSession:
         due = time.monotonic()
         try:
             while not self._stop.is_set():
-                now = time.time()
+                now = time.monotonic()
                 if self._turn_due(now):
                     self._begin_turn(now)
                 frame = self._frame()
@@ -401,10 +403,10 @@ class SoakSession:
                     self.log.note("send refused: ring full")
                 if self._speaking is not None and not len(self._speech):
                     self._speaking.end = self.log.sent.size // 2
-                    self._speaking.ended_at = self._spoke_until = time.time()
+                    self._speaking.ended_at = self._spoke_until = time.monotonic()
                     self.log.end_turn(self._speaking)
                     self._awaiting, self._speaking = self._speaking, None
-                    self._next_at = time.time() + ANSWER_WAIT_S
+                    self._next_at = time.monotonic() + ANSWER_WAIT_S
                 due += FRAME / RATE
                 if self._burst_frames:
                     self._burst_frames -= 1
@@ -418,10 +420,10 @@ class SoakSession:
 
     def _after(self, delay_s: float, action: str, argument: Any = None) -> None:
         with self._timers_lock:
-            self._timers.append((time.time() + delay_s, action, argument))
+            self._timers.append((time.monotonic() + delay_s, action, argument))
 
     def _run_timers(self) -> None:
-        now = time.time()
+        now = time.monotonic()
         with self._timers_lock:
             due = [t for t in self._timers if t[0] <= now]
             self._timers = [t for t in self._timers if t[0] > now]
@@ -434,13 +436,13 @@ class SoakSession:
             elif action == "tool":
                 tool_use_id, value = argument
                 self.bridge.send_tool_result(tool_use_id, {"value": value})
-                self._tool_answer_due = time.time() + TOOL_ANSWER_S
+                self._tool_answer_due = time.monotonic() + TOOL_ANSWER_S
                 self.log.note(f"tool result {tool_use_id[:8]}")
 
     def _run_reader(self) -> None:
         try:
             while not self._stop.is_set():
-                if time.time() < self._deaf_until:
+                if time.monotonic() < self._deaf_until:
                     time.sleep(0.05)
                     continue
                 for event in self.bridge.poll(timeout=0.05):
@@ -451,7 +453,7 @@ class SoakSession:
 
     def _on_event(self, event: SonicEvent) -> None:
         log = self.log
-        now = time.time()
+        now = time.monotonic()
         if not isinstance(event, (Reconnecting, Error)):
             log.last_service_event_at = now
             if self._reconnecting_since is not None:
@@ -526,7 +528,7 @@ class SoakSession:
         # Awaited alone is not enough: a turn ended by a barge-in clears it while the turn that cut it goes on.
         with self._timers_lock:
             timers = bool(self._timers)
-        busy = self._open_turns or timers or time.time() < self._tool_answer_due
+        busy = self._open_turns or timers or time.monotonic() < self._tool_answer_due
         return self._speaking is None and self._awaiting is None and not busy
 
     def finish(self) -> None:

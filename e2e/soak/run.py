@@ -322,7 +322,7 @@ def _watch(run: Run, sessions: list[SoakSession], audits: Audits, emulator: Emul
             if log.fatal_errors:
                 fatal = log.fatal_errors[-1]
                 run.violation(f"session {log.index} ended: {fatal.kind}: {fatal.message}", log)
-            if log.turns_taken and time.time() - log.last_service_event_at > SILENT_S:
+            if log.turns_taken and time.monotonic() - log.last_service_event_at > SILENT_S:
                 run.violation(f"session {log.index} heard nothing from the service for {SILENT_S:.0f} s", log)
         if now - last_sample >= SAMPLE_EVERY_S:
             last_sample = now

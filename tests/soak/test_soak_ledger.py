@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -455,6 +456,46 @@ def test_a_session_is_not_idle_while_the_turn_that_cut_its_awaited_one_goes_on(t
     session._on_event(Transcript("USER", "(speech, 1.0 seconds)", Stage.FINAL, "t3"))
     session._on_event(Reconnecting("the stream failed", 1))
     assert session.idle()  # a replaced stream's turns end with it: they are asked again on the next
+
+
+class SilentBridge(ToolResults):
+    """A `SonicBridge` that takes audio and text and says nothing: what a soak session's two threads call."""
+
+    def start(self) -> None:
+        pass
+
+    def send_audio(self, frame: np.ndarray) -> None:
+        pass
+
+    def send_text(self, text: str) -> None:
+        pass
+
+    def poll(self, timeout: float) -> list[SonicEvent]:
+        time.sleep(timeout)
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_wall_clock_that_jumps_ahead_does_not_hurry_the_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found by a 30-minute run: the machine's wall clock jumped about 17 s ahead (the emulator's monotonic clock saw 4 s
+    # where the hosts' wall clock saw 21). Every session paced its user by the wall clock, so each turn planned before
+    # the jump came due at once, within the endpointing of the turn before: two turns heard as one, one "never
+    # answered", one "reordered".
+    log = SessionLog(0, tmp_path)
+    _OPEN.append(log)
+    session = SoakSession(log, SilentBridge(), seed=15)  # type: ignore[arg-type]  # its first turn in 1.95 s
+    wall = time.time
+    monkeypatch.setattr(time, "time", lambda: wall() + 60.0)
+    session.start()
+    try:
+        time.sleep(0.5)
+        assert log.sent.size > 0  # the user's microphone runs
+        assert log.turns_taken == 0
+    finally:
+        session.finish()
+    assert session.crashed is None
 
 
 def test_the_session_log_journals_the_turns_and_reads_them_back(tmp_path: Path) -> None:
