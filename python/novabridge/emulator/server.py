@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import json
 import logging
@@ -446,13 +447,20 @@ class _App:
                 self._trim_later()
 
     def _trim_later(self) -> None:
-        """Give back what ended streams freed (`novabridge.memory`), once their connections have closed too."""
+        """Free what ended streams left, and give it back (`novabridge.memory`), once their connections closed too.
+
+        A closed connection is a reference cycle (hypercorn's protocol, its streams, their tasks and the TLS transport
+        refer to one another), which only a full collection frees. With the emulator's 60,000 long-lived objects
+        Python runs one rarely: in a soak run, closed connections and their TLS buffers stayed for minutes, and the
+        RSS grew 2-4 MiB in 10 minutes. A full collection takes about 15 ms, at most once every `TRIM_EVERY_S`.
+        """
         if self._trim_pending:
             return
         self._trim_pending = True
 
         def trim() -> None:
             self._trim_pending = False
+            gc.collect()
             release_freed_memory()
 
         asyncio.get_running_loop().call_later(TRIM_EVERY_S, trim)
