@@ -297,6 +297,16 @@ async def test_text_typed_while_a_renewal_hands_over_is_asked_on_the_new_stream(
     assert len(events.of(Renewed)) >= 1
 
 
+def stall_once_the_answer_plays(emulator: Emulator, events: Collector) -> asyncio.Task[None]:
+    """The emulator stops reading the stream as soon as the answer's audio begins to play."""
+
+    async def stall() -> None:
+        await events.wait_for(lambda e: isinstance(e, AudioOut), timeout=30)
+        emulator.inject("stall", after_s=0.0)
+
+    return asyncio.create_task(stall())
+
+
 async def talk_across_a_break(session: SonicSession, events: Collector, *, break_within_s: float) -> bytes:
     """An utterance, the host's microphone until the session reports a break, another utterance and its answer.
 
@@ -418,11 +428,7 @@ async def test_a_stall_while_an_answer_plays_loses_no_audio(
     session = await open_session(config_for(emulator))
     events = Collector(session)
 
-    async def stall_once_the_answer_plays() -> None:
-        await events.wait_for(lambda e: isinstance(e, AudioOut), timeout=30)
-        emulator.inject("stall", after_s=0.0)
-
-    staller = asyncio.create_task(stall_once_the_answer_plays())
+    staller = stall_once_the_answer_plays(emulator, events)
     sent = await talk_across_a_break(session, events, break_within_s=STALL_S + 20)
     await staller
 
@@ -464,6 +470,52 @@ async def test_a_stream_that_fails_holding_audio_it_never_read_loses_none_of_it(
     assert [t.source for t in failed.turns] == ["speech"], "the first stream answered before it stalled"
     assert_no_user_audio_lost(session, emulator, sent)
     assert len(emulator.recordings[1].turns) == 1, "the new stream answered the second utterance only"
+
+
+@pytest.mark.timeout(90)
+async def test_a_renewal_that_takes_over_a_stream_failed_meanwhile_replays_what_it_had_not_read(
+    make_emulator: EmulatorFactory, open_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the 16-minute soak run (one 32 ms frame of a session's audio lost): the service stopped reading the
+    # connection while its answer played, and the answer's TurnEnd came. A renewal's stream, on another connection,
+    # waited for the handover while the pump's send on the old stream waited on flow control. The pump gave the old
+    # stream up as stalled, and the renewal, not the recovery, took over: it gave the new stream only the audio since
+    # the TurnEnd, as to the successor of a stream that goes on reading, and the audio the connection had taken before
+    # the TurnEnd, unread, was lost. In the soak the renewal's first attempt timed out on the stalled connection and
+    # its second went to a new one; here each stream after the first is opened on a new connection, as that second
+    # attempt was (the first would leave the SDK's request to the stalled connection running past the test).
+    connect = SonicSession._connect
+    opened: list[SonicStream] = []
+
+    async def on_a_new_connection(self: SonicSession, timeout_s: float | None = None) -> SonicStream:
+        if self._transport is not None and self._generation > 0:
+            self._transport.drop_connections()
+        opened.append(await connect(self, timeout_s))
+        return opened[-1]
+
+    monkeypatch.setattr(SonicSession, "_connect", on_a_new_connection)
+    emulator = await make_emulator(scenario=Scenario.from_dict({"turns": [{"assistant": "Yes."}]}))
+    # The renewal opens its stream about two seconds after the stall, and waits within STALL_S for the handover.
+    session = await open_session(config_for(emulator, renewal_after_s=2.5))
+    events = Collector(session)
+
+    staller = stall_once_the_answer_plays(emulator, events)
+    sent = await talk_across_a_break(session, events, break_within_s=STALL_S + 20)
+    await staller
+    # The stalled stream's close waits for ever for the SDK's buffer to drain into a connection that is gone (see
+    # `SonicTestClient.close_within`), and the test's event loop would wait for it at its end: the buffer is dropped.
+    await opened[0]._stream.input_stream._writer.close(flush=False)
+
+    reconnecting = events.of(Reconnecting)
+    assert reconnecting[0].reason.startswith("StreamStalled:"), reconnecting
+    broke = next(i for i, e in enumerate(events.events) if isinstance(e, Reconnecting))
+    assert any(isinstance(e, TurnEnd) for e in events.events[:broke]), events.kinds()
+    stalled, renewal, recovery = emulator.recordings[:3]
+    assert [t.source for t in stalled.turns] == ["speech"], "the first stream answered before it stalled"
+    assert [e.generation for e in events.of(Renewed)] == [2], "the renewal took over the stalled stream"
+    assert recovery.user_audio_bytes == 0, "the recovery's stream came too late and was closed unused"
+    assert renewal.turns, "the conversation went on on the renewal's stream"
+    assert_no_user_audio_lost(session, emulator, sent)
 
 
 @pytest.mark.timeout(90)

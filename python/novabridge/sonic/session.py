@@ -668,7 +668,7 @@ class SonicSession:
         failure the audio is all the old stream took since its last turn began (at most the window), answered since or
         not: an answer proves the service read the question, not the audio after it, which a failed stream may have
         held unread (the SDK's buffers, HTTP/2 flow control's window: over a second of audio). A renewal's old stream
-        goes on and reads it.
+        goes on and reads it, unless it failed while the renewal waited to hand over: that is a failure's replay too.
         """
         for text in self._unanswered.asks:
             await stream.send_text(text)
@@ -863,7 +863,10 @@ class SonicSession:
                         continue
                     self._retiring = old
                     try:
-                        await self._replay_to(new)
+                        # The old stream may have failed while this one waited (a send on it failed, its recovery is
+                        # under way): it reads nothing more, so what the SDK took and it never read goes to the new
+                        # stream, as after any failure (found by the soak run: the audio taken before a TurnEnd, lost).
+                        await self._replay_to(new, failed=old.retired or not self._stream_ready.is_set())
                     except Exception as error:  # noqa: BLE001 - keep the old stream; retry the renewal
                         logger.info("renewal: replay failed: %r", error)
                         self._retiring = None
