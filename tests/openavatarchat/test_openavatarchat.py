@@ -350,10 +350,13 @@ def test_idle_audio_keeps_the_stream_going_and_the_trace_stamps_each_hop(
         session.stop()
     stamps = [(t, item) for t, item in session.audio_out.stamps if item.data is not None]
     # From the first bundle on, what was handed over always covers the time elapsed: never a gap in the stream.
+    # A gap where silence and answer meet would last as long as the avatar waited; the bound leaves room for a
+    # late wake-up of the output thread, which a full CI run on two busy cores once saw at 159 ms.
     start = stamps[0][0]
     handed_s = 0.0
     for at, item in stamps:
-        assert at - start <= handed_s + 0.1, f"the stream stopped for {(at - start - handed_s) * 1000:.0f} ms"
+        late_s = at - start - handed_s
+        assert late_s <= 0.3, f"the stream stopped for {late_s * 1000:.0f} ms, {handed_s:.2f} s in"
         handed_s += item.data.get_main_data().shape[1] / 24000
     end_marker = next(at for at, item in stamps if item.data.get_meta("avatar_speech_end"))
     assert stamps[-1][0] - end_marker > 0.8  # and it went on after the answer
