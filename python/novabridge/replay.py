@@ -19,6 +19,8 @@ __all__ = ["REPLAY_LIMIT_S", "ReplayWindow", "Unanswered"]
 
 REPLAY_LIMIT_S = 3.0
 """At most this much recent user audio is replayed (the AWS session-continuation window)."""
+ANSWERS_FOLLOWED = 16
+"""`Unanswered` follows this many answers at most: the newest."""
 
 
 def limit_bytes(seconds: float, rate: int) -> int:
@@ -173,22 +175,40 @@ class Unanswered:
         self.holding = False
         """The audio is held for a successor already (a dead worker's replacement): answers do not clear it."""
         self._asks_as_text = model_for(config.model_id).cross_modal
+        self._answers: dict[str, int] = {}
+        """Per answer under way (its turn id): how many of the oldest asks it answers, those made before it began."""
 
     def typed(self, text: str) -> None:
         """The user typed ``text``."""
         self.asks.append(text)
 
-    def user_final(self, text: str) -> None:
-        """The service recognised the user's speech as ``text``."""
+    def answer_seen(self, turn_id: str) -> None:
+        """An event of the answer ``turn_id`` arrived: the asks made by now are the ones it answers.
+
+        Text typed while an answer plays interrupts it, and is answered by an answer of its own: the end of the one it
+        interrupted does not answer it (a soak run lost such a text when a renewal took over right after that end).
+        """
+        if turn_id and turn_id not in self._answers:
+            self._answers[turn_id] = len(self.asks)
+            while len(self._answers) > ANSWERS_FOLLOWED:  # the answers of a failed stream never end
+                del self._answers[next(iter(self._answers))]
+
+    def user_final(self, text: str, turn_id: str = "") -> None:
+        """The service recognised the user's speech as ``text``, in the answer ``turn_id``."""
         # The speech is a question in text now: not replayed, asked again if cut. Audio held for a successor keeps
         # it, and would have it answered twice.
         if self._asks_as_text and not self.holding:
             self.asks.append(text)
             self.audio.clear()
+        if turn_id:  # the answer it begins answers it
+            self._answers[turn_id] = len(self.asks)
 
-    def turn_end(self, stop_reason: str) -> None:
-        """An answer ended: what was asked is answered."""
-        self.asks.clear()
+    def turn_end(self, stop_reason: str, turn_id: str = "") -> None:
+        """The answer ``turn_id`` ended: what was asked before it began is answered."""
+        answered = self._answers.pop(turn_id, len(self.asks))
+        del self.asks[:answered]
+        for other, count in self._answers.items():
+            self._answers[other] = max(0, count - answered)
         if stop_reason != "INTERRUPTED":  # else the user is speaking over it: keep the start
             self._forget_audio()
 

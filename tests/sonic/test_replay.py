@@ -297,6 +297,48 @@ def test_a_successor_is_given_every_ask_since_the_last_answer_in_order_and_the_a
 
 
 @pytest.mark.parametrize("stop_reason", ["END_TURN", "INTERRUPTED"])
+def test_text_typed_over_an_answer_is_not_answered_by_the_end_of_that_answer(stop_reason: str) -> None:
+    # A soak run: text typed while an answer played interrupted it; the interrupted answer's end took the text as
+    # answered, a renewal took over just then, and the new stream was never asked it.
+    unanswered = nova_2()
+    unanswered.user_final("what is the weather", "answer-1")
+    unanswered.answer_seen("answer-1")  # its audio plays
+    unanswered.typed("and tomorrow?")
+    unanswered.turn_end(stop_reason, "answer-1")
+    assert unanswered.asks == ["and tomorrow?"]
+    unanswered.answer_seen("answer-2")  # the answer to the text
+    unanswered.typed("thanks")  # typed over that answer in turn
+    unanswered.turn_end("END_TURN", "answer-2")
+    assert unanswered.asks == ["thanks"]
+
+
+def test_answers_that_overlap_each_answer_what_was_asked_before_they_began() -> None:
+    unanswered = nova_2()
+    unanswered.typed("one")
+    unanswered.answer_seen("answer-1")
+    unanswered.typed("two")
+    unanswered.answer_seen("answer-2")  # begins before the first ends
+    unanswered.typed("three")
+    unanswered.turn_end("INTERRUPTED", "answer-1")
+    assert unanswered.asks == ["two", "three"]
+    unanswered.turn_end("END_TURN", "answer-2")
+    assert unanswered.asks == ["three"]
+    unanswered.turn_end("END_TURN", "an answer never seen before its end")  # answers all there is, as before
+    assert unanswered.asks == []
+
+
+def test_only_the_newest_answers_are_followed() -> None:
+    unanswered = nova_2()
+    for number in range(100):  # the answers of failed streams, which never end
+        unanswered.answer_seen(f"lost-{number}")
+    unanswered.typed("asked")
+    unanswered.answer_seen("answer")
+    unanswered.turn_end("END_TURN", "answer")
+    assert unanswered.asks == []
+    assert len(unanswered._answers) < 20
+
+
+@pytest.mark.parametrize("stop_reason", ["END_TURN", "INTERRUPTED"])
 def test_audio_held_for_a_replacement_survives_answers_and_transcripts(stop_reason: str) -> None:
     unanswered = nova_2()
     unanswered.audio.add(b"before ")

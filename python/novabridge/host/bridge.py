@@ -21,7 +21,18 @@ import numpy as np
 
 from novabridge import link, measure
 from novabridge._novabridge import Record, Resampler
-from novabridge.events import AudioOut, Error, Reconnecting, SonicEvent, Stage, Transcript, TurnEnd
+from novabridge.events import (
+    AudioOut,
+    Error,
+    Interrupted,
+    Reconnecting,
+    SonicEvent,
+    Stage,
+    ToolCall,
+    Transcript,
+    TurnEnd,
+    Usage,
+)
 from novabridge.exceptions import WORKER_FAILED, BridgeError, LinkError, RingClosed, WorkerError, session_error
 from novabridge.frames import FrameConverter, ServiceFrame
 from novabridge.host.pool import WorkerPool, WorkerProcess
@@ -442,11 +453,16 @@ class SonicBridge:
                 samples = self._from_service.process(samples)
             turn_id = self._turns.get(record.turn, "")
             self._first_audio.audio()
+            with self._send_lock:
+                self._unanswered.answer_seen(turn_id)
             return AudioOut(samples.tobytes(), self.out_rate, turn_id)
         if not isinstance(record, link.SessionEvent):
             self._control(record)
             return None
         event = record.event
+        if isinstance(event, (Transcript, ToolCall, Interrupted, Usage)):
+            with self._send_lock:
+                self._unanswered.answer_seen(event.turn_id)
         if isinstance(event, Error) and event.fatal:
             self._ended = True
         elif isinstance(event, Transcript) and event.stage is Stage.FINAL and event.role in ("USER", "ASSISTANT"):
@@ -454,11 +470,11 @@ class SonicBridge:
             if event.role == "USER":
                 self._first_audio.user_final()
                 with self._send_lock:
-                    self._unanswered.user_final(event.text)
+                    self._unanswered.user_final(event.text, event.turn_id)
         elif isinstance(event, TurnEnd):
             self._first_audio.cancel()
             with self._send_lock:
-                self._unanswered.turn_end(event.stop_reason)
+                self._unanswered.turn_end(event.stop_reason, event.turn_id)
         return event
 
     def _control(self, record: link.Control) -> None:

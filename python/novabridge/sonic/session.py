@@ -34,6 +34,7 @@ from novabridge.events import (
     ToolCall,
     Transcript,
     TurnEnd,
+    Usage,
 )
 from novabridge.exceptions import ProtocolError, SessionError
 from novabridge.replay import ReplayWindow, Unanswered
@@ -550,11 +551,13 @@ class SonicSession:
         if stream is self._retiring:  # being replaced: held until the replay is known to have reached the new stream
             self._retiring_output.append((event, received_ns))
             return
+        if isinstance(event, (Transcript, AudioOut, ToolCall, Interrupted, Usage)):
+            self._unanswered.answer_seen(event.turn_id)
         if isinstance(event, Transcript):
             if event.role == "USER" and event.stage is Stage.FINAL:
                 self._first_audio.user_final()
                 self.history.add("USER", event.text)
-                self._unanswered.user_final(event.text)
+                self._unanswered.user_final(event.text, event.turn_id)
                 self._turn_started()
             elif event.role == "ASSISTANT" and event.stage is Stage.FINAL:
                 self.history.add("ASSISTANT", event.text)
@@ -576,7 +579,7 @@ class SonicSession:
         elif isinstance(event, TurnEnd):
             self._turn_active = False
             self._turn_idle.set()
-            self._unanswered.turn_end(event.stop_reason)
+            self._unanswered.turn_end(event.stop_reason, event.turn_id)
         self._events.put(event, received_ns)
 
     def _turn_started(self) -> None:
