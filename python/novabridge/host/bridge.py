@@ -191,6 +191,7 @@ class SonicBridge:
         """The recent turns' ids by the ordinal the worker's audio records name them with (`RECENT_TURNS`)."""
         self._stale = StaleOutput(self._out_bytes)
         self._unanswered = Unanswered(config)
+        self._answer_playing = ""
         """What a replacement worker is asked again, as the session does a new stream, and the turn's audio.
         ``holding``: the worker was seen dead by `send_audio` before the consumer replaced it, and the audio since
         is held for the replacement."""
@@ -453,8 +454,10 @@ class SonicBridge:
                 samples = self._from_service.process(samples)
             turn_id = self._turns.get(record.turn, "")
             self._first_audio.audio()
-            with self._send_lock:
-                self._unanswered.answer_seen(turn_id)
+            if turn_id != self._answer_playing:  # the send lock once per answer, not per chunk of its audio
+                self._answer_playing = turn_id
+                with self._send_lock:
+                    self._unanswered.answer_seen(turn_id)
             return AudioOut(samples.tobytes(), self.out_rate, turn_id)
         if not isinstance(record, link.SessionEvent):
             self._control(record)
