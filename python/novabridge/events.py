@@ -16,6 +16,7 @@ from typing import Any
 from novabridge.exceptions import ProtocolError
 
 __all__ = [
+    "ANSWER_EVENTS",
     "AudioOut",
     "Error",
     "Interrupted",
@@ -122,6 +123,9 @@ class Error:
 
 
 SonicEvent = AudioOut | Transcript | Interrupted | ToolCall | TurnEnd | Usage | Renewed | Reconnecting | Error
+
+ANSWER_EVENTS = (AudioOut, Transcript, Interrupted, ToolCall, Usage)
+"""The events of an answer under way, each naming it by its ``turn_id`` (a `TurnEnd` ends it)."""
 
 
 _EVENT_TYPES: dict[str, type[SonicEvent]] = {

@@ -89,8 +89,6 @@ class ReplayWindow:
         while self._blocks and (self._head >= self.block_bytes or not self._bytes):
             self._unmap(self._blocks.popleft())
             self._head = max(0, self._head - self.block_bytes)
-        if not self._bytes:
-            self._head = 0
         chunks = self._chunks
         cut = excess
         while chunks and cut >= chunks[0]:

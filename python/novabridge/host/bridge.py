@@ -21,18 +21,7 @@ import numpy as np
 
 from novabridge import link, measure
 from novabridge._novabridge import Record, Resampler
-from novabridge.events import (
-    AudioOut,
-    Error,
-    Interrupted,
-    Reconnecting,
-    SonicEvent,
-    Stage,
-    ToolCall,
-    Transcript,
-    TurnEnd,
-    Usage,
-)
+from novabridge.events import ANSWER_EVENTS, AudioOut, Error, Reconnecting, SonicEvent, Stage, Transcript, TurnEnd
 from novabridge.exceptions import WORKER_FAILED, BridgeError, LinkError, RingClosed, WorkerError, session_error
 from novabridge.frames import FrameConverter, ServiceFrame
 from novabridge.host.pool import WorkerPool, WorkerProcess
@@ -191,10 +180,11 @@ class SonicBridge:
         """The recent turns' ids by the ordinal the worker's audio records name them with (`RECENT_TURNS`)."""
         self._stale = StaleOutput(self._out_bytes)
         self._unanswered = Unanswered(config)
-        self._answer_playing = ""
         """What a replacement worker is asked again, as the session does a new stream, and the turn's audio.
         ``holding``: the worker was seen dead by `send_audio` before the consumer replaced it, and the audio since
         is held for the replacement."""
+        self._answer_playing = ""
+        """The turn id of the answer whose audio came last, already seen by `_unanswered`."""
         self._held_limit = limit_bytes(HELD_LIMIT_S, config.input_rate)
         self._in_flight = limit_bytes(IN_FLIGHT_S, config.input_rate)
         self._unsettled = ReplayWindow(self._held_limit)
@@ -463,7 +453,7 @@ class SonicBridge:
             self._control(record)
             return None
         event = record.event
-        if isinstance(event, (Transcript, ToolCall, Interrupted, Usage)):
+        if isinstance(event, ANSWER_EVENTS):
             with self._send_lock:
                 self._unanswered.answer_seen(event.turn_id)
         if isinstance(event, Error) and event.fatal:

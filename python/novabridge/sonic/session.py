@@ -24,6 +24,7 @@ from typing import Any, Self
 import numpy as np
 
 from novabridge.events import (
+    ANSWER_EVENTS,
     AudioOut,
     Error,
     Interrupted,
@@ -34,7 +35,6 @@ from novabridge.events import (
     ToolCall,
     Transcript,
     TurnEnd,
-    Usage,
 )
 from novabridge.exceptions import ProtocolError, SessionError
 from novabridge.replay import ReplayWindow, Unanswered
@@ -551,7 +551,7 @@ class SonicSession:
         if stream is self._retiring:  # being replaced: held until the replay is known to have reached the new stream
             self._retiring_output.append((event, received_ns))
             return
-        if isinstance(event, (Transcript, AudioOut, ToolCall, Interrupted, Usage)):
+        if isinstance(event, ANSWER_EVENTS):
             self._unanswered.answer_seen(event.turn_id)
         if isinstance(event, Transcript):
             if event.role == "USER" and event.stage is Stage.FINAL:
