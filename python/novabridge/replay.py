@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import mmap
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from novabridge.sonic.config import SonicConfig
 from novabridge.sonic.models import model_for
@@ -167,8 +167,8 @@ class Unanswered:
     """The user's turns not answered in full, as text, and the audio since the last completed turn."""
 
     def __init__(self, config: SonicConfig) -> None:
-        self.asks: list[str] = []
-        """Typed turns, and on Nova 2 recognised speech: a successor would not answer them from the history."""
+        self._asks: list[tuple[str, int | None]] = []
+        """`asks`, each with where in the audio it was typed (`ReplayWindow.total`); None for recognised speech."""
         self.audio = ReplayWindow(limit_bytes(REPLAY_LIMIT_S, config.input_rate))
         self.holding = False
         """The audio is held for a successor already (a dead worker's replacement): answers do not clear it."""
@@ -176,9 +176,14 @@ class Unanswered:
         self._answers: dict[str, int] = {}
         """Per answer under way (its turn id): how many of the oldest asks it answers, those made before it began."""
 
+    @property
+    def asks(self) -> list[str]:
+        """Typed turns, and on Nova 2 recognised speech: a successor would not answer them from the history."""
+        return [text for text, _ in self._asks]
+
     def typed(self, text: str) -> None:
-        """The user typed ``text``."""
-        self.asks.append(text)
+        """The user typed ``text``, after all the audio given to `audio` so far."""
+        self._asks.append((text, self.audio.total))
 
     def answer_seen(self, turn_id: str) -> None:
         """An event of the answer ``turn_id`` arrived: the asks made by now are the ones it answers.
@@ -187,7 +192,7 @@ class Unanswered:
         interrupted does not answer it (a soak run lost such a text when a renewal took over right after that end).
         """
         if turn_id and turn_id not in self._answers:
-            self._answers[turn_id] = len(self.asks)
+            self._answers[turn_id] = len(self._asks)
             while len(self._answers) > ANSWERS_FOLLOWED:  # the answers of a failed stream never end
                 del self._answers[next(iter(self._answers))]
 
@@ -196,19 +201,45 @@ class Unanswered:
         # The speech is a question in text now: not replayed, asked again if cut. Audio held for a successor keeps
         # it, and would have it answered twice.
         if self._asks_as_text and not self.holding:
-            self.asks.append(text)
+            self._asks.append((text, None))
             self.audio.clear()
         if turn_id:  # the answer it begins answers it
-            self._answers[turn_id] = len(self.asks)
+            self._answers[turn_id] = len(self._asks)
 
     def turn_end(self, stop_reason: str, turn_id: str = "") -> None:
         """The answer ``turn_id`` ended: what was asked before it began is answered."""
-        answered = self._answers.pop(turn_id, len(self.asks))
-        del self.asks[:answered]
+        answered = self._answers.pop(turn_id, len(self._asks))
+        del self._asks[:answered]
         for other, count in self._answers.items():
             self._answers[other] = max(0, count - answered)
         if stop_reason != "INTERRUPTED":  # else the user is speaking over it: keep the start
             self._forget_audio()
+
+    def in_order(self, audio: Iterable[bytes], audio_bytes: int) -> Iterator[bytes | str]:
+        """The asks among ``audio`` (the newest ``audio_bytes`` given to `audio`, in chunks) in the order they came.
+
+        A successor given the asks before the audio would hear a text typed after a sentence before that sentence
+        (a soak run's reordered turns): a typed ask goes after the audio that came before it, cutting a chunk if it
+        must. Recognised speech goes as early as its place among the asks allows: its audio is not in the replay.
+        """
+        start = self.audio.total - audio_bytes
+        asks = iter(self._asks)
+        ask = next(asks, None)
+        offset = 0
+        for chunk in audio:
+            while ask is not None and (ask[1] is None or ask[1] - start < offset + len(chunk)):
+                cut = 0 if ask[1] is None else max(0, ask[1] - start - offset)
+                if cut:
+                    yield chunk[:cut]
+                    chunk, offset = chunk[cut:], offset + cut
+                yield ask[0]
+                ask = next(asks, None)
+            if chunk:
+                yield chunk
+                offset += len(chunk)
+        while ask is not None:
+            yield ask[0]
+            ask = next(asks, None)
 
     def _forget_audio(self) -> None:
         if not self.holding:

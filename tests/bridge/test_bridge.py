@@ -127,6 +127,23 @@ def test_a_typed_turn_whose_worker_dies_is_asked_again_by_the_replacement(emulat
     assert not turns[0]["interrupted"]
 
 
+def test_text_typed_after_speech_held_for_a_replacement_is_heard_after_that_speech(emulator: EmulatorProcess) -> None:
+    # The session's defect that a soak run found (a typed turn heard before the speech queued ahead of it) in the
+    # bridge: the replacement was asked the typed turns first, then given the audio held while the worker was dead.
+    with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
+        kill_worker_and_wait_for_its_exit(bridge)
+        speech = np.concatenate([tone(0.6), np.zeros(16000 * 3 // 2, np.int16)])
+        for offset in range(0, len(speech), FRAME):
+            bridge.send_audio(speech[offset : offset + FRAME])
+        bridge.send_text("And you?")
+        events = converse(bridge, np.zeros(16000 * 6, np.int16), turns=2, timeout=30)
+    assert bridge.metrics().restarts == 1
+    assert [e for e in events if isinstance(e, Error)] == []
+    summary, _, _ = emulator.recording(2)
+    turns: list[dict[str, Any]] = summary["turns"]  # type: ignore[assignment]
+    assert [(t["source"], t["user_text"]) for t in turns] == [("speech", "(speech, 0.6 seconds)"), ("text", "And you?")]
+
+
 def test_a_spoken_turn_whose_worker_dies_long_after_it_is_asked_again_by_the_replacement(tmp_path: Path) -> None:
     # Found by the soak run: the replacement got the last 3 s of audio, but the question, answered after a slow
     # tool, was further back, and a history is not answered. It is asked again as text (Nova 2).
@@ -666,6 +683,17 @@ def test_a_worker_exits_when_its_host_dies_even_with_the_connection_dead(emulato
             host.stdout.close()
 
 
+def kill_worker_and_wait_for_its_exit(bridge: SonicBridge) -> None:
+    """SIGKILL the bridge's worker and wait until the bridge can see it dead; the bridge is not polled meanwhile."""
+    pid = bridge.metrics().worker_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not _exited(pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
 def _exited(child: int) -> bool:
     """The child process has exited, every thread of it, so its parent can reap it (which this leaves to the bridge).
 
@@ -682,13 +710,7 @@ def test_audio_sent_while_the_worker_was_dead_beyond_what_is_held_is_reported_dr
     # up to HELD_LIMIT_S (30 s) of audio sent while the worker was dead; 31 s are sent before the host polls.
     held_s, sent_s = 30, 31
     with SonicBridge(emulator.config(), worker_python=python_for("312")) as bridge:
-        pid = bridge.metrics().worker_pid
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while not _exited(pid):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        kill_worker_and_wait_for_its_exit(bridge)
         for offset in range(0, 16000 * sent_s, FRAME):
             bridge.send_audio(np.full(FRAME, offset // FRAME % 100 + 1, np.int16))
         events = until(bridge, [], lambda got: any(isinstance(e, Reconnecting) for e in got), timeout=30)

@@ -296,6 +296,69 @@ def test_a_successor_is_given_every_ask_since_the_last_answer_in_order_and_the_a
     assert list(unanswered.audio) == [b"spoken tw"]
 
 
+def test_a_successor_hears_text_typed_after_speech_after_that_speech() -> None:
+    # Found by the 30-minute soak run: given every ask before the audio, a successor heard a text typed after a
+    # sentence before that sentence, and answered them out of order.
+    unanswered = nova_2()
+    unanswered.audio.add(b"spoken ")
+    unanswered.typed("typed")
+    unanswered.audio.add(b"after")
+    assert list(unanswered.in_order(unanswered.audio, 12)) == [b"spoken ", "typed", b"after"]
+    frames = [b"spok", b"en a", b"fter"]  # a replay in frames of its own: the one the text falls in is cut
+    assert list(unanswered.in_order(frames, 12)) == [b"spok", b"en ", "typed", b"a", b"fter"]
+
+
+def test_recognised_speech_is_asked_before_the_audio_after_it_and_typed_text_at_the_end_of_the_audio() -> None:
+    unanswered = nova_2()
+    unanswered.audio.add(b"sentence")
+    unanswered.user_final("sentence")  # its audio is forgotten: the replay from elsewhere may still hold its end
+    unanswered.audio.add(b"pause")
+    unanswered.typed("typed")
+    assert list(unanswered.in_order([b"ence", b"pause"], 9)) == ["sentence", b"ence", b"pause", "typed"]
+    assert list(unanswered.in_order([], 0)) == ["sentence", "typed"]
+
+
+TYPED_AMONG_AUDIO = st.lists(
+    st.one_of(st.binary(min_size=1, max_size=12), st.text(min_size=1, max_size=3)), max_size=30
+)
+"""What a user gives: chunks of audio with texts typed among them."""
+
+
+@given(given_=TYPED_AMONG_AUDIO, limit=EVEN_LIMITS, frame=st.integers(min_value=1, max_value=20))
+@PROPERTY
+def test_any_typing_among_audio_reaches_a_successor_in_the_order_it_came(
+    given_: list[bytes | str], limit: int, frame: int
+) -> None:
+    unanswered = nova_2()
+    unanswered.audio = ReplayWindow(limit)
+    for item in given_:
+        if isinstance(item, str):
+            unanswered.typed(item)
+        else:
+            unanswered.audio.add(item)
+    kept = bytes(unanswered.audio)
+    replay = [kept[offset : offset + frame] for offset in range(0, len(kept), frame)]
+    # What came, the audio forgotten beyond the window taken from the oldest.
+    expected: list[bytes | str] = []
+    forget = sum(len(item) for item in given_ if isinstance(item, bytes)) - len(kept)
+    for item in given_:
+        if isinstance(item, bytes):
+            cut, forget = min(forget, len(item)), forget - min(forget, len(item))
+            item = item[cut:]
+        if isinstance(item, str) or not expected or not isinstance(expected[-1], bytes):
+            expected.append(item)
+        else:
+            expected[-1] += item
+    merged: list[bytes | str] = []
+    for item in unanswered.in_order(replay, len(kept)):
+        assert item, "no empty piece"
+        if isinstance(item, bytes) and merged and isinstance(merged[-1], bytes):
+            merged[-1] += item
+        else:
+            merged.append(item)
+    assert merged == [item for item in expected if item]
+
+
 @pytest.mark.parametrize("stop_reason", ["END_TURN", "INTERRUPTED"])
 def test_text_typed_over_an_answer_is_not_answered_by_the_end_of_that_answer(stop_reason: str) -> None:
     # A soak run: text typed while an answer played interrupted it; the interrupted answer's end took the text as

@@ -531,17 +531,16 @@ class SonicBridge:
                 self._worker = None
                 return [Error(WORKER_FAILED, str(error), True)]
             assert self._worker is not None
-            # The turns not answered in full go to the replacement first, then the audio the old worker had not
-            # settled (unread in the ring, or held by its session while it reconnected), or the turn's if longer.
+            # The replacement is given the turns not answered in full and the audio the old worker had not settled
+            # (unread in the ring, or held by its session while it reconnected), or the turn's if longer, in the
+            # order the user gave them. Trimmed again now: the audio sent since the last settlement the worker
+            # reported is in the turn's, and a replay from that report would give the replacement more of it.
             unanswered = self._unanswered
-            for text in unanswered.asks:
-                link.write(self._worker.uplink, link.TextCommand(text))
-            # Trimmed again now: the audio sent since the last settlement the worker reported is in the turn's, and
-            # a replay from that report would give the replacement more of it than the turn.
             self._trim_unsettled()
             unsettled = self._unsettled
-            for payload in unsettled:
-                link.write(self._worker.uplink, link.UserAudio(payload))
+            for item in unanswered.in_order(unsettled, len(unsettled)):
+                record = link.TextCommand(item) if isinstance(item, str) else link.UserAudio(item)
+                link.write(self._worker.uplink, record)
             replayed = len(unsettled)
             lost = max(0, unsettled.total - self._settled_at - replayed)
             self._worker_base = self._settled_at = unsettled.total - replayed
