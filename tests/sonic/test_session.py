@@ -419,6 +419,32 @@ async def test_text_typed_into_a_stalled_stream_does_not_hang_its_caller(
 
 
 @pytest.mark.timeout(90)
+async def test_text_typed_after_speech_that_waits_out_an_outage_is_heard_after_it(
+    make_emulator: EmulatorFactory, open_session: SessionFactory
+) -> None:
+    # Found by the 30-minute soak run: after an emulator restart, a typed turn reached the new stream before the speech
+    # the user had finished 1.4 s earlier, whose audio still waited in the session's backlog: answered out of order.
+    emulator = await make_emulator(scenario=Scenario.from_dict({"turns": [{"assistant": "Heard."}] * 2}))
+    session = await open_session(config_for(emulator))
+    events = Collector(session)
+    emulator.inject("stall", after_s=0.0)
+    await stream(session, silence(3.0))  # fills the flow-control window: what follows waits in the backlog
+    await stream(session, utterance(pause=1.5))
+    await session.send_text("And you?")
+    assert session.metrics.reconnects == 0, "the speech and the text came while the stream was stalled"
+    async with asyncio.timeout(STALL_S + 30):
+        while len(events.of(TurnEnd)) < 2:
+            await stream(session, silence(0.1))
+
+    resumed = emulator.recordings[1]
+    assert [(t.source, t.user_text) for t in resumed.turns] == [
+        ("speech", "(speech, 0.6 seconds)"),
+        ("text", "And you?"),
+    ]
+    assert not [e for e in events.of(Error) if e.fatal]
+
+
+@pytest.mark.timeout(90)
 async def test_a_stall_while_an_answer_plays_loses_no_audio(
     make_emulator: EmulatorFactory, open_session: SessionFactory
 ) -> None:
@@ -739,12 +765,17 @@ async def test_closing_while_the_stream_is_stalled_is_prompt(
     # A stream that stopped taking input holds the SDK's buffers full, and the SDK's close waits for them to drain.
     emulator = await make_emulator()
     session = await open_session(config_for(emulator))
+    events = Collector(session)
     emulator.inject("stall", after_s=0.0)
     await stream(session, silence(3.0))  # fills the flow-control window and the SDK's buffers behind it
     await session.send_text("Are you there?")
     started = time.monotonic()
     await asyncio.wait_for(session.close(), 30)
     assert time.monotonic() - started < 8
+    await events.finished()
+    assert [e.message for e in events.of(Error) if e.kind == "InputNotDelivered"] == [
+        "1 typed text not sent: the session closed with no stream taking it"
+    ]
 
 
 SPEECH_PROMPT = "If the input audio contains Hindi, transcribe it in Devanagari script."

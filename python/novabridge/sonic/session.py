@@ -159,6 +159,9 @@ class SonicSession:
         self.metrics = SessionMetrics()
         self._frame_bytes = 2 * config.input_rate * config.frame_ms // 1000
         self._backlog = bytearray()
+        self._typed: collections.deque[tuple[int, str]] = collections.deque()
+        """Text typed and not yet sent, oldest first, each with the bytes of audio accepted before it: the pump sends it
+        after that audio, so the service hears the user's turns in the order they came."""
         self._backlog_changed = asyncio.Event()
         self._not_sending = asyncio.Event()
         """Clear while the pump is inside the SDK's send: a close waits for it rather than cut a frame off."""
@@ -246,23 +249,22 @@ class SonicSession:
         self._closed = True
         current = asyncio.current_task()
         # A frame the SDK is sending goes out whole (or fails); one the pump holds unsent goes back to the backlog.
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(self._not_sending.wait(), CLOSE_TIMEOUT_S)
+            stuck = False
+        except TimeoutError:  # the stream takes nothing (a stall): the backlog would not go either
+            stuck = True
         workers = [task for task in self._workers if task is not current]
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         stream, self._stream = self._stream, None
         if stream is not None:
-            # Audio the caller already handed over goes out before the end of the conversation.
-            if self._backlog and self._stream_ready.is_set():
+            # Audio and text the caller already handed over go out before the end of the conversation.
+            if (self._backlog or self._typed) and self._stream_ready.is_set() and not stuck:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(STALL_S):  # a stalled stream would take nothing: as the pump
-                        await stream.send_audio(bytes(self._backlog))
-                    self._audio_settled += len(self._backlog)
-                    self._backlog.clear()
-                    if self._on_audio_sent is not None:
-                        self._on_audio_sent(self._audio_settled, time.monotonic_ns())
+                        await self._send_queued(stream)
             await stream.close()
         if self._backlog:  # no stream took it: a reconnection under way, or a stalled stream
             self.metrics.dropped_audio_bytes += len(self._backlog)
@@ -271,6 +273,12 @@ class SonicSession:
             logger.warning("%s", message)
             self._events.put(Error("AudioDropped", message, False))
             self._backlog.clear()
+        if self._typed:
+            texts = f"{len(self._typed)} typed text" + ("s" if len(self._typed) > 1 else "")
+            message = f"{texts} not sent: the session closed with no stream taking it"
+            logger.warning("%s", message)
+            self._events.put(Error("InputNotDelivered", message, False))
+            self._typed.clear()
         self._stream_ready.set()  # whoever waits for a stream learns that there is none
         # Receive tasks end when the service ends the response; give them a moment, then stop waiting.
         receivers = {task for task in self._receivers if task is not current}
@@ -284,6 +292,20 @@ class SonicSession:
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
                     await self._transport.close()
         self._events.put(None)
+
+    async def _send_queued(self, stream: SonicStream) -> None:
+        """At close: the backlog and the text typed among it, in order, on ``stream``."""
+        while self._backlog or self._typed:
+            due = self._audio_before_text()
+            if not due:
+                text = self._take_typed()
+                await stream.send_text(text)
+                continue
+            await stream.send_audio(bytes(self._backlog[:due]))
+            del self._backlog[:due]
+            self._audio_settled += due
+            if self._on_audio_sent is not None:
+                self._on_audio_sent(self._audio_settled, time.monotonic_ns())
 
     def _spawn(self, coroutine: Any, group: set[asyncio.Task[Any]]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -338,7 +360,8 @@ class SonicSession:
     async def send_text(self, text: str) -> None:
         """Nova 2 cross-modal input: the user's typed text, answered like speech.
 
-        Until its answer completes, a new stream (renewal, reconnection) is asked it again.
+        Queued behind the audio sent before it, which the service hears first (after an outage that audio may wait in
+        the backlog). Until its answer completes, a new stream (renewal, reconnection) is asked it again.
 
         Raises:
             InvalidInput: text the service would reject (`wire.check_text`); nothing was sent.
@@ -347,23 +370,43 @@ class SonicSession:
         if self._closed:
             raise SessionClosed("the session is closed")
         text = wire.check_text(text, self.config.model_id)
+        self._typed.append((self._audio_accepted, text))
+        self._backlog_changed.set()
+
+    def _audio_before_text(self) -> int:
+        """The bytes of the backlog accepted before the oldest text waiting (all of it when none waits)."""
+        if not self._typed:
+            return len(self._backlog)
+        backlog_from = self._audio_accepted - len(self._backlog)
+        return max(0, min(len(self._backlog), self._typed[0][0] - backlog_from))
+
+    def _take_typed(self) -> str:
+        """The oldest text waiting, kept as asked (before it is sent: if the stream fails, its successor asks it)."""
+        _, text = self._typed.popleft()
+        self.history.add("USER", text)
+        self._unanswered.typed(text)
+        return text
+
+    async def _send_typed(self) -> None:
+        """Send the oldest text waiting on the current stream, waiting out reconnections and handovers."""
         await self._stream_ready.wait()
         # Under the handover lock, as each frame is: a renewal asks its new stream what is unanswered, and text sent to
         # the old stream after that would go with the old stream's answers, which are discarded.
         async with self._handover:
             stream = self._stream
             if stream is None:
-                raise SessionClosed("the session is closed")
-            # Kept before it is sent (and with no await in between): if this stream fails, its replacement asks it.
-            self.history.add("USER", text)
-            self._unanswered.typed(text)
+                return  # the session is closing: close() sends what is queued
+            text = self._take_typed()
             if not self._stream_ready.is_set():  # failing (a pump's send failed, a receive task saw the end)
                 logger.info("typed text goes to the next stream: this one is failing")
                 return
+            self._not_sending.clear()
             try:
                 await self._send_bounded(stream, stream.send_text(text))
             except Exception as error:  # noqa: BLE001 - the stream is failing; its receive task recovers
                 logger.info("typed text goes to the next stream: this one failed (%r)", error)
+            finally:
+                self._not_sending.set()
 
     async def _send_bounded(self, stream: SonicStream, send: Awaitable[None]) -> None:
         """``send`` on ``stream``, given up (TimeoutError) after `STALL_S` as a stalled stream, which is replaced.
@@ -427,19 +470,22 @@ class SonicSession:
         while len(self._settled_tool_calls) > SETTLED_TOOL_CALLS:
             self._settled_tool_calls.popitem(last=False)
 
-    async def _next_frame(self) -> tuple[bytes, bool]:
-        """The next frame to send, and whether it is the caller's audio (not silence fill)."""
+    async def _next_frame(self) -> tuple[bytes, bool] | None:
+        """The next frame to send, and whether it is the caller's audio (not silence fill); None: text is due."""
         frame_s = self.config.frame_ms / 1000
         while True:
-            if len(self._backlog) >= self._frame_bytes:
+            due = self._audio_before_text()
+            if due >= self._frame_bytes:
                 frame = bytes(self._backlog[: self._frame_bytes])
                 del self._backlog[: self._frame_bytes]
                 return frame, True
+            if self._typed and not due:
+                return None
             idle = time.monotonic() - self._last_audio_in
-            if idle >= IDLE_FILL_S:
-                if self._backlog:  # the tail of what the caller sent, before any filler
-                    frame = bytes(self._backlog)
-                    self._backlog.clear()
+            if idle >= IDLE_FILL_S or self._typed:
+                if due:  # the tail of what the caller sent before a text or any filler
+                    frame = bytes(self._backlog[:due])
+                    del self._backlog[:due]
                     return frame, True
                 await asyncio.sleep(frame_s)
                 return bytes(self._frame_bytes), False
@@ -449,7 +495,11 @@ class SonicSession:
 
     async def _pump(self) -> None:
         while not self._closed:
-            frame, from_caller = await self._next_frame()
+            next_frame = await self._next_frame()
+            if next_frame is None:
+                await self._send_typed()
+                continue
+            frame, from_caller = next_frame
             sent = False
             try:
                 sent = await self._send_frame(frame, from_caller)
@@ -665,7 +715,7 @@ class SonicSession:
         self._stream_ready.set()
 
     async def _replay_to(self, stream: SonicStream, *, failed: bool = False) -> None:
-        """Give a new stream the user's turns not answered in full, and the audio since the last one.
+        """Give a new stream the user's turns not answered in full, and the audio since the last one, in their order.
 
         So a question whose answer the failure cut is answered, and a sentence in flight is heard whole. After a
         failure the audio is all the old stream took since its last turn began (at most the window), answered since or
@@ -673,13 +723,12 @@ class SonicSession:
         held unread (the SDK's buffers, HTTP/2 flow control's window: over a second of audio). A renewal's old stream
         goes on and reads it, unless it failed while the renewal waited to hand over: that is a failure's replay too.
         """
-        for text in self._unanswered.asks:
-            await stream.send_text(text)
         replay = bytes(self._unanswered.audio)
         if failed:  # both end with the newest audio taken: the longer holds the other
             replay = max(replay, self._taken.since(self._read_mark), key=len)
-        for offset in range(0, len(replay), self._frame_bytes):
-            await stream.send_audio(replay[offset : offset + self._frame_bytes])
+        frames = (replay[offset : offset + self._frame_bytes] for offset in range(0, len(replay), self._frame_bytes))
+        for item in self._unanswered.in_order(frames, len(replay)):
+            await (stream.send_text(item) if isinstance(item, str) else stream.send_audio(item))
 
     def _stream_stalled(self, stream: SonicStream) -> None:
         """The service stopped taking audio on ``stream``: recover as from any transient failure, on a new connection.
