@@ -324,14 +324,14 @@ TYPED_AMONG_AUDIO = st.lists(
 """What a user gives: chunks of audio with texts typed among them."""
 
 
-@given(given_=TYPED_AMONG_AUDIO, limit=EVEN_LIMITS, frame=st.integers(min_value=1, max_value=20))
+@given(inputs=TYPED_AMONG_AUDIO, limit=EVEN_LIMITS, frame=st.integers(min_value=1, max_value=20))
 @PROPERTY
 def test_any_typing_among_audio_reaches_a_successor_in_the_order_it_came(
-    given_: list[bytes | str], limit: int, frame: int
+    inputs: list[bytes | str], limit: int, frame: int
 ) -> None:
     unanswered = nova_2()
     unanswered.audio = ReplayWindow(limit)
-    for item in given_:
+    for item in inputs:
         if isinstance(item, str):
             unanswered.typed(item)
         else:
@@ -340,8 +340,8 @@ def test_any_typing_among_audio_reaches_a_successor_in_the_order_it_came(
     replay = [kept[offset : offset + frame] for offset in range(0, len(kept), frame)]
     # What came, the audio forgotten beyond the window taken from the oldest.
     expected: list[bytes | str] = []
-    forget = sum(len(item) for item in given_ if isinstance(item, bytes)) - len(kept)
-    for item in given_:
+    forget = sum(len(item) for item in inputs if isinstance(item, bytes)) - len(kept)
+    for item in inputs:
         if isinstance(item, bytes):
             cut, forget = min(forget, len(item)), forget - min(forget, len(item))
             item = item[cut:]
