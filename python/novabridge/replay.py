@@ -223,23 +223,20 @@ class Unanswered:
         must. Recognised speech goes as early as its place among the asks allows: its audio is not in the replay.
         """
         start = self.audio.total - audio_bytes
-        asks = iter(self._asks)
-        ask = next(asks, None)
+        pending = collections.deque(self._asks)
         offset = 0
         for chunk in audio:
-            while ask is not None and (ask[1] is None or ask[1] - start < offset + len(chunk)):
-                cut = 0 if ask[1] is None else max(0, ask[1] - start - offset)
+            while pending and (pending[0][1] is None or pending[0][1] - start < offset + len(chunk)):
+                text, at = pending.popleft()
+                cut = 0 if at is None else max(0, at - start - offset)
                 if cut:
                     yield chunk[:cut]
                     chunk, offset = chunk[cut:], offset + cut
-                yield ask[0]
-                ask = next(asks, None)
+                yield text
             if chunk:
                 yield chunk
                 offset += len(chunk)
-        while ask is not None:
-            yield ask[0]
-            ask = next(asks, None)
+        yield from (text for text, _ in pending)
 
     def _forget_audio(self) -> None:
         if not self.holding:
