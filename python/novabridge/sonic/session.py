@@ -303,9 +303,13 @@ class SonicSession:
                 continue
             await stream.send_audio(bytes(self._backlog[:due]))
             del self._backlog[:due]
-            self._audio_settled += due
-            if self._on_audio_sent is not None:
-                self._on_audio_sent(self._audio_settled, time.monotonic_ns())
+            self._caller_audio_sent(due)
+
+    def _caller_audio_sent(self, size: int) -> None:
+        """``size`` more bytes of the caller's audio left through the SDK."""
+        self._audio_settled += size
+        if self._on_audio_sent is not None:
+            self._on_audio_sent(self._audio_settled, time.monotonic_ns())
 
     def _spawn(self, coroutine: Any, group: set[asyncio.Task[Any]]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -532,9 +536,7 @@ class SonicSession:
                 self.metrics.send_overhead_s.append(time.perf_counter() - started)
                 self.metrics.frames_sent += 1
                 if from_caller:
-                    self._audio_settled += len(frame)
-                    if self._on_audio_sent is not None:
-                        self._on_audio_sent(self._audio_settled, time.monotonic_ns())
+                    self._caller_audio_sent(len(frame))
                 else:  # counted once sent: a close may cancel the pump while it waits to send the filler
                     self.metrics.silence_frames += 1
                 self._unanswered.audio.add(frame)
